@@ -1,1 +1,26 @@
-pub fn x() {}
+//! Test harness: runs the real `pyxis` binary as child processes on loopback.
+//!
+//! Modules:
+//! - [`binary`]: find a built binary (`$PYXIS_BIN` or the cargo target dir) and run CLI commands.
+//! - [`process`]: [`Proc`], a child process whose output is kept and dumped when a test panics.
+//! - [`ports`]: reserve free loopback ports for nodes that need fixed addresses.
+//! - [`eventually`]: retry an async check until it passes or a deadline expires (no sleeps in tests).
+//! - [`http`]: a thin reqwest wrapper for the `/v1/` API that returns status, headers and body.
+//! - [`cluster`]: start, kill, restart and grow a cluster of `pyxis server` processes.
+//!
+//! The harness never links the server crate: it drives binaries only as processes and speaks
+//! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
+
+pub mod binary;
+pub mod cluster;
+pub mod eventually;
+pub mod http;
+pub mod ports;
+pub mod process;
+
+pub use binary::{CmdOutput, bin, run_cmd};
+pub use cluster::{Cluster, wait_healthy};
+pub use eventually::eventually;
+pub use http::{Api, Reply};
+pub use ports::reserve_ports;
+pub use process::Proc;

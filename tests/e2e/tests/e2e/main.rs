@@ -1,0 +1,17 @@
+//! End-to-end tests: `pyxis` servers as real processes on loopback.
+//!
+//! Modules:
+//! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
+//! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install.
+//! - `store_input`: bad requests are refused with a JSON error and change nothing.
+//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`).
+//! - `writer`: a background task that streams puts and records which ones were acknowledged.
+//!
+//! Each test starts its own processes on its own ports and waits with `harness::eventually`,
+//! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
+
+mod cli;
+mod store_cluster;
+mod store_faults;
+mod store_input;
+mod writer;

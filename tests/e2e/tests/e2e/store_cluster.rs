@@ -1,0 +1,160 @@
+//! Cluster formation, reads from every node, and membership changes on a healthy cluster.
+//!
+//! Faults (kills, restarts) are in `store_faults`; request validation in `store_input`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::{Cluster, eventually};
+use pyxis_client::api::{ClusterInfo, ErrorCode, NodeId};
+
+use crate::writer::{Writer, check_acked_present};
+
+/// Three nodes started with the same `--peers` elect one leader; a put sent to a follower
+/// is visible to a linearizable read on every node at once, with the put's revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_put_is_linearizable_everywhere() {
+    let c = Cluster::start(3).await.unwrap();
+    let api = c.api();
+    let leader = c.leader().await.unwrap();
+    let follower = c.followers(leader)[0];
+
+    let info = api.cluster(&c.url(follower)).await.unwrap();
+    assert_eq!(member_ids(&info), BTreeSet::from([1, 2, 3]), "{info:?}");
+    assert!(info.members.iter().all(|m| m.voter), "{info:?}");
+
+    let revision = api
+        .put_ok(&c.url(follower), "/c1/greeting", "hello")
+        .await
+        .unwrap();
+    // No waiting: the put was acknowledged, so every linearizable read must see it.
+    for id in c.ids() {
+        let reply = api.get(&c.url(id), "/c1/greeting").await.unwrap();
+        assert_eq!(reply.status, 200, "node {id}: {}", reply.text());
+        assert_eq!(reply.text(), "hello", "node {id}");
+        assert_eq!(
+            reply.mod_revision(),
+            Some(revision),
+            "node {id}: mod revision header"
+        );
+        let served_at = reply.revision().expect("X-Pyxis-Revision header");
+        assert!(
+            served_at >= revision,
+            "node {id}: read at {served_at} < {revision}"
+        );
+    }
+}
+
+/// `/healthz` answers and `/metrics` exposes the Raft gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let api = c.api();
+    let health = api.get_path(&c.url(1), "/healthz").await.unwrap();
+    assert_eq!(health.status, 200, "{}", health.text());
+    let metrics = api.get_path(&c.url(1), "/metrics").await.unwrap();
+    assert_eq!(metrics.status, 200, "{}", metrics.text());
+    assert!(
+        metrics.text().contains("pyxis_raft_term"),
+        "no pyxis_raft_term in /metrics:\n{}",
+        metrics.text()
+    );
+}
+
+/// A fourth node joins (`--join`, then `POST /v1/cluster/members`) and a follower is removed
+/// (`DELETE`), while a writer keeps writing and reading linearizably without a single error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_add_and_remove() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    let victim = c.followers(leader)[0];
+    // The writer only uses nodes that stay members throughout.
+    let stable: Vec<NodeId> = c
+        .live_ids()
+        .into_iter()
+        .filter(|id| *id != victim)
+        .collect();
+    let writer = Writer::start(
+        api.clone(),
+        stable.iter().map(|id| c.url(*id)).collect(),
+        "/members/k",
+        true,
+    );
+    let long = Duration::from_secs(60);
+    writer.wait_acked(10, long).await.unwrap();
+
+    // Add node 4: the reply is the membership after the learner was promoted.
+    let info = c.add_node(4).await.unwrap();
+    assert_eq!(member_ids(&info), BTreeSet::from([1, 2, 3, 4]), "{info:?}");
+    assert!(info.members.iter().all(|m| m.voter), "{info:?}");
+    wait_membership(&c, &[1, 2, 3, 4], BTreeSet::from([1, 2, 3, 4]))
+        .await
+        .unwrap();
+    let n = writer.acked_count();
+    writer.wait_acked(n + 10, long).await.unwrap();
+    // The new member serves linearizable reads of data written before and after it joined.
+    let first = api.get(&c.url(4), "/members/k000000").await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.text(), "value-0");
+
+    // Remove a follower through the leader; then stop it, as an operator would.
+    let info = c.remove_member(leader, victim).await.unwrap();
+    let remaining: BTreeSet<NodeId> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != victim)
+        .collect();
+    assert_eq!(member_ids(&info), remaining, "{info:?}");
+    c.kill9(victim).unwrap();
+    let live = c.live_ids();
+    wait_membership(&c, &live, remaining.clone()).await.unwrap();
+    let n = writer.acked_count();
+    writer.wait_acked(n + 10, long).await.unwrap();
+
+    let (acked, errors) = writer.stop().await;
+    assert!(
+        errors.is_empty(),
+        "writes/linearizable reads failed during membership changes: {errors:#?}"
+    );
+    let listing = api.range_ok(&c.url(4), "/members/").await.unwrap();
+    check_acked_present(&listing, &acked).unwrap();
+
+    // Removing an id that is not a member is a 404 with a JSON error naming it.
+    let reply = api.remove_member(&c.url(leader), 99).await.unwrap();
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    let body = reply.error_body().unwrap();
+    assert_eq!(body.error, ErrorCode::NotFound, "{body:?}");
+    assert!(
+        body.message.contains("99"),
+        "message should name the id: {body:?}"
+    );
+}
+
+fn member_ids(info: &ClusterInfo) -> BTreeSet<NodeId> {
+    info.members.iter().map(|m| m.id).collect()
+}
+
+/// Waits until every node in `ask` lists exactly `expected` as voters, with no learners left.
+async fn wait_membership(
+    c: &Cluster,
+    ask: &[NodeId],
+    expected: BTreeSet<NodeId>,
+) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(30), async || {
+        for id in ask {
+            let info = c.api().cluster(&c.url(*id)).await?;
+            let voters: BTreeSet<NodeId> = info
+                .members
+                .iter()
+                .filter(|m| m.voter)
+                .map(|m| m.id)
+                .collect();
+            anyhow::ensure!(
+                member_ids(&info) == expected && voters == expected,
+                "node {id} shows {info:?}, want voters {expected:?}"
+            );
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,222 @@
+//! Faults: kill -9 of the leader, a restart of the whole cluster, and a follower that
+//! comes back after the log it missed was compacted (so it needs a snapshot install).
+//!
+//! Healthy-cluster behaviour is in `store_cluster`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use harness::{Api, Cluster, eventually};
+use pyxis_client::api::NodeId;
+use tokio::time::Instant;
+
+use crate::writer::{Writer, check_acked_present};
+
+/// The election bound the store promises after a leader crash.
+const ELECTION_BOUND: Duration = Duration::from_secs(3);
+
+/// Generous deadline for catch-up on a loaded 2-core machine running debug builds.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Killing the leader mid-stream: a new leader within 3 s, no acknowledged write lost,
+/// writes continue, and the old leader catches up after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_keeps_acknowledged_writes() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let old = c.leader().await.unwrap();
+    let survivors = c.followers(old);
+    let writer = Writer::start(
+        api.clone(),
+        survivors.iter().map(|id| c.url(*id)).collect(),
+        "/failover/k",
+        false,
+    );
+    writer
+        .wait_acked(20, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let killed_at = Instant::now();
+    c.kill9(old).unwrap();
+    // Short request timeouts so a slow reply cannot hide how fast the election was.
+    let quick = Api::with_timeout(Duration::from_millis(500));
+    let (new, elapsed) = eventually(Duration::from_secs(30), async || {
+        let mut views = Vec::new();
+        for id in &survivors {
+            let view = quick.cluster(&c.url(*id)).await.map(|i| i.leader);
+            if let Ok(Some(l)) = view
+                && l != old
+            {
+                return Ok((l, killed_at.elapsed()));
+            }
+            views.push((*id, view));
+        }
+        anyhow::bail!("no new leader yet: {views:?}")
+    })
+    .await
+    .unwrap();
+    assert!(
+        elapsed < ELECTION_BOUND,
+        "node reported new leader {new} {elapsed:?} after killing leader {old} (bound {ELECTION_BOUND:?})"
+    );
+    assert_ne!(new, old);
+    let agreed = c.leader().await.unwrap();
+    assert_ne!(agreed, old, "survivors agree on the killed node as leader");
+
+    // Writes continue under the new leader.
+    let n = writer.acked_count();
+    writer
+        .wait_acked(n + 20, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (acked, errors) = writer.stop().await;
+    eprintln!(
+        "leader {old} killed; node {new} reported leader after {elapsed:?}; {} puts acked, {} failed",
+        acked.len(),
+        errors.len()
+    );
+
+    for id in &survivors {
+        let listing = api.range_ok(&c.url(*id), "/failover/").await.unwrap();
+        check_acked_present(&listing, &acked).unwrap();
+    }
+
+    // The old leader comes back as a follower and catches up from its own data dir.
+    c.restart(old).await.unwrap();
+    let last = acked.last().expect("some puts were acknowledged").clone();
+    eventually(CATCH_UP, async || {
+        let reply = api.get_serializable(&c.url(old), &last.key).await?.ok()?;
+        anyhow::ensure!(
+            reply.body == last.value.as_bytes(),
+            "node {old} has {:?} for {}, want {:?}",
+            reply.text(),
+            last.key,
+            last.value
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let listing = api
+        .range_serializable_ok(&c.url(old), "/failover/")
+        .await
+        .unwrap();
+    check_acked_present(&listing, &acked).unwrap();
+}
+
+/// Killing every node and starting them all again keeps every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_restart_keeps_acknowledged_writes() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let ids = c.ids();
+    let mut expected = BTreeMap::new();
+    // 40 keys, half of them overwritten, one deleted, sent round-robin to all nodes.
+    for i in 0..60usize {
+        let key = format!("/restart/k{:02}", i % 40);
+        let value = format!("v{i}");
+        let node = ids[i % ids.len()];
+        api.put_ok(&c.url(node), &key, value.clone()).await.unwrap();
+        expected.insert(key, value);
+    }
+    let deleted = api.delete_ok(&c.url(ids[0]), "/restart/k07").await.unwrap();
+    assert_eq!(deleted.deleted, 1);
+    expected.remove("/restart/k07");
+    let leader = c.leader().await.unwrap();
+    let before = api.range_ok(&c.url(leader), "/restart/").await.unwrap();
+
+    for id in &ids {
+        c.kill9(*id).unwrap();
+    }
+    c.restart_many(&ids).await.unwrap();
+    let leader = c.leader().await.unwrap();
+
+    let after = api.range_ok(&c.url(leader), "/restart/").await.unwrap();
+    let got: BTreeMap<String, String> = after
+        .entries
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "key space after restarting every node");
+    assert_eq!(
+        after.entries, before.entries,
+        "revisions/versions changed across the restart"
+    );
+    assert!(after.revision >= before.revision);
+    // Every node, not only the leader, serves the same data after the restart.
+    for id in &ids {
+        let listing = api.range_ok(&c.url(*id), "/restart/").await.unwrap();
+        assert_eq!(listing.entries, before.entries, "node {id}");
+    }
+}
+
+/// A follower down while 500 keys are written (with snapshots every 50 entries) catches up
+/// after a restart: it holds every key and reports a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_from_snapshot() {
+    let mut c = Cluster::start_with(3, &["--snapshot-threshold", "50"])
+        .await
+        .unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    let lagging: NodeId = c.followers(leader)[0];
+    c.kill9(lagging).unwrap();
+
+    let url = c.url(leader);
+    futures::stream::iter(0..500usize)
+        .map(|i| {
+            let (api, url) = (&api, &url);
+            async move {
+                api.put_ok(url, &format!("/snap/k{i:04}"), format!("value-{i}"))
+                    .await
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+
+    // The two live nodes compacted their logs into a snapshot.
+    for id in c.live_ids() {
+        eventually(Duration::from_secs(30), async || {
+            let status = api.status(&c.url(id)).await?;
+            anyhow::ensure!(
+                status.snapshot_index.unwrap_or(0) > 0,
+                "node {id} has no snapshot yet: {status:?}"
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    let want = api.range_ok(&url, "/snap/").await.unwrap();
+    assert_eq!(want.entries.len(), 500);
+
+    c.restart(lagging).await.unwrap();
+    eventually(CATCH_UP, async || {
+        let got = api.range_serializable_ok(&c.url(lagging), "/snap/").await?;
+        anyhow::ensure!(
+            got.entries == want.entries,
+            "node {lagging} has {} of {} keys (revision {} vs {})",
+            got.entries.len(),
+            want.entries.len(),
+            got.revision,
+            want.revision
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let status = api.status(&c.url(lagging)).await.unwrap();
+    assert!(
+        status.snapshot_index.unwrap_or(0) > 0,
+        "caught-up node reports no snapshot: {status:?}"
+    );
+}
