@@ -38,3 +38,34 @@ pub async fn eventually<T>(
         tokio::time::sleep(RETRY_EVERY).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_until_ok() {
+        let mut n = 0;
+        let v = eventually(Duration::from_secs(5), async || {
+            n += 1;
+            anyhow::ensure!(n >= 3, "only {n}");
+            Ok(n)
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 3);
+    }
+
+    #[tokio::test]
+    async fn returns_the_last_error() {
+        let err = eventually(
+            Duration::from_millis(200),
+            async || -> anyhow::Result<()> { anyhow::bail!("still broken") },
+        )
+        .await
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("still broken"), "{text}");
+        assert!(text.contains("not met within"), "{text}");
+    }
+}

@@ -240,3 +240,44 @@ fn tail(text: &str, n: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finds_a_line_and_kills_the_child() {
+        let sh = Path::new("/bin/sh");
+        let mut p = Proc::spawn(
+            sh,
+            [
+                "-c",
+                "echo starting >&2; echo 'listening http=x'; exec sleep 60",
+            ],
+        )
+        .unwrap();
+        let line = p
+            .wait_for_line("listening http=", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(line, "listening http=x");
+        assert!(p.logs().contains("starting"));
+        assert!(p.is_running());
+        p.kill9().unwrap();
+        assert!(!p.is_running());
+        p.kill9().unwrap();
+    }
+
+    #[tokio::test]
+    async fn reports_an_early_exit() {
+        let sh = Path::new("/bin/sh");
+        let mut p = Proc::spawn(sh, ["-c", "echo boom >&2; exit 3"]).unwrap();
+        let err = p
+            .wait_for_line("never", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("exited"), "{text}");
+        assert!(text.contains("SRV[sh]: boom"), "{text}");
+    }
+}
