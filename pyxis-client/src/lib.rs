@@ -2,8 +2,19 @@
 //!
 //! Modules:
 //! - [`api`]: request/response types of the `/v1/` HTTP API, shared with the server.
+//! - [`client`]: [`Client`], the async HTTP client, with [`ClientOptions`] and [`GetResult`].
+//! - [`error`]: [`Error`], every way a client call can fail, and [`Error::is_retryable`].
+//! - `retry` (private): endpoint rotation and the retry loop with exponential backoff.
+//! - `url` (private): endpoint normalisation and key-to-path percent-encoding.
 //!
 //! This crate has no openraft, no storage engine and no axum: the agent and the DNS
 //! gateway link it without pulling in the server.
 
 pub mod api;
+pub mod client;
+pub mod error;
+mod retry;
+mod url;
+
+pub use client::{Client, ClientOptions, GetResult, ReadConsistency};
+pub use error::{Error, Result};

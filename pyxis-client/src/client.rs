@@ -1,0 +1,476 @@
+//! The async HTTP client of the pyxis `/v1/` API.
+//!
+//! [`Client`] turns each call into one HTTP request, sends it through the retry loop of
+//! `retry.rs` (which picks the endpoint) and decodes the reply into the wire types of
+//! [`api`](crate::api). It does not choose the leader: any node forwards writes to it, so
+//! rotating past dead or leaderless nodes is enough. Watches and leases are not here yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    AddMemberRequest, ClusterInfo, DeleteResponse, ErrorCode, HEADER_CREATE_REVISION,
+    HEADER_MOD_REVISION, HEADER_REVISION, HEADER_VERSION, NodeId, NodeStatus, PutResponse,
+    RangeResponse, Revision, TxnRequest, TxnResponse,
+};
+use crate::error::{Error, Result};
+use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
+use crate::url::{kv_path, normalize_endpoint, prefix_path};
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    /// Confirmed through the leader (read index): sees every write acknowledged before it.
+    #[default]
+    Linearizable,
+    /// Served from the answering node's local state: fast, possibly stale.
+    Serializable,
+}
+
+/// One key as a raw `GET /v1/kv/{key}` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetResult {
+    /// The raw value.
+    pub value: Bytes,
+    /// Store revision at which the read was served.
+    pub revision: Revision,
+    /// Revision of the key's last change.
+    pub mod_rev: Revision,
+    /// Revision at which the key was created.
+    pub create_rev: Revision,
+    /// Number of puts since the key was created.
+    pub version: u64,
+}
+
+/// Timeouts and retry settings of a [`Client`]; build with the chained setters.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = pyxis_client::ClientOptions::default()
+///     .request_timeout(Duration::from_secs(2))
+///     .retry_budget(Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    snapshot_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            snapshot_timeout: Duration::from_secs(120),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Time limit of one attempt, reply body included (default 5 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Time limit for opening a connection (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time limit of one snapshot download, which may be large (default 120 s).
+    pub fn snapshot_timeout(mut self, timeout: Duration) -> Self {
+        self.snapshot_timeout = timeout;
+        self
+    }
+
+    /// Total time spent retrying one call before its last error is returned (default 10 s).
+    /// Zero disables retries: each call makes a single attempt.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.retry.budget = budget;
+        self
+    }
+
+    /// Cap on the number of retries of one call, on top of the budget (default: none).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.retry.max_retries = Some(retries);
+        self
+    }
+
+    /// Backoff after the first round of failures over all endpoints (default 50 ms); it
+    /// doubles every round up to [`max_backoff`](Self::max_backoff).
+    pub fn initial_backoff(mut self, backoff: Duration) -> Self {
+        self.retry.initial_backoff = backoff;
+        self
+    }
+
+    /// Cap of the backoff between rounds (default 1 s).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.retry.max_backoff = backoff;
+        self
+    }
+}
+
+/// Async client of a pyxis cluster; cheap to clone (clones share connections and the
+/// remembered endpoint).
+///
+/// Every call goes to the endpoint that answered last. A connect error, a read timeout or
+/// a 503 `no_leader`/`unavailable` moves on to the next endpoint and, after a full round,
+/// backs off (50 ms doubling up to 1 s by default) until the retry budget is spent. Writes
+/// are retried only when they cannot have been applied (connect error or 503).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    options: ClientOptions,
+}
+
+/// A successful (2xx) reply, read in full.
+struct Reply {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// One HTTP request, kept whole so that it can be sent again to another endpoint.
+struct Call {
+    method: Method,
+    /// Path and query, starting with `/`.
+    path: String,
+    /// Body and its content type.
+    body: Option<(Bytes, &'static str)>,
+    kind: Kind,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client with default [`ClientOptions`]; endpoints are `host:port` or `http://host:port`.
+    pub fn new(endpoints: Vec<String>) -> Result<Client> {
+        Client::with_options(endpoints, ClientOptions::default())
+    }
+
+    /// A client with the given options; fails on an empty endpoint list.
+    pub fn with_options(endpoints: Vec<String>, options: ClientOptions) -> Result<Client> {
+        let list = endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e))
+            .collect::<Result<Vec<_>>>()?;
+        if list.is_empty() {
+            return Err(Error::InvalidArgument(
+                "endpoints: at least one is needed".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(options.connect_timeout)
+            .build()
+            .map_err(|e| Error::Transport(format!("building the http client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                endpoints: Endpoints::new(list),
+                options,
+            }),
+        })
+    }
+
+    /// The endpoints as normalised base URLs (`http://host:port`), in the order given.
+    pub fn endpoints(&self) -> &[String] {
+        self.inner.endpoints.list()
+    }
+
+    /// Reads one key (linearizable); `None` if it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<GetResult>> {
+        self.get_with(key, ReadConsistency::Linearizable).await
+    }
+
+    /// Reads one key from the answering node's local state; `None` if it does not exist there.
+    pub async fn get_serializable(&self, key: &str) -> Result<Option<GetResult>> {
+        self.get_with(key, ReadConsistency::Serializable).await
+    }
+
+    /// Reads one key with the given consistency; `None` if it does not exist.
+    pub async fn get_with(
+        &self,
+        key: &str,
+        consistency: ReadConsistency,
+    ) -> Result<Option<GetResult>> {
+        let path = with_query(kv_path(key)?, consistency_param(consistency).as_slice());
+        let reply = match self.send(self.call(Method::GET, path, Kind::Read)).await {
+            Ok(r) => r,
+            Err(Error::Api {
+                code: ErrorCode::NotFound,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(GetResult {
+            revision: header_u64(&reply.headers, HEADER_REVISION)?,
+            mod_rev: header_u64(&reply.headers, HEADER_MOD_REVISION)?,
+            create_rev: header_u64(&reply.headers, HEADER_CREATE_REVISION)?,
+            version: header_u64(&reply.headers, HEADER_VERSION)?,
+            value: reply.body,
+        }))
+    }
+
+    /// Lists every key under `prefix` (linearizable); `/` lists the whole key space.
+    pub async fn range(&self, prefix: &str) -> Result<RangeResponse> {
+        self.range_with(prefix, ReadConsistency::Linearizable).await
+    }
+
+    /// Lists every key under `prefix` with the given consistency.
+    pub async fn range_with(
+        &self,
+        prefix: &str,
+        consistency: ReadConsistency,
+    ) -> Result<RangeResponse> {
+        let mut params = vec!["prefix=true".to_owned()];
+        params.extend(consistency_param(consistency));
+        let path = with_query(prefix_path(prefix)?, &params);
+        self.send_json(self.call(Method::GET, path, Kind::Read))
+            .await
+    }
+
+    /// Writes a key unconditionally.
+    pub async fn put(&self, key: &str, value: impl Into<Bytes>) -> Result<PutResponse> {
+        let call = self.put_call(kv_path(key)?, value.into());
+        self.send_json(call).await
+    }
+
+    /// Writes a key only if its mod revision is `prev_rev` (0: only if it does not exist).
+    ///
+    /// A mismatch is `Error::Api` with code [`CompareFailed`](crate::api::ErrorCode::CompareFailed).
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        prev_rev: Revision,
+    ) -> Result<PutResponse> {
+        let path = with_query(kv_path(key)?, &[format!("prev_rev={prev_rev}")]);
+        self.send_json(self.put_call(path, value.into())).await
+    }
+
+    /// Deletes one key; `deleted` is 0 if it did not exist.
+    pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
+        let call = self.call(Method::DELETE, kv_path(key)?, Kind::Write);
+        self.send_json(call).await
+    }
+
+    /// Deletes every key under `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<DeleteResponse> {
+        let path = with_query(prefix_path(prefix)?, &["prefix=true".to_owned()]);
+        self.send_json(self.call(Method::DELETE, path, Kind::Write))
+            .await
+    }
+
+    /// Runs a multi-key transaction.
+    pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse> {
+        let call = self.json_call(Method::POST, "/v1/txn".into(), &request)?;
+        self.send_json(call).await
+    }
+
+    /// The cluster's members, leader and term.
+    pub async fn cluster(&self) -> Result<ClusterInfo> {
+        self.send_json(self.call(Method::GET, "/v1/cluster".into(), Kind::Read))
+            .await
+    }
+
+    /// Adds node `id` serving at `addr` (`host:port`); returns the membership after the change.
+    pub async fn add_member(&self, id: NodeId, addr: impl Into<String>) -> Result<ClusterInfo> {
+        let body = AddMemberRequest {
+            id,
+            addr: addr.into(),
+        };
+        let call = self.json_call(Method::POST, "/v1/cluster/members".into(), &body)?;
+        self.send_json(call).await
+    }
+
+    /// Removes node `id`; an unknown id is `Error::Api` with code `not_found`.
+    pub async fn remove_member(&self, id: NodeId) -> Result<ClusterInfo> {
+        let path = format!("/v1/cluster/members/{id}");
+        self.send_json(self.call(Method::DELETE, path, Kind::Write))
+            .await
+    }
+
+    /// The own view of the first endpoint that answers.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        self.send_json(self.call(Method::GET, "/v1/status".into(), Kind::Read))
+            .await
+    }
+
+    /// The own view of one particular node (`host:port` or URL), asked once without retries.
+    pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
+        let base = normalize_endpoint(endpoint)?;
+        let call = self.call(Method::GET, "/v1/status".into(), Kind::Read);
+        let reply = self.attempt(&base, &call).await.map_err(|f| f.error)?;
+        decode_json(&reply)
+    }
+
+    /// Downloads a consistent snapshot of the store: the opaque bytes and their revision.
+    pub async fn snapshot(&self) -> Result<(Bytes, Revision)> {
+        let mut call = self.call(Method::GET, "/v1/snapshot".into(), Kind::Read);
+        call.timeout = self.inner.options.snapshot_timeout;
+        let reply = self.send(call).await?;
+        let revision = header_u64(&reply.headers, HEADER_REVISION)?;
+        Ok((reply.body, revision))
+    }
+
+    /// Succeeds when the first endpoint that answers reports itself healthy.
+    pub async fn healthz(&self) -> Result<()> {
+        self.send(self.call(Method::GET, "/healthz".into(), Kind::Read))
+            .await
+            .map(drop)
+    }
+
+    /// A body-less call with the default timeout.
+    fn call(&self, method: Method, path: String, kind: Kind) -> Call {
+        Call {
+            method,
+            path,
+            body: None,
+            kind,
+            timeout: self.inner.options.request_timeout,
+        }
+    }
+
+    /// A `PUT` of raw value bytes.
+    fn put_call(&self, path: String, value: Bytes) -> Call {
+        let mut call = self.call(Method::PUT, path, Kind::Write);
+        call.body = Some((value, "application/octet-stream"));
+        call
+    }
+
+    /// A write carrying a JSON body.
+    fn json_call(
+        &self,
+        method: Method,
+        path: String,
+        body: &impl serde::Serialize,
+    ) -> Result<Call> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::InvalidArgument(format!("encoding the request body: {e}")))?;
+        let mut call = self.call(method, path, Kind::Write);
+        call.body = Some((Bytes::from(bytes), "application/json"));
+        Ok(call)
+    }
+
+    /// Sends through the retry loop and decodes a JSON reply.
+    async fn send_json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        decode_json(&self.send(call).await?)
+    }
+
+    /// Sends through the retry loop, rotating endpoints as `retry::run` decides.
+    async fn send(&self, call: Call) -> Result<Reply> {
+        let inner = &self.inner;
+        let call = &call;
+        retry::run(
+            &inner.endpoints,
+            &inner.options.retry,
+            call.kind,
+            |base| async move { self.attempt(&base, call).await },
+        )
+        .await
+    }
+
+    /// One attempt against one endpoint; the whole reply is read before it counts as success.
+    async fn attempt(&self, base: &str, call: &Call) -> Result<Reply, Failure> {
+        let mut req = self
+            .inner
+            .http
+            .request(call.method.clone(), format!("{base}{}", call.path))
+            .timeout(call.timeout);
+        if let Some((body, content_type)) = &call.body {
+            req = req.header(CONTENT_TYPE, *content_type).body(body.clone());
+        }
+        let resp = req.send().await.map_err(|e| transport_failure(base, &e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(base, &e))?;
+        if status.is_success() {
+            return Ok(Reply { headers, body });
+        }
+        // A 503 is the server's promise that nothing was applied, so even writes may retry it.
+        Err(Failure {
+            error: Error::from_response(status.as_u16(), &body),
+            maybe_applied: status.as_u16() != 503,
+        })
+    }
+}
+
+/// Classifies a reqwest error: only a failed connect proves the request was not received.
+///
+/// The message names the endpoint, the stage and the root cause (`http://h:1: connect:
+/// Connection refused (os error 111)`), because reqwest's own `Display` ("error sending
+/// request") hides the cause and the chain in between is hyper's bookkeeping.
+fn transport_failure(base: &str, e: &reqwest::Error) -> Failure {
+    let text = e.to_string();
+    let head = text.split(" for url (").next().unwrap_or(&text);
+    let stage = if e.is_connect() { "connect" } else { head };
+    let mut root = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        root = Some(s);
+        source = s.source();
+    }
+    let message = match root {
+        Some(root) => format!("{base}: {stage}: {root}"),
+        None => format!("{base}: {stage}"),
+    };
+    Failure {
+        error: Error::Transport(message),
+        maybe_applied: !e.is_connect(),
+    }
+}
+
+/// The `consistency` query parameter, absent for the linearizable default.
+fn consistency_param(c: ReadConsistency) -> Option<String> {
+    match c {
+        ReadConsistency::Linearizable => None,
+        ReadConsistency::Serializable => Some("consistency=serializable".into()),
+    }
+}
+
+/// Appends `?a=1&b=2` to a path (the parameters are already URL-safe).
+fn with_query(mut path: String, params: &[String]) -> String {
+    for (i, p) in params.iter().enumerate() {
+        path.push(if i == 0 { '?' } else { '&' });
+        path.push_str(p);
+    }
+    path
+}
+
+/// Parses a revision-style header; a missing or malformed one is a decode error.
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| Error::Decode(format!("reply has no {name} header")))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Decode(format!("header {name}: {value:?} is not a number")))
+}
+
+/// Decodes a JSON reply body.
+fn decode_json<T: DeserializeOwned>(reply: &Reply) -> Result<T> {
+    serde_json::from_slice(&reply.body).map_err(|e| Error::Decode(format!("reply body: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! The operator CLI's client subcommands: `pyxis kv`, `members`, `status` and `snapshot`.
+//!
+//! Each subcommand is a clap derive type plus an async `run` that talks to a running
+//! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
+//! top-level command line, logging and the exit code live in `main.rs`. The flags of
+//! `pyxis server` (module `server`) and the offline `snapshot restore` belong to the
+//! server side.
+//!
+//! Wiring in `main.rs` (flatten both, so `--endpoints` works before or after the subcommand):
+//!
+//! ```text
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     endpoints: pyxis::cli::EndpointsArg,
+//!     #[command(subcommand)]
+//!     command: Command,
+//! }
+//! #[derive(Subcommand)]
+//! enum Command {
+//!     Server(ServerArgs),
+//!     #[command(flatten)]
+//!     Client(pyxis::cli::ClientCommand),
+//! }
+//! // Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+//! ```
+//!
+//! [`run`] returns errors with context naming the operation and key (`put /a: 409
+//! compare_failed: ...`); `main` should print them as `error: {err:#}` and exit with 1.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use pyxis_client::{Client, ClientOptions};
+
+mod kv;
+mod members;
+pub mod server;
+mod snapshot;
+mod status;
+
+pub use kv::KvCmd;
+pub use members::MembersCmd;
+pub use snapshot::SnapshotCmd;
+
+/// The global `--endpoints` option of the client subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct EndpointsArg {
+    /// Store nodes to talk to: comma-separated `host:port` or `http://host:port`.
+    #[arg(
+        long,
+        global = true,
+        env = "PYXIS_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7070"
+    )]
+    pub endpoints: Vec<String>,
+}
+
+/// The subcommands that talk to a running cluster over HTTP.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Read and write keys.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// List the cluster's members, or add or remove one.
+    Members {
+        /// What to do; without one, the members are listed.
+        #[command(subcommand)]
+        command: Option<MembersCmd>,
+    },
+    /// Show every endpoint's own status, and the leader and term they report.
+    Status,
+    /// Save a snapshot of the store to a file.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+/// Runs one client subcommand against `endpoints` (as given to `--endpoints`).
+pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Kv(cmd) => kv::run(&connect(endpoints)?, cmd).await,
+        ClientCommand::Members { command } => members::run(&connect(endpoints)?, command).await,
+        ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
+        ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
+    }
+}
+
+/// Builds the client; nothing is sent until the first call.
+///
+/// A person is waiting on the other end, so a call gives up after 5 s of retrying (the
+/// library default is 10 s): enough to ride out an election, short enough to learn quickly
+/// that every endpoint is down.
+fn connect(endpoints: Vec<String>) -> anyhow::Result<Client> {
+    let options = ClientOptions::default().retry_budget(Duration::from_secs(5));
+    Client::with_options(endpoints, options).context("--endpoints")
+}
+
+/// Writes `text` to stdout in one piece.
+///
+/// `writeln!` on a locked handle rather than `println!`, which panics when the reader has
+/// gone away: a closed pipe (`pyxis kv ls / | head -1`) ends the output quietly instead.
+fn print(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_ref()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to stdout"),
+    }
+}
+
+/// Lays out rows under a header in left-aligned columns two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Shows an optional number, `-` when absent.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests;
