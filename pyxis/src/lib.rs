@@ -1,1 +1,21 @@
-pub fn x() {}
+//! One node of the pyxis replicated store, and the operator CLI.
+//!
+//! Modules:
+//! - `store`: the key space (map, revisions, commands), pure and deterministic.
+//! - `raft`: openraft glue: durable log, state machine, snapshots, peer RPC.
+//! - `node`: a running node (`start_node`) and the write/read paths handlers use.
+//! - `cluster`: membership listing and runtime changes.
+//! - `http`: the router: client API, operator routes, peer RPC.
+//! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
+//! - `config`: node settings; `restore`: building a data dir from a backup.
+//! - `cli`: the client subcommands of the `pyxis` binary.
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod raft;
+pub mod restore;
+pub mod store;

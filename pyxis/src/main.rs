@@ -1,1 +1,55 @@
-fn main() {}
+//! `pyxis`: run a store node (`pyxis server`) or operate a cluster (`pyxis kv|members|status|snapshot`).
+
+use clap::{Parser, Subcommand};
+use pyxis::cli::{ClientCommand, EndpointsArg, server::ServerArgs};
+use tracing_subscriber::EnvFilter;
+
+/// Pyxis replicated store: server and operator CLI.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    endpoints: EndpointsArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one store node.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => pyxis::cli::server::run(args).await,
+            Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("error: {e:#}");
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,105 @@
+//! `pyxis server`: its flags, their translation into a [`ServerConfig`], and the run loop
+//! that binds the listener and stops on SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServerConfig, parse_peers};
+
+/// Flags of `pyxis server`; with none, a single-node store on 127.0.0.1:7070.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// This node's id, unique in the cluster.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// Address for the HTTP API and Raft RPC (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Address peers use to reach this node, if not the listen address.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Initial members `1=HOST:PORT,2=HOST:PORT,...`, this node included; same on every node.
+    #[arg(long, default_value = "")]
+    pub peers: String,
+    /// Start empty and wait to be added with `pyxis members add`.
+    #[arg(long)]
+    pub join: bool,
+    /// Where the Raft log and snapshots live [default: ./pyxis-data/node-ID].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Build a snapshot and compact the log every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_threshold: u64,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout in milliseconds (the maximum is twice it).
+    #[arg(long, default_value_t = 500)]
+    pub election_timeout_ms: u64,
+}
+
+impl ServerArgs {
+    /// The node configuration these flags describe; errors name the flag.
+    pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        anyhow::ensure!(
+            self.snapshot_threshold > 0,
+            "--snapshot-threshold: must be at least 1"
+        );
+        anyhow::ensure!(
+            self.heartbeat_ms > 0 && self.election_timeout_ms > 2 * self.heartbeat_ms,
+            "--election-timeout-ms: must be more than twice --heartbeat-ms"
+        );
+        let peers = parse_peers(&self.peers)?;
+        anyhow::ensure!(
+            !self.join || peers.is_empty(),
+            "--join: a joining node takes no --peers; add it with `pyxis members add`"
+        );
+        Ok(ServerConfig {
+            id: self.id,
+            listen: self.listen,
+            advertise: self.advertise,
+            peers,
+            join: self.join,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("pyxis-data/node-{}", self.id))),
+            snapshot_threshold: self.snapshot_threshold,
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_ms: self.election_timeout_ms,
+        })
+    }
+}
+
+/// Runs `pyxis server` until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let _ = crate::metrics::handle();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        on_signal.cancel();
+    });
+    crate::node::start_node(config, listener, shutdown).await
+}
+
+/// Resolves on SIGINT or SIGTERM (a stop from a terminal or a service manager).
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

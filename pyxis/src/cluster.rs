@@ -1,0 +1,174 @@
+//! Cluster membership: the member list, node status, and runtime add/remove.
+//!
+//! Adding a node makes it a learner first and promotes it to voter once openraft has
+//! caught it up (`add_learner` with blocking), so a slow newcomer never counts toward
+//! quorum before it holds the log. Only the leader changes membership; a follower
+//! proxies the HTTP request to it.
+
+use openraft::Instant as _;
+use openraft::async_runtime::watch::WatchReceiver as _;
+use std::collections::BTreeSet;
+
+use openraft::ChangeMembers;
+use openraft::errors::{ClientWriteError, RaftError};
+use pyxis_client::api::{ClusterInfo, Member, NodeStatus};
+
+use crate::http::error::ApiError;
+
+/// How long `add_member` waits for a new learner to catch up before giving up.
+const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+use crate::node::Node;
+use crate::raft::Node as RaftNode;
+
+impl Node {
+    /// The members with their roles, as this node sees them.
+    pub fn cluster_info(&self) -> ClusterInfo {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+        let members = m
+            .membership_config
+            .nodes()
+            .map(|(id, node)| {
+                let applied = match &m.replication {
+                    Some(r) => r.get(id).cloned().flatten().map(|l| l.index),
+                    None if *id == self.id => m.last_applied.map(|l| l.index),
+                    None => None,
+                };
+                Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                    applied,
+                }
+            })
+            .collect();
+        ClusterInfo {
+            leader: m.current_leader,
+            term: m.current_term,
+            members,
+        }
+    }
+
+    /// This node's own view, for `GET /v1/status`.
+    pub fn status(&self) -> NodeStatus {
+        let (applied_rev, keys) = self.view.with_kv(|kv| (kv.revision(), kv.len() as u64));
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        NodeStatus {
+            id: self.id,
+            state: format!("{:?}", m.state).to_lowercase(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            committed_index: m.local_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            revision: applied_rev,
+            keys,
+            millis_since_quorum_ack: m
+                .last_quorum_acked
+                .as_ref()
+                .map(|t| t.elapsed().as_millis() as u64),
+        }
+    }
+
+    /// Adds `id` at `addr` as a learner, waits for it to catch up, then makes it a voter.
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<ClusterInfo, ApiError> {
+        let known = self.cluster_info();
+        if let Some(m) = known.members.iter().find(|m| m.id == id) {
+            if m.addr != addr {
+                return Err(ApiError::conflict(format!(
+                    "id: node {id} is already a member at {}",
+                    m.addr
+                )));
+            }
+            if m.voter {
+                return Ok(known);
+            }
+        }
+        let added = self
+            .raft
+            .add_learner(id, RaftNode::new(addr), true)
+            .await
+            .map_err(membership_error)?;
+        // Promote only once the learner holds the log up to its own membership entry: a
+        // node that is down or unreachable must not become a voter and weaken the quorum.
+        self.wait_caught_up(id, added.log_id.index).await?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_error)?;
+        tracing::info!(id, addr, "member added");
+        Ok(self.cluster_info())
+    }
+
+    async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), ApiError> {
+        let mut rx = self.raft.metrics();
+        let caught_up = async {
+            loop {
+                let matched = rx
+                    .borrow_watched()
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                if matched >= index {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        match tokio::time::timeout(LEARNER_CATCH_UP, caught_up).await {
+            Ok(true) => Ok(()),
+            _ => Err(ApiError::unavailable(format!(
+                "id: node {id} did not catch up within {}s; it stays a learner \
+                 (is it running and reachable?)",
+                LEARNER_CATCH_UP.as_secs()
+            ))),
+        }
+    }
+
+    /// Removes `id` from the voters and the node list; 404 if it is not a member.
+    pub async fn remove_member(&self, id: u64) -> Result<ClusterInfo, ApiError> {
+        let known = self.cluster_info();
+        let Some(member) = known.members.iter().find(|m| m.id == id) else {
+            return Err(ApiError::not_found(format!(
+                "id: node {id} is not a member"
+            )));
+        };
+        if member.voter {
+            if known.members.iter().filter(|m| m.voter).count() == 1 {
+                return Err(ApiError::conflict(format!(
+                    "id: node {id} is the last voter and cannot be removed"
+                )));
+            }
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+        } else {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        tracing::info!(id, "member removed");
+        Ok(self.cluster_info())
+    }
+}
+
+fn membership_error(
+    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
+) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ApiError::no_leader(),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            ApiError::conflict(format!("membership: {e}"))
+        }
+        RaftError::APIError(e) => ApiError::unavailable(e.to_string()),
+        RaftError::Fatal(e) => ApiError::unavailable(format!("raft stopped: {e}")),
+    }
+}

@@ -1,0 +1,102 @@
+//! Configuration of one store node, as parsed from `pyxis server` flags.
+//!
+//! Plain data with defaults in one `impl Default`; parsing the command line happens
+//! in `main.rs`, never here, and nothing here reads the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// This node's id (unique in the cluster, never reused).
+    pub id: u64,
+    /// Address to listen on for the API and Raft RPC.
+    pub listen: SocketAddr,
+    /// Address peers and forwarded requests reach this node at; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// Initial members (id -> `host:port`), this node included. Empty with `join`.
+    pub peers: BTreeMap<u64, String>,
+    /// Start uninitialized and wait to be added by `POST /v1/cluster/members`.
+    pub join: bool,
+    /// Directory for the Raft log and snapshots.
+    pub data_dir: PathBuf,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_threshold: u64,
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout (upper bound is twice it).
+    pub election_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            advertise: None,
+            peers: BTreeMap::new(),
+            join: false,
+            data_dir: PathBuf::from("pyxis-data"),
+            snapshot_threshold: 10_000,
+            heartbeat_ms: 100,
+            election_timeout_ms: 500,
+        }
+    }
+}
+
+/// A `--peers` list that could not be parsed; the message names the bad item.
+#[derive(Debug, thiserror::Error)]
+#[error("--peers: {0}")]
+pub struct PeersError(String);
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, PeersError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| PeersError(format!("'{item}' is not ID=HOST:PORT")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| PeersError(format!("'{id}' in '{item}' is not a node id")))?;
+        if !addr.contains(':') {
+            return Err(PeersError(format!("'{addr}' in '{item}' has no port")));
+        }
+        if out.insert(id, addr.trim().to_owned()).is_some() {
+            return Err(PeersError(format!("node id {id} appears twice")));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_errors_name_the_item() {
+        let p = parse_peers("1=127.0.0.1:1, 2=h:2").unwrap();
+        assert_eq!(p[&2], "h:2");
+        assert!(
+            parse_peers("x=h:1")
+                .unwrap_err()
+                .to_string()
+                .contains("'x'")
+        );
+        assert!(
+            parse_peers("1=h")
+                .unwrap_err()
+                .to_string()
+                .contains("no port")
+        );
+        assert!(
+            parse_peers("1=h:1,1=h:2")
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+    }
+}

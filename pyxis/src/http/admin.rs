@@ -1,0 +1,132 @@
+//! Operator routes: cluster membership, node status, backups, health and metrics.
+//!
+//! Membership changes run on the leader; a follower proxies the request there as is.
+//! Key-value routes are in `api_v1`, peer RPC in `raft_rpc`.
+
+use openraft::async_runtime::watch::WatchReceiver as _;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use pyxis_client::api::{AddMemberRequest, ClusterInfo, HEADER_REVISION, NodeStatus};
+
+use super::error::ApiError;
+use crate::node::Node;
+
+/// `GET /v1/cluster`.
+pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterInfo> {
+    Json(node.cluster_info())
+}
+
+/// `GET /v1/status`.
+pub async fn status(State(node): State<Arc<Node>>) -> Json<NodeStatus> {
+    Json(node.status())
+}
+
+/// `POST /v1/cluster/members` with `{"id", "addr"}`.
+pub async fn add_member(
+    State(node): State<Arc<Node>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: AddMemberRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("member body: {e}")))?;
+    if req
+        .addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "addr: {:?} is not HOST:PORT",
+            req.addr
+        )));
+    }
+    if !node.is_leader() {
+        return proxy_to_leader(&node, Method::POST, "/v1/cluster/members", body.to_vec()).await;
+    }
+    Ok(Json(node.add_member(req.id, &req.addr).await?).into_response())
+}
+
+/// `DELETE /v1/cluster/members/{id}`.
+pub async fn remove_member(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("id: expected a node id, got {id:?}")))?;
+    if !node.is_leader() {
+        return proxy_to_leader(
+            &node,
+            Method::DELETE,
+            &format!("/v1/cluster/members/{id}"),
+            Vec::new(),
+        )
+        .await;
+    }
+    Ok(Json(node.remove_member(id).await?).into_response())
+}
+
+/// `GET /v1/snapshot`: a consistent backup of the whole store (linearizable point).
+pub async fn snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    node.linearize().await?;
+    let view = node.view.clone();
+    let (bytes, revision) = tokio::task::spawn_blocking(move || view.export())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp.headers_mut()
+        .insert(HEADER_REVISION, HeaderValue::from(revision));
+    Ok(resp)
+}
+
+/// `GET /healthz`: 200 while Raft runs, 503 once it has stopped.
+pub async fn healthz(State(node): State<Arc<Node>>) -> Response {
+    let running = node.raft.metrics().borrow_watched().running_state.is_ok();
+    if running {
+        "ok\n".into_response()
+    } else {
+        ApiError::unavailable("raft has stopped; see the server log").into_response()
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics() -> Response {
+    match crate::metrics::handle() {
+        Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => ApiError::unavailable("metrics recorder not installed").into_response(),
+    }
+}
+
+async fn proxy_to_leader(
+    node: &Node,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let (_, addr) = node.wait_leader().await?;
+    let resp = node
+        .http
+        .request(method, format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(std::time::Duration::from_secs(120))
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("forwarding to leader {addr}: {e}")))?;
+    let status =
+        axum::http::StatusCode::from_u16(resp.status().as_u16()).map_err(ApiError::internal)?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading leader {addr} reply: {e}")))?;
+    Ok((status, [("content-type", "application/json")], bytes).into_response())
+}

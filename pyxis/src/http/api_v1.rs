@@ -1,0 +1,264 @@
+//! Client routes of the key-value API: `/v1/kv/...` and `/v1/txn`.
+//!
+//! Handlers validate everything before anything is proposed, so a rejected request
+//! writes nothing. Writes go through `Node::write`; reads are served from this node's
+//! applied state after `Node::linearize` unless `consistency=serializable`.
+//! Cluster, status and backup routes are in `admin`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use pyxis_client::api::{
+    self, DeleteResponse, MAX_VALUE_BYTES, PutResponse, RangeResponse, TxnOp, TxnRequest,
+    TxnResponse, validate_key,
+};
+
+use super::error::ApiError;
+use super::params::{Params, key_from_path};
+use crate::node::Node;
+use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
+
+/// Largest transaction body accepted: room for a few full-size values.
+const MAX_TXN_BYTES: usize = 4 * MAX_VALUE_BYTES;
+
+/// `PUT /v1/kv/{key}[?prev_rev=N]`.
+pub async fn put(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<PutResponse>, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["prev_rev"])?;
+    let prev_rev = params.u64("prev_rev")?;
+    let key = key_from_path(uri.path(), false)?;
+    let value = read_body(&headers, body, MAX_VALUE_BYTES, "value").await?;
+    let cmd = Command::Put {
+        key: key.clone(),
+        value,
+        prev_rev,
+    };
+    match node.write(cmd).await? {
+        CommandResult::Put { revision } => Ok(Json(PutResponse { revision })),
+        CommandResult::PutConflict { mod_rev } => {
+            Err(ApiError::cas_failed(&key, prev_rev.unwrap_or(0), mod_rev))
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected result for put: {other:?}"
+        ))),
+    }
+}
+
+/// `GET /v1/kv/{key}` (raw value) or `?prefix=true` (JSON listing).
+pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["prefix", "consistency"])?;
+    let prefix = params.flag("prefix")?;
+    let serializable = match params.str("consistency") {
+        None | Some("linearizable") => false,
+        Some("serializable") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "consistency: expected linearizable or serializable, got {v:?}"
+            )));
+        }
+    };
+    let key = key_from_path(uri.path(), prefix)?;
+    if !serializable {
+        node.linearize().await?;
+    }
+    if prefix {
+        let resp = node.view.with_kv(|kv| RangeResponse {
+            revision: kv.revision(),
+            entries: kv
+                .range(&key)
+                .map(|(k, e)| to_key_value(k.clone(), e))
+                .collect(),
+        });
+        return Ok(Json(resp).into_response());
+    }
+    let found = node
+        .view
+        .with_kv(|kv| (kv.revision(), kv.get(&key).cloned()));
+    match found {
+        (_, None) => Err(ApiError::not_found(format!("key: {key} not found"))),
+        (revision, Some(e)) => {
+            let mut resp = Response::new(Body::from(e.value));
+            let h = resp.headers_mut();
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(api::HEADER_REVISION, HeaderValue::from(revision));
+            h.insert(api::HEADER_MOD_REVISION, HeaderValue::from(e.mod_rev));
+            h.insert(api::HEADER_CREATE_REVISION, HeaderValue::from(e.create_rev));
+            h.insert(api::HEADER_VERSION, HeaderValue::from(e.version));
+            Ok(resp)
+        }
+    }
+}
+
+/// `DELETE /v1/kv/{key}[?prefix=true]`.
+pub async fn delete(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["prefix"])?;
+    let prefix = params.flag("prefix")?;
+    let key = key_from_path(uri.path(), prefix)?;
+    match node.write(Command::Delete { key, prefix }).await? {
+        CommandResult::Delete { revision, deleted } => {
+            Ok(Json(DeleteResponse { revision, deleted }))
+        }
+        other => Err(ApiError::internal(format!(
+            "unexpected result for delete: {other:?}"
+        ))),
+    }
+}
+
+/// `POST /v1/txn`.
+pub async fn txn(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TxnResponse>, ApiError> {
+    let bytes = read_body(&headers, body, MAX_TXN_BYTES, "txn body").await?;
+    let req: TxnRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("txn body: {e}")))?;
+    let cmd = validate_txn(req)?;
+    match node.write(cmd).await? {
+        CommandResult::Txn {
+            succeeded,
+            revision,
+            results,
+        } => Ok(Json(TxnResponse {
+            succeeded,
+            revision,
+            results: results.into_iter().map(Into::into).collect(),
+        })),
+        other => Err(ApiError::internal(format!(
+            "unexpected result for txn: {other:?}"
+        ))),
+    }
+}
+
+/// Checks every compare and op of a transaction, naming the first bad field.
+pub fn validate_txn(req: TxnRequest) -> Result<Command, ApiError> {
+    let compare = req
+        .compare
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let field = format!("compare[{i}]");
+            validate_key(&c.key).map_err(|m| ApiError::invalid_key(format!("{field}.{m}")))?;
+            let mut targets = Vec::new();
+            if let Some(v) = c.value {
+                targets.push(CompareTarget::Value(Bytes::from(v)));
+            }
+            if let Some(b) = c.value_b64 {
+                let v = api::decode_value(None, Some(b)).map_err(|m| ApiError::bad_request(format!("{field}.{m}")))?;
+                targets.push(CompareTarget::Value(v));
+            }
+            if let Some(r) = c.mod_rev {
+                targets.push(CompareTarget::ModRev(r));
+            }
+            if let Some(v) = c.version {
+                targets.push(CompareTarget::Version(v));
+            }
+            if let Some(x) = c.exists {
+                targets.push(CompareTarget::Exists(x));
+            }
+            if targets.len() != 1 {
+                return Err(ApiError::bad_request(format!(
+                    "{field}: give exactly one of value, value_b64, mod_rev, version, exists (got {})",
+                    targets.len()
+                )));
+            }
+            Ok(Compare {
+                key: c.key,
+                op: c.cmp,
+                target: targets.remove(0),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Command::Txn {
+        compare,
+        success: validate_ops("success", req.success)?,
+        failure: validate_ops("failure", req.failure)?,
+    })
+}
+
+fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
+    ops.into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let field = format!("{branch}[{i}]");
+            let key_ok = |k: &str| {
+                validate_key(k).map_err(|m| ApiError::invalid_key(format!("{field}.{m}")))
+            };
+            Ok(match op {
+                TxnOp::Put {
+                    key,
+                    value,
+                    value_b64,
+                } => {
+                    key_ok(&key)?;
+                    if value.is_some() && value_b64.is_some() {
+                        return Err(ApiError::bad_request(format!(
+                            "{field}: give value or value_b64, not both"
+                        )));
+                    }
+                    let value = api::decode_value(value, value_b64)
+                        .map_err(|m| ApiError::bad_request(format!("{field}.{m}")))?;
+                    if value.len() > MAX_VALUE_BYTES {
+                        return Err(ApiError::too_large(format!(
+                            "{field}.value: {} bytes is over the limit of {MAX_VALUE_BYTES}",
+                            value.len()
+                        )));
+                    }
+                    Op::Put { key, value }
+                }
+                TxnOp::Delete { key, prefix } => {
+                    key_ok(&key)?;
+                    Op::Delete { key, prefix }
+                }
+                TxnOp::Get { key, prefix } => {
+                    key_ok(&key)?;
+                    Op::Get { key, prefix }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Reads a request body of at most `limit` bytes; 413 naming `what` beyond that.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = |n: Option<usize>| {
+        ApiError::too_large(match n {
+            Some(n) => format!("{what}: {n} bytes is over the limit of {limit} bytes"),
+            None => format!("{what}: larger than the limit of {limit} bytes"),
+        })
+    };
+    // Refuse early on a declared length, before reading megabytes.
+    if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && n > limit
+    {
+        return Err(too_large(Some(n)));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(None))
+}

@@ -1,0 +1,95 @@
+//! The one error type of the HTTP API and its JSON body.
+//!
+//! Every handler returns `Result<_, ApiError>`; the status and the
+//! `{"error": CODE, "message": ...}` body follow from the [`ErrorCode`]. Messages name
+//! the field or parameter at fault. Server-side causes of 5xx are logged, not sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pyxis_client::api::{ErrorBody, ErrorCode, Revision};
+
+/// An error answered to an API client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The wire body.
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            body: ErrorBody {
+                error: code,
+                message: message.into(),
+                compact_revision: None,
+                mod_rev: None,
+            },
+        }
+    }
+
+    /// 400 for a malformed field or parameter.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// 400 for a key that breaks the key-space rules.
+    pub fn invalid_key(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidKey, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// 409 for a failed precondition.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::CompareFailed, message)
+    }
+
+    /// 409 for a compare-and-set put that did not hold, carrying the current mod revision.
+    pub fn cas_failed(key: &str, expected: Revision, actual: Revision) -> Self {
+        let mut e = Self::conflict(format!(
+            "prev_rev: {key} has mod revision {actual}, expected {expected}"
+        ));
+        e.body.mod_rev = Some(actual);
+        e
+    }
+
+    /// 413 for an oversized value.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValueTooLarge, message)
+    }
+
+    /// 503 while no leader is known.
+    pub fn no_leader() -> Self {
+        Self::new(
+            ErrorCode::NoLeader,
+            "no leader: an election is in progress or a quorum is unreachable; retry",
+        )
+    }
+
+    /// 503 when this node cannot serve (storage failure, shutdown, timeout).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
+    /// 500; the cause is logged here and not sent to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.body.error.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = ?self.body.error, message = %self.body.message, "request failed");
+        }
+        (status, Json(self.body)).into_response()
+    }
+}

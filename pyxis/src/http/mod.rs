@@ -1,0 +1,52 @@
+//! The HTTP surface of a node: one router for clients, operators and peers.
+//!
+//! - `api_v1`: key-value and transaction routes for clients.
+//! - `admin`: cluster, status, backup, health and metrics routes.
+//! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
+//! - `error`: the JSON error type; `params`: key and query parsing.
+
+pub mod admin;
+pub mod api_v1;
+pub mod error;
+pub mod params;
+pub mod raft_rpc;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::node::Node;
+
+/// All routes of a node, with request metrics.
+pub fn router(node: Arc<Node>) -> Router {
+    let kv = get(api_v1::get).put(api_v1::put).delete(api_v1::delete);
+    let raft = Router::new()
+        .route("/raft/append", post(raft_rpc::append))
+        .route("/raft/vote", post(raft_rpc::vote))
+        .route("/raft/pre-vote", post(raft_rpc::pre_vote))
+        .route("/raft/snapshot", post(raft_rpc::snapshot))
+        .route("/raft/write", post(raft_rpc::write))
+        .route("/raft/read-index", post(raft_rpc::read_index))
+        // Entries and snapshots carry values of up to 4 MiB each: no body limit here.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/v1/kv", kv.clone())
+        .route("/v1/kv/", kv.clone())
+        .route("/v1/kv/{*key}", kv)
+        .route("/v1/txn", post(api_v1::txn))
+        .route("/v1/cluster", get(admin::cluster))
+        .route("/v1/cluster/members", post(admin::add_member))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(admin::remove_member),
+        )
+        .route("/v1/status", get(admin::status))
+        .route("/v1/snapshot", get(admin::snapshot))
+        .route("/healthz", get(admin::healthz))
+        .route("/metrics", get(admin::metrics))
+        .merge(raft)
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .with_state(node)
+}

@@ -1,0 +1,146 @@
+//! Raft RPC to peers: HTTP POST to `/raft/*` on the peer's one address, codec bodies.
+//!
+//! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Each request gets
+//! openraft's soft TTL as its timeout, connect failures map to `Unreachable` so openraft
+//! backs off. The receiving side is `http::raft_rpc`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Node, SnapshotData, TypeConfig, Vote, codec};
+
+/// A remote failure reported in an RPC reply body.
+pub type RemoteResult<T> = Result<T, String>;
+
+/// Builds one [`PeerClient`] per target for openraft.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    http: reqwest::Client,
+}
+
+impl NetworkFactory {
+    /// A factory sharing one HTTP client.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(NetworkFactory { http })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &Node) -> Self::Network {
+        PeerClient {
+            http: self.http.clone(),
+            base: format!("http://{}/raft", node.addr),
+            target,
+        }
+    }
+}
+
+/// Raft RPC client for one peer.
+pub struct PeerClient {
+    http: reqwest::Client,
+    base: String,
+    target: u64,
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let url = format!("{}/{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            return Err(RPCError::Network(NetworkError::from_string(format!(
+                "node {}: HTTP {status} from {url}: {}",
+                self.target,
+                String::from_utf8_lossy(&bytes)
+            ))));
+        }
+        let res: RemoteResult<Resp> =
+            codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // The peer's Raft has stopped: treat it as unreachable so openraft backs off.
+        res.map_err(|msg| RPCError::Unreachable(Unreachable::from_string(msg)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("append", &rpc, option.soft_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("vote", &rpc, option.soft_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("pre-vote", &rpc, option.soft_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        tokio::pin!(cancel);
+        tokio::select! {
+            closed = &mut cancel => Err(StreamingError::Closed(closed)),
+            res = self.call("snapshot", &req, option.hard_ttl()) => Ok(res?),
+        }
+    }
+}

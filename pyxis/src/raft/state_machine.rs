@@ -1,0 +1,286 @@
+//! The Raft state machine: committed commands applied to the in-memory key space.
+//!
+//! The state lives only in memory; durability comes from the Raft log plus the last
+//! snapshot file (openraft's "transient state machine": on restart it installs the
+//! snapshot and re-applies the log up to the saved committed id). Applying never
+//! parses `/ns/` values, reads the clock or draws random numbers: the key-space rules
+//! are in `store::kv`. Readers (HTTP handlers) share the state through [`StoreView`].
+
+use std::io;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use tokio::sync::watch;
+
+use super::snapshot::{SnapshotDir, SnapshotFile};
+use super::{LogId, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
+use crate::store::kv::{CommandResult, KvState};
+
+/// How far the state machine has applied: the log index and the store revision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Last applied log index (0 before anything).
+    pub index: u64,
+    /// Store revision after it.
+    pub revision: u64,
+}
+
+struct State {
+    kv: KvState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+struct Shared {
+    state: RwLock<State>,
+    applied: watch::Sender<Applied>,
+    snapshots: SnapshotDir,
+    current: Mutex<Option<SnapshotFile>>,
+}
+
+/// The state machine handed to openraft; clones share one state.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+/// Read access to the applied state, for request handlers.
+#[derive(Clone)]
+pub struct StoreView {
+    shared: Arc<Shared>,
+}
+
+impl StateMachine {
+    /// An empty state machine keeping its snapshot in `snapshots`.
+    pub fn new(snapshots: SnapshotDir) -> Self {
+        let (applied, _) = watch::channel(Applied::default());
+        StateMachine {
+            shared: Arc::new(Shared {
+                state: RwLock::new(State {
+                    kv: KvState::default(),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                }),
+                applied,
+                snapshots,
+                current: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A read handle on the same state.
+    pub fn view(&self) -> StoreView {
+        StoreView {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // Updates are single map operations; a poisoned lock holds consistent data.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<SnapshotFile>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish_applied(&self) {
+        let st = self.read();
+        let now = Applied {
+            index: st.last_applied.map_or(0, |id| id.index),
+            revision: st.kv.revision(),
+        };
+        drop(st);
+        self.applied.send_replace(now);
+    }
+}
+
+impl StoreView {
+    /// Runs `f` on the current key space under a read lock; keep `f` short.
+    pub fn with_kv<T>(&self, f: impl FnOnce(&KvState) -> T) -> T {
+        f(&self.shared.read().kv)
+    }
+
+    /// The current applied position.
+    pub fn applied(&self) -> Applied {
+        *self.shared.applied.borrow()
+    }
+
+    /// A receiver that changes whenever more entries are applied.
+    pub fn subscribe(&self) -> watch::Receiver<Applied> {
+        self.shared.applied.subscribe()
+    }
+
+    /// Log index of the current snapshot, if any.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.shared
+            .current()
+            .as_ref()
+            .and_then(|s| s.meta.last_log_id.map(|id| id.index))
+    }
+
+    /// A consistent copy of the whole state, encoded as a snapshot file (for backups).
+    pub fn export(&self) -> io::Result<(Vec<u8>, u64)> {
+        let (meta, kv) = {
+            let st = self.shared.read();
+            (
+                SnapshotMeta {
+                    last_log_id: st.last_applied,
+                    last_membership: st.membership.clone(),
+                },
+                st.kv.clone(),
+            )
+        };
+        let revision = kv.revision();
+        let file = SnapshotFile {
+            meta,
+            data: codec::encode(&kv)?,
+        };
+        Ok((super::snapshot::encode_file(&file)?, revision))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(
+        &mut self,
+    ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
+        // Copy under the lock, encode and write outside it so apply is not held up.
+        let (meta, kv) = {
+            let st = self.shared.read();
+            (
+                SnapshotMeta {
+                    last_log_id: st.last_applied,
+                    last_membership: st.membership.clone(),
+                },
+                st.kv.clone(),
+            )
+        };
+        let shared = self.shared.clone();
+        let file = tokio::task::spawn_blocking(move || -> io::Result<SnapshotFile> {
+            let file = SnapshotFile {
+                meta,
+                data: codec::encode(&kv)?,
+            };
+            shared.snapshots.save(&file)?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        tracing::info!(
+            index = file.meta.last_log_id.map_or(0, |id| id.index),
+            bytes = file.data.len(),
+            "snapshot built"
+        );
+        metrics::counter!("pyxis_snapshots_built_total").increment(1);
+        let out = openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+            meta: file.meta.clone(),
+            snapshot: SnapshotData::new(file.data.clone()),
+        };
+        *self.shared.current() = Some(file);
+        Ok(out)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let st = self.shared.read();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut n = 0u64;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            let result = {
+                let mut st = self.shared.write();
+                st.last_applied = Some(log_id);
+                match entry.payload {
+                    EntryPayload::Blank => CommandResult::None,
+                    EntryPayload::Normal(cmd) => st.kv.apply(cmd),
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(log_id), m);
+                        CommandResult::None
+                    }
+                }
+            };
+            n += 1;
+            if let Some(r) = responder {
+                r.send(result);
+            }
+        }
+        metrics::counter!("pyxis_raft_applied_entries_total").increment(n);
+        self.shared.publish_applied();
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let kv: KvState = codec::decode(&data)?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        // Persist first: once installed, the log before it may be purged.
+        let shared = self.shared.clone();
+        let file = tokio::task::spawn_blocking(move || -> io::Result<SnapshotFile> {
+            shared.snapshots.save(&file)?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        {
+            let mut st = self.shared.write();
+            st.kv = kv;
+            st.last_applied = meta.last_log_id;
+            st.membership = meta.last_membership.clone();
+        }
+        *self.shared.current() = Some(file);
+        self.shared.publish_applied();
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |id| id.index),
+            "snapshot installed"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
+        let mut current = self.shared.current();
+        if current.is_none() {
+            // First call after a restart: the snapshot is only on disk.
+            *current = self.shared.snapshots.load()?;
+        }
+        Ok(current.as_ref().map(
+            |f| openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+                meta: f.meta.clone(),
+                snapshot: SnapshotData::new(f.data.clone()),
+            },
+        ))
+    }
+}

@@ -1,0 +1,97 @@
+//! Disaster recovery: turning a backup file into the data dir of a new single node.
+//!
+//! A backup (`GET /v1/snapshot`, `pyxis snapshot save`) is a snapshot file holding the
+//! key space. Restoring writes it as the node's snapshot at log index 1 of term 1, with
+//! a one-member membership (this node), and marks the log purged and committed up to
+//! it, so `pyxis server` on that dir starts as an initialized one-node cluster serving
+//! the restored keys. More nodes can then join with `pyxis members add`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+
+use openraft::Membership;
+use openraft::testing::log_id;
+
+use crate::raft::snapshot::{SnapshotDir, SnapshotFile, decode_file};
+use crate::raft::{Node, SnapshotMeta, StoredMembership, TypeConfig, Vote, codec, log_store};
+use crate::store::kv::KvState;
+
+/// What a restore produced.
+#[derive(Debug, Clone, Copy)]
+pub struct Restored {
+    /// Number of keys restored.
+    pub keys: usize,
+    /// Store revision of the backup.
+    pub revision: u64,
+}
+
+/// Errors of a restore; each names the file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The data dir already holds a node's state.
+    #[error("{0}: already holds a raft log; restore into a new, empty data dir")]
+    NotEmpty(String),
+    /// The backup could not be read or decoded.
+    #[error("{path}: {source}")]
+    Backup {
+        /// The backup file.
+        path: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// Writing the data dir failed.
+    #[error("{path}: {source}")]
+    Write {
+        /// The data dir.
+        path: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// Restores `backup` into `data_dir` for node `id` reachable at `addr`.
+pub fn restore(
+    backup: &Path,
+    data_dir: &Path,
+    id: u64,
+    addr: &str,
+) -> Result<Restored, RestoreError> {
+    let bad = |source| RestoreError::Backup {
+        path: backup.display().to_string(),
+        source,
+    };
+    let wr = |source| RestoreError::Write {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    if data_dir.join("raft").join("raft.redb").exists() {
+        return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
+    }
+    let bytes = std::fs::read(backup).map_err(bad)?;
+    let file = decode_file(&bytes).map_err(bad)?;
+    let kv: KvState = codec::decode(&file.data).map_err(|e| bad(e.into()))?;
+
+    let at = log_id::<TypeConfig>(1, id, 1);
+    let membership = Membership::new(
+        vec![BTreeSet::from([id])],
+        BTreeMap::from([(id, Node::new(addr))]),
+    )
+    .map_err(|e| wr(io::Error::other(e)))?;
+    let snap = SnapshotFile {
+        meta: SnapshotMeta {
+            last_log_id: Some(at),
+            last_membership: StoredMembership::new(Some(at), membership),
+        },
+        data: file.data,
+    };
+    SnapshotDir::new(data_dir.join("snapshots"))
+        .and_then(|d| d.save(&snap))
+        .map_err(wr)?;
+    log_store::write_restored(&data_dir.join("raft"), at, Vote::new_committed(1, id))
+        .map_err(wr)?;
+    Ok(Restored {
+        keys: kv.len(),
+        revision: kv.revision(),
+    })
+}

@@ -1,0 +1,179 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put {
+        key: key.into(),
+        value: Bytes::from(value.to_owned()),
+        prev_rev: None,
+    }
+}
+
+#[test]
+fn put_bumps_revision_and_version() {
+    let mut s = KvState::default();
+    assert_eq!(s.apply(put("/a", "1")), CommandResult::Put { revision: 1 });
+    assert_eq!(s.apply(put("/a", "2")), CommandResult::Put { revision: 2 });
+    let e = s.get("/a").unwrap();
+    assert_eq!((e.create_rev, e.mod_rev, e.version), (1, 2, 2));
+    assert_eq!(e.value, "2");
+}
+
+#[test]
+fn cas_put_checks_mod_revision() {
+    let mut s = KvState::default();
+    let create = Command::Put {
+        key: "/a".into(),
+        value: Bytes::from_static(b"x"),
+        prev_rev: Some(0),
+    };
+    assert_eq!(s.apply(create.clone()), CommandResult::Put { revision: 1 });
+    // Creating again must fail: the key exists now.
+    assert_eq!(s.apply(create), CommandResult::PutConflict { mod_rev: 1 });
+    assert_eq!(s.revision(), 1);
+}
+
+#[test]
+fn delete_missing_key_keeps_revision() {
+    let mut s = KvState::default();
+    s.apply(put("/a", "1"));
+    let r = s.apply(Command::Delete {
+        key: "/zz".into(),
+        prefix: false,
+    });
+    assert_eq!(
+        r,
+        CommandResult::Delete {
+            revision: 1,
+            deleted: 0
+        }
+    );
+}
+
+#[test]
+fn prefix_delete_is_one_revision() {
+    let mut s = KvState::default();
+    s.apply(put("/a/1", "1"));
+    s.apply(put("/a/2", "2"));
+    s.apply(put("/b", "3"));
+    let r = s.apply(Command::Delete {
+        key: "/a/".into(),
+        prefix: true,
+    });
+    assert_eq!(
+        r,
+        CommandResult::Delete {
+            revision: 4,
+            deleted: 2
+        }
+    );
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn txn_runs_one_branch_at_one_revision() {
+    let mut s = KvState::default();
+    s.apply(put("/lock", "me"));
+    let txn = Command::Txn {
+        compare: vec![Compare {
+            key: "/lock".into(),
+            op: CompareOp::Eq,
+            target: CompareTarget::Value(Bytes::from_static(b"me")),
+        }],
+        success: vec![
+            Op::Put {
+                key: "/x".into(),
+                value: Bytes::from_static(b"1"),
+            },
+            Op::Put {
+                key: "/y".into(),
+                value: Bytes::from_static(b"2"),
+            },
+            Op::Get {
+                key: "/x".into(),
+                prefix: false,
+            },
+        ],
+        failure: vec![],
+    };
+    let CommandResult::Txn {
+        succeeded,
+        revision,
+        results,
+    } = s.apply(txn)
+    else {
+        panic!("not a txn result")
+    };
+    assert!(succeeded);
+    assert_eq!(revision, 2);
+    assert_eq!(s.get("/x").unwrap().mod_rev, 2);
+    assert_eq!(s.get("/y").unwrap().mod_rev, 2);
+    let TxnResult::Get(got) = &results[2] else {
+        panic!("not a get")
+    };
+    assert_eq!(got[0].1.value, "1");
+}
+
+#[test]
+fn compare_on_missing_key() {
+    let s = KvState::default();
+    let c = |target, op| Compare {
+        key: "/none".into(),
+        op,
+        target,
+    };
+    assert!(s.holds(&c(CompareTarget::ModRev(0), CompareOp::Eq)));
+    assert!(s.holds(&c(CompareTarget::Exists(false), CompareOp::Eq)));
+    assert!(!s.holds(&c(CompareTarget::Value(Bytes::new()), CompareOp::Eq)));
+    assert!(s.holds(&c(CompareTarget::Value(Bytes::new()), CompareOp::Ne)));
+}
+
+#[derive(Debug, Clone)]
+enum ModelOp {
+    Put(String, String),
+    Del(String, bool),
+}
+
+fn model_op() -> impl Strategy<Value = ModelOp> {
+    let key = prop::sample::select(vec!["/a", "/a/b", "/a/c", "/b", "/b/a"]);
+    prop_oneof![
+        (key.clone(), "[a-z]{0,3}").prop_map(|(k, v)| ModelOp::Put(k.to_owned(), v)),
+        (key, any::<bool>()).prop_map(|(k, p)| ModelOp::Del(k.to_owned(), p)),
+    ]
+}
+
+proptest! {
+    /// Applying a random command sequence matches a plain map model, revisions only
+    /// grow, and serialising then restoring the state changes nothing.
+    #[test]
+    fn matches_model_and_round_trips(ops in prop::collection::vec(model_op(), 0..60)) {
+        let mut s = KvState::default();
+        let mut model: BTreeMap<String, String> = BTreeMap::new();
+        let mut last_rev = 0;
+        for op in ops {
+            match op {
+                ModelOp::Put(k, v) => {
+                    s.apply(put(&k, &v));
+                    model.insert(k, v);
+                }
+                ModelOp::Del(k, prefix) => {
+                    s.apply(Command::Delete { key: k.clone(), prefix });
+                    model.retain(|mk, _| if prefix { !mk.starts_with(&k) } else { mk != &k });
+                }
+            }
+            prop_assert!(s.revision() >= last_rev);
+            last_rev = s.revision();
+        }
+        let got: BTreeMap<String, String> = s
+            .range("/")
+            .map(|(k, e)| (k.clone(), String::from_utf8(e.value.to_vec()).unwrap()))
+            .collect();
+        prop_assert_eq!(got, model);
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        let back: KvState = postcard::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(back, s);
+    }
+}
