@@ -1,12 +1,10 @@
-//! `pyxis snapshot save FILE`: download a consistent snapshot of the store for backup.
+//! `pyxis snapshot save FILE` downloads a consistent snapshot of the store for backup;
+//! `pyxis snapshot restore FILE --data-dir DIR` turns one into a new node's data dir.
 //!
 //! The file is opaque to the CLI: it is the server's snapshot format, written atomically
 //! (temp file, fsync, rename, fsync of the directory) so a crash never leaves half a backup
-//! under FILE. Restoring a snapshot into a data directory works offline and is the server
-//! side's job; it joins [`SnapshotCmd`] and [`run`] in the marked places below.
+//! under FILE. Restore works offline; what it writes is decided by `crate::restore`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -14,6 +12,7 @@ use clap::Subcommand;
 use pyxis_client::Client;
 
 use super::{connect, print};
+use crate::raft::snapshot::write_atomically;
 
 /// `pyxis snapshot ...`
 #[derive(Debug, Subcommand)]
@@ -23,15 +22,42 @@ pub enum SnapshotCmd {
         /// Where to write the snapshot.
         file: PathBuf,
     },
-    // Offline commands that need no cluster (`Restore { file, data_dir, id, listen }`)
-    // go below this line.
+    /// Offline: build DATA_DIR for a new one-node cluster holding FILE's keys; then run
+    /// `pyxis server --id ID --listen ADDR --data-dir DATA_DIR` on it.
+    Restore {
+        /// The backup written by `snapshot save`.
+        file: PathBuf,
+        /// A new, empty data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Id of the node that will serve the restored data.
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        /// Address that node will listen on (recorded in the membership).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+    },
 }
 
 /// Runs one `snapshot` subcommand; only the online ones build a client.
 pub(crate) async fn run(cmd: SnapshotCmd, endpoints: Vec<String>) -> anyhow::Result<()> {
     match cmd {
         SnapshotCmd::Save { file } => save(&connect(endpoints)?, &file).await,
-        // Offline commands dispatch below this line, without a client.
+        SnapshotCmd::Restore {
+            file,
+            data_dir,
+            id,
+            listen,
+        } => {
+            let done = crate::restore::restore(&file, &data_dir, id, &listen)?;
+            print(format!(
+                "restored {} keys at revision {} into {}; start it with: pyxis server --id {id} --listen {listen} --data-dir {}\n",
+                done.keys,
+                done.revision,
+                data_dir.display(),
+                data_dir.display()
+            ))
+        }
     }
 }
 
@@ -48,31 +74,4 @@ async fn save(client: &Client, file: &Path) -> anyhow::Result<()> {
         "saved {len} bytes at revision {revision} to {}\n",
         file.display()
     ))
-}
-
-/// Replaces `path` with `data` so that readers see the old file or the whole new one.
-pub(super) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let written = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
 }

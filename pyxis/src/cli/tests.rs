@@ -2,9 +2,9 @@
 
 use super::kv::listing;
 use super::members::members_table;
-use super::snapshot::write_atomically;
 use super::status::status_report;
 use super::*;
+use crate::raft::snapshot::write_atomically;
 use bytes::Bytes;
 use clap::{CommandFactory as _, Parser};
 use pyxis_client::api::{ClusterInfo, KeyValue, Member, NodeStatus};
