@@ -24,7 +24,8 @@ pub struct ServerArgs {
     /// Initial members `1=HOST:PORT,2=HOST:PORT,...`, this node included; same on every node.
     #[arg(long, default_value = "")]
     pub peers: String,
-    /// Start empty and wait to be added with `pyxis members add`.
+    /// Start empty and wait to be added with `pyxis members add` (`--peers` is then not used
+    /// to bootstrap, as with etcd's `--initial-cluster-state existing`).
     #[arg(long)]
     pub join: bool,
     /// Where the Raft log and snapshots live [default: ./pyxis-data/node-ID].
@@ -53,10 +54,6 @@ impl ServerArgs {
             "--election-timeout-ms: must be more than twice --heartbeat-ms"
         );
         let peers = parse_peers(&self.peers)?;
-        anyhow::ensure!(
-            !self.join || peers.is_empty(),
-            "--join: a joining node takes no --peers; add it with `pyxis members add`"
-        );
         Ok(ServerConfig {
             id: self.id,
             listen: self.listen,

@@ -31,8 +31,7 @@ pub async fn add_member(
     State(node): State<Arc<Node>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: AddMemberRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("member body: {e}")))?;
+    let req: AddMemberRequest = super::api_v1::parse_json(&body, "member body")?;
     if req
         .addr
         .rsplit_once(':')

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use pyxis_client::api::{
     self, DeleteResponse, MAX_VALUE_BYTES, PutResponse, RangeResponse, TxnOp, TxnRequest,
     TxnResponse, validate_key,
@@ -22,6 +23,9 @@ use super::params::{Params, key_from_path};
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
 
+/// How much of an oversized body is read (and dropped) to answer 413 cleanly.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Largest transaction body accepted: room for a few full-size values.
 const MAX_TXN_BYTES: usize = 4 * MAX_VALUE_BYTES;
 
@@ -29,14 +33,13 @@ const MAX_TXN_BYTES: usize = 4 * MAX_VALUE_BYTES;
 pub async fn put(
     State(node): State<Arc<Node>>,
     uri: Uri,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutResponse>, ApiError> {
     let params = Params::parse(uri.query())?;
     params.only(&["prev_rev"])?;
     let prev_rev = params.u64("prev_rev")?;
     let key = key_from_path(uri.path(), false)?;
-    let value = read_body(&headers, body, MAX_VALUE_BYTES, "value").await?;
+    let value = read_body(body, MAX_VALUE_BYTES, "value").await?;
     let cmd = Command::Put {
         key: key.clone(),
         value,
@@ -122,14 +125,9 @@ pub async fn delete(
 }
 
 /// `POST /v1/txn`.
-pub async fn txn(
-    State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<TxnResponse>, ApiError> {
-    let bytes = read_body(&headers, body, MAX_TXN_BYTES, "txn body").await?;
-    let req: TxnRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("txn body: {e}")))?;
+pub async fn txn(State(node): State<Arc<Node>>, body: Body) -> Result<Json<TxnResponse>, ApiError> {
+    let bytes = read_body(body, MAX_TXN_BYTES, "txn body").await?;
+    let req: TxnRequest = parse_json(&bytes, "txn body")?;
     let cmd = validate_txn(req)?;
     match node.write(cmd).await? {
         CommandResult::Txn {
@@ -237,28 +235,48 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
 }
 
 /// Reads a request body of at most `limit` bytes; 413 naming `what` beyond that.
-async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    what: &str,
-) -> Result<Bytes, ApiError> {
-    let too_large = |n: Option<usize>| {
-        ApiError::too_large(match n {
-            Some(n) => format!("{what}: {n} bytes is over the limit of {limit} bytes"),
-            None => format!("{what}: larger than the limit of {limit} bytes"),
-        })
-    };
-    // Refuse early on a declared length, before reading megabytes.
-    if let Some(n) = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && n > limit
-    {
-        return Err(too_large(Some(n)));
+///
+/// An oversized body is still drained (up to a bound) before answering, because most
+/// HTTP clients report a reset connection, not our 413, when the server stops reading.
+async fn read_body(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+    let mut body = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("{what}: reading the body failed: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT.max(limit) {
+            break;
+        }
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large(None))
+    if seen > limit {
+        return Err(ApiError::too_large(format!(
+            "{what}: {seen}{} bytes is over the limit of {limit} bytes",
+            if seen > DRAIN_LIMIT.max(limit) {
+                "+"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses a JSON body; the error names the path of the bad field (`compare[0].key: ...`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("{what}: not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::bad_request(format!("{what}: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{what}: {path}: {inner}"))
+        }
+    })
 }
