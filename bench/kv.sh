@@ -88,6 +88,27 @@ foreign_load() {
   echo "load $(cut -d' ' -f1-3 /proc/loadavg); busy others: $(top -b -n1 -w 200 | awk -v me="$$" 'NR>7 && $9+0 > 10 && $1 != me {printf "%s(%s%%) ", $12, $9}')"
 }
 
+# CPU used by processes other than this benchmark during a system's phase:
+# all user+nice+system ticks (/proc/stat) minus the members' ticks minus this
+# script's own and its reaped children's (wrk, curl, python) ticks. On a
+# shared 2-core box it tells whether someone else's build or test spoiled
+# the figures.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4; exit}' /proc/stat; }
+self_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $12+$13+$14+$15}'; }
+members_ticks() { local p t=0; for p in "$@"; do t=$((t + $(tree_ticks "$p"))); done; echo "$t"; }
+WIN=()
+window_start() { WIN=("$(busy_ticks)" "$(self_ticks)" "$(members_ticks "$@")" "$SECONDS"); }
+# window_end LABEL PIDS...
+window_end() {
+  local label="$1"; shift
+  local b s m secs hz foreign
+  b=$(( $(busy_ticks) - WIN[0] )); s=$(( $(self_ticks) - WIN[1] ))
+  m=$(( $(members_ticks "$@") - WIN[2] )); secs=$(( SECONDS - WIN[3] ))
+  hz=$(getconf CLK_TCK); foreign=$((b - s - m)); ((foreign > 0)) || foreign=0
+  echo "window label=$label secs=$secs hz=$hz busy_ticks=$b members_ticks=$m bench_ticks=$s foreign_ticks=$foreign" >>"$RESULTS"
+  log "$label: other processes used $((foreign * 100 / hz / (secs > 0 ? secs : 1)))% of one core during the run"
+}
+
 # measure_cpu LABEL URL LEADER_PID FOLLOWER_PID OTHER_PID REV_CMD...
 # One put run at CPU_CONC clients against URL; CPU ticks (utime+stime, all
 # threads) of each member before/after, divided by the puts committed (the
@@ -176,11 +197,13 @@ run_pyxis() {
   [[ "$(curl -fsS --max-time 5 "$url/v1/kv/bench/smoke")" == smoke ]] || die "pyxis: GET after PUT did not return the value"
   pyxis_rev "$url" >/dev/null || die "pyxis: GET $url/v1/status has no revision"
   log "pyxis: leader node $leader at $url (pid ${pids[leader-1]}), follower node $f (pid ${pids[f-1]})"
-  echo "sysinfo label=pyxis-3node version=$(git -C "$ROOT" rev-parse --short HEAD)" >>"$RESULTS"
+  echo "meta pyxis_bin=$bin, built $(date -r "$bin" -Is)" >>"$RESULTS"
 
   export WRK_KV_API=rest WRK_REST_PREFIX=/v1/kv/
+  window_start "${pids[@]}"
   measure_cpu pyxis-3node "$url" "${pids[leader-1]}" "${pids[f-1]}" "${pids[o-1]}" pyxis_rev "$url"
   "$LOAD_DIR/kv-matrix.sh" "$url" pyxis-3node | tee -a "$RESULTS" >&2
+  window_end pyxis-3node "${pids[@]}"
   info=$(curl -fsS --max-time 2 "$url/v1/cluster" || echo '{}')
   [[ "$(json_get "$info" 'd.get("leader")' 2>/dev/null)" == "$leader" ]] || log "WARNING: pyxis leader changed during the run: $info"
   stop_all
@@ -211,8 +234,10 @@ run_etcd() {
   echo "sysinfo label=etcd-3node version=$(etcd --version | sed -n 's/^etcd Version: //p')" >>"$RESULTS"
 
   export WRK_KV_API=etcd
+  window_start "${pids[@]}"
   measure_cpu etcd-3node "$url" "${pids[idx-1]}" "${pids[f-1]}" "${pids[o-1]}" etcd_rev "$url"
   "$LOAD_DIR/kv-matrix.sh" "$url" etcd-3node | tee -a "$RESULTS" >&2
+  window_end etcd-3node "${pids[@]}"
   [[ "$("$PEERS_DIR/etcd-cluster.sh" leader "$ETCD_DIR" || true)" == "$url" ]] || log "WARNING: etcd leader changed during the run"
   "$PEERS_DIR/etcd-cluster.sh" stop "$ETCD_DIR"
   unset BASE_CLIENT BASE_PEER

@@ -37,7 +37,7 @@ def ratio(a, b):
 
 
 def main(path):
-    meta, version, cpu, kv = {}, {}, {}, {}
+    meta, version, cpu, kv, window = {}, {}, {}, {}, {}
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
@@ -53,6 +53,9 @@ def main(path):
             elif kind == "cpu":
                 d = fields(rest)
                 cpu[d["label"]] = d
+            elif kind == "window":
+                d = fields(rest)
+                window[d["label"]] = d
             elif kind == "kv-median":
                 d = fields(rest)
                 kv[(d["label"], d["op"], d["conc"])] = d
@@ -65,8 +68,21 @@ def main(path):
         f"- host: `nproc`={meta.get('nproc', '?')}, kernel {meta.get('kernel', '?')}; "
         f"pyxis commit {meta.get('commit', '?')}; etcd {version.get('etcd-3node', 'not run')}"
     )
+    if "pyxis_bin" in meta:
+        out.append(f"- pyxis binary: {meta['pyxis_bin']}")
     out.append(f"- before: {meta.get('load_start', '?')}")
     out.append(f"- after: {meta.get('load_end', '?')}")
+    foreign = []
+    for name, label in SYSTEMS:
+        w = window.get(label)
+        if w:
+            secs = max(int(w["secs"]), 1)
+            pct = int(w["foreign_ticks"]) / int(w["hz"]) / secs * 100
+            foreign.append(f"{name} phase {pct:.0f}% of one core ({secs} s)")
+    if foreign:
+        out.append(
+            "- CPU used by other processes while measuring (should be near 0): " + ", ".join(foreign)
+        )
     out.append(
         "- load: wrk + shared `load/kv.lua` against the leader; put = new key per request, "
         "256-byte value; read = linearizable GET of one of 1,000 filled keys; "
