@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use harness::{Api, Cluster, eventually};
-use pyxis_client::api::NodeId;
+use pyxis_client::api::{NodeId, RangeResponse};
 use tokio::time::Instant;
 
 use crate::writer::{Writer, check_acked_present};
@@ -134,17 +134,34 @@ async fn full_restart_keeps_acknowledged_writes() {
     let leader = c.leader().await.unwrap();
 
     let after = api.range_ok(&c.url(leader), "/restart/").await.unwrap();
-    let got: BTreeMap<String, String> = after
-        .entries
-        .iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                String::from_utf8_lossy(&kv.value).into_owned(),
-            )
+    let got = values(&after);
+    if got != expected {
+        // Tell a lost write from a stale read: does the data show up a little later?
+        let later = eventually(Duration::from_secs(10), async || {
+            let listing = api.range_ok(&c.url(leader), "/restart/").await?;
+            anyhow::ensure!(
+                values(&listing) == expected,
+                "still different at revision {}",
+                listing.revision
+            );
+            Ok(listing.revision)
         })
-        .collect();
-    assert_eq!(got, expected, "key space after restarting every node");
+        .await;
+        let mut statuses = String::new();
+        for id in &ids {
+            statuses.push_str(&format!("\n  {:?}", api.status(&c.url(*id)).await));
+        }
+        panic!(
+            "key space after restarting every node differs from the acknowledged writes\n\
+             last write acknowledged at revision {}; first read (leader {leader}) at revision {}\n\
+             missing or different: {:?}\nunexpected: {:?}\n\
+             re-reading for 10 s: {later:?}\nnode statuses:{statuses}",
+            deleted.revision,
+            after.revision,
+            diff(&expected, &got),
+            diff(&got, &expected),
+        );
+    }
     assert_eq!(
         after.entries, before.entries,
         "revisions/versions changed across the restart"
@@ -219,4 +236,26 @@ async fn lagging_follower_catches_up_from_snapshot() {
         status.snapshot_index.unwrap_or(0) > 0,
         "caught-up node reports no snapshot: {status:?}"
     );
+}
+
+/// The `key -> value` map of a listing (values as lossy text).
+fn values(listing: &RangeResponse) -> BTreeMap<String, String> {
+    listing
+        .entries
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Entries of `a` that `b` lacks or holds with another value.
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
