@@ -61,6 +61,25 @@ CMDLINE="RUNS=$RUNS DURATION=$DURATION CPU_DURATION=$CPU_DURATION SYSTEMS='$SYST
 MEMBER_CPU=""
 [[ "$PIN_SERVERS" == 1 && "$PIN" == 1 ]] && MEMBER_CPU="$SERVER_CPU"
 
+# The e2e harness (tests/harness/src/ports.rs) draws ports from below the
+# ephemeral range (21768-32767 here), which holds ours too, and skips any port
+# with a claim file naming a live pid. Claim ours the same way for the run.
+CLAIM_DIR="${TMPDIR:-/tmp}/pyxis-harness-ports"
+CLAIMS=()
+claim_port() {
+  local port="$1" f="$CLAIM_DIR/$1" owner
+  mkdir -p "$CLAIM_DIR"
+  if ! (set -o noclobber; echo "$$" >"$f") 2>/dev/null; then
+    owner=$(cat "$f" 2>/dev/null || true)
+    if [[ "$owner" =~ ^[0-9]+$ ]] && [[ "$owner" != "$$" ]] && kill -0 "$owner" 2>/dev/null; then
+      die "port $port is claimed by pid $owner (a test run?): wait for it, or move PYXIS_BASE_PORT / ETCD_BASE_*"
+    fi
+    echo "$$" >"$f"
+  fi
+  CLAIMS+=("$f")
+  check_port_free "$port"
+}
+
 W=$(mk_workdir kv)
 ETCD_DIR="$W/etcd"
 RESULTS="$W/results.txt"
@@ -70,6 +89,8 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_all
+  local c
+  for c in "${CLAIMS[@]}"; do [[ "$(cat "$c" 2>/dev/null)" == "$$" ]] && rm -f "$c"; done
   if [[ -e "$ETCD_DIR/pids" ]]; then
     BASE_CLIENT="$ETCD_BASE_CLIENT" BASE_PEER="$ETCD_BASE_PEER" \
       "$PEERS_DIR/etcd-cluster.sh" stop "$ETCD_DIR" || true
@@ -274,6 +295,12 @@ commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >>"$RESULTS"
 log "bench/kv.sh: systems '$SYSTEMS', RUNS=$RUNS DURATION=${DURATION}s, scratch $W"
 [[ " $SYSTEMS " != *" pyxis "* ]] || prepare_pyxis
+for s in $SYSTEMS; do
+  case "$s" in
+  pyxis) for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done ;;
+  etcd) for i in 1 2 3; do claim_port $((ETCD_BASE_CLIENT + i)); claim_port $((ETCD_BASE_PEER + i)); done ;;
+  esac
+done
 for s in $SYSTEMS; do
   log "=== $s"
   "run_$s"
