@@ -233,6 +233,11 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<Config> {
         // A whole snapshot travels in one request: allow time for a large one.
         install_snapshot_timeout: 60_000,
         enable_pre_vote: Some(true),
+        // A restarted leader must win a new election. Restoring leadership from its saved
+        // vote lets a leader whose unsynced log tail was lost (entries committed by the
+        // followers' fsyncs alone) lead term T again with a shorter log, and the cluster then
+        // serves stale data and can write a second, different entry under the same log id.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(c.validate()?)
