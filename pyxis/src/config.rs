@@ -39,7 +39,7 @@ impl Default for ServerConfig {
             peers: BTreeMap::new(),
             join: false,
             data_dir: PathBuf::from("pyxis-data"),
-            snapshot_threshold: 10_000,
+            snapshot_threshold: 100_000,
             heartbeat_ms: 100,
             election_timeout_ms: 500,
         }

@@ -32,7 +32,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Build a snapshot and compact the log every this many entries.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_threshold: u64,
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]

@@ -35,6 +35,9 @@ const KEY_PURGED: &str = "last_purged";
 /// Most requests committed in one transaction; bounds the latency of the first one.
 const MAX_BATCH: usize = 4096;
 
+/// How long a lazily written committed id may wait for other work before it is written alone.
+const LAZY_META_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The in-memory view of the log, updated before the disk (readers see appends at once).
 #[derive(Default)]
 struct MemLog {
@@ -157,13 +160,44 @@ fn load(db: &Database) -> io::Result<MemLog> {
 }
 
 fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
-    while let Ok(first) = rx.recv() {
+    // The committed id is written lazily: it rides along with the next commit that has
+    // other work, or goes alone after a quiet spell. Giving it a commit (an fsync) of its
+    // own would double the fsyncs per write, and a committed id that lags on disk only
+    // means more re-apply after a restart.
+    let mut lazy: Option<WriteOp> = None;
+    loop {
+        let first = match lazy {
+            None => match rx.recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            },
+            Some(_) => match rx.recv_timeout(LAZY_META_DELAY) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => match lazy.take() {
+                    Some(op) => op,
+                    None => continue,
+                },
+                Err(mpsc::RecvTimeoutError::Disconnected) => match lazy.take() {
+                    // Write the last committed id before the store closes.
+                    Some(op) => op,
+                    None => return,
+                },
+            },
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
+        }
+        if batch.iter().all(is_lazy) {
+            // Keep only the newest: later committed ids supersede earlier ones.
+            lazy = batch.pop();
+            continue;
+        }
+        if let Some(op) = lazy.take() {
+            batch.insert(0, op);
         }
         let started = Instant::now();
         let result = commit_batch(&db, &batch);
@@ -190,6 +224,11 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
             return;
         }
     }
+}
+
+/// A write nobody waits for and that may be delayed (the committed id).
+fn is_lazy(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::Meta { done: None, .. })
 }
 
 fn commit_batch(db: &Database, batch: &[WriteOp]) -> io::Result<()> {
@@ -294,8 +333,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not awaited: a committed id that lags on disk only means more re-apply work
-        // after a restart, never a wrong state, since writes reach disk in order.
+        // Not awaited, and written lazily by the writer thread: a committed id that lags on
+        // disk only means more re-apply work after a restart, never a wrong state, since it
+        // is never written ahead of the entries it names (same FIFO, same or later commit).
         self.send(WriteOp::Meta {
             key: KEY_COMMITTED,
             value: codec::encode(&committed)?,

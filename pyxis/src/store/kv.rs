@@ -5,7 +5,6 @@
 //! no randomness), so every node that applies the same log ends in the same state.
 //! Raft plumbing (log ids, membership, snapshots on disk) lives in `raft::state_machine`.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -210,9 +209,13 @@ pub fn to_key_value(key: String, e: &Entry) -> KeyValue {
 }
 
 /// The whole key space at one revision.
+///
+/// The map is persistent (structurally shared): cloning it is O(1), so a snapshot or a
+/// backup copies the state without holding up `apply` for a time that grows with the
+/// number of keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
-    map: BTreeMap<String, Entry>,
+    map: imbl::OrdMap<String, Entry>,
     revision: Revision,
 }
 
@@ -243,7 +246,7 @@ impl KvState {
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
         self.map
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
