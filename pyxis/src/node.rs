@@ -29,6 +29,9 @@ use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
 /// How long a request waits for a leader to appear before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
+/// How long in-flight requests may run after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a follower waits for its state to reach a read index before answering 503.
 const READ_WAIT: Duration = Duration::from_secs(5);
 
@@ -306,7 +309,19 @@ pub async fn start_node(
     announce(local);
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let res = serve.await;
+    // Peers keep their Raft connections open, so a graceful shutdown alone would wait
+    // forever: give in-flight requests a moment, then stop regardless.
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let res = tokio::select! {
+        res = serve => res,
+        () = deadline => {
+            tracing::info!("shutdown grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

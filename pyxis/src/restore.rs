@@ -65,7 +65,7 @@ pub fn restore(
         path: data_dir.display().to_string(),
         source,
     };
-    if data_dir.join("raft").join("raft.redb").exists() {
+    if log_store::exists(&data_dir.join("raft")) {
         return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
     }
     let bytes = std::fs::read(backup).map_err(bad)?;

@@ -1,8 +1,8 @@
-//! The durable Raft log and vote, kept in `raft.redb` with group commit.
+//! The durable Raft log and vote, kept in a write-ahead log (`wal`) with group commit.
 //!
-//! One writer thread owns the redb write side. `append` hands entries to it and
-//! returns at once; the thread drains every request queued meanwhile, commits them
-//! in one transaction (one fsync), and only then fires the flush callbacks. So under
+//! One writer thread owns the WAL. `append` hands entries to it and returns at once;
+//! the thread drains every request queued meanwhile, writes them as one batch (one
+//! `fdatasync`), and only then fires the flush callbacks. So under
 //! load many entries share one fsync, and no callback ever runs before its fsync.
 //! A copy of the unpurged log is kept in memory so readers never wait for the disk.
 //! A failed commit is never retried (a retried fsync can falsely succeed): the
@@ -20,17 +20,11 @@ use std::time::Instant;
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::codec;
+use super::wal::{Record, Wal};
 use super::{Entry, LogId, TypeConfig, Vote};
-
-const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_PURGED: &str = "last_purged";
 
 /// Most requests committed in one transaction; bounds the latency of the first one.
 const MAX_BATCH: usize = 4096;
@@ -57,19 +51,20 @@ enum WriteOp {
     TruncateFrom(u64),
     /// Delete every entry with index <= `upto` and record the purge point.
     Purge { upto: u64, record: Vec<u8> },
-    /// Write one meta key; `done` (if any) fires after the commit.
-    Meta {
-        key: &'static str,
+    /// Write the vote; `done` fires once it is durable.
+    Vote {
         value: Vec<u8>,
-        done: Option<oneshot::Sender<io::Result<()>>>,
+        done: oneshot::Sender<io::Result<()>>,
     },
+    /// Write the committed id, lazily (nobody waits for it).
+    Committed(Vec<u8>),
 }
 
 /// The Raft log storage handed to openraft.
 pub struct LogStore {
     mem: Arc<RwLock<MemLog>>,
     writer: mpsc::Sender<WriteOp>,
-    /// Joined on drop, so the redb file is closed when the store is gone.
+    /// Joined on drop, so the WAL is closed (and queued writes flushed) when the store is gone.
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -91,21 +86,27 @@ pub struct LogReader {
 }
 
 impl LogStore {
-    /// Opens (or creates) `DIR/raft.redb`, loads the log into memory and starts the writer thread.
+    /// Opens (or creates) the log in `dir`, loads it into memory and starts the writer thread.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let db = Database::create(dir.join("raft.redb")).map_err(io::Error::other)?;
-        // Create the tables up front so that readers never see them missing.
-        let txn = db.begin_write().map_err(io::Error::other)?;
-        txn.open_table(LOG).map_err(io::Error::other)?;
-        txn.open_table(META).map_err(io::Error::other)?;
-        txn.commit().map_err(io::Error::other)?;
-        let mem = load(&db)?;
+        let (wal, replayed) = Wal::open(dir)?;
+        let mut mem = MemLog::default();
+        for (index, bytes) in replayed.entries {
+            mem.entries.insert(index, codec::decode(&bytes)?);
+        }
+        if let Some(v) = replayed.vote {
+            mem.vote = Some(codec::decode(&v)?);
+        }
+        if let Some(c) = replayed.committed {
+            mem.committed = codec::decode(&c)?;
+        }
+        if let Some(p) = replayed.purged {
+            mem.last_purged = codec::decode(&p)?;
+        }
         let mem = Arc::new(RwLock::new(mem));
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(db, rx))?;
+            .spawn(move || writer_loop(wal, rx))?;
         Ok(LogStore {
             mem,
             writer: tx,
@@ -119,69 +120,34 @@ impl LogStore {
             .map_err(|_| io::Error::other("raft log writer stopped after a storage error"))
     }
 
-    async fn write_meta_durably(&self, key: &'static str, value: Vec<u8>) -> io::Result<()> {
+    async fn save_vote_durably(&self, value: Vec<u8>) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.send(WriteOp::Meta {
-            key,
-            value,
-            done: Some(tx),
-        })?;
+        self.send(WriteOp::Vote { value, done: tx })?;
         rx.await
             .map_err(|_| io::Error::other("raft log writer stopped"))?
     }
 }
 
-fn load(db: &Database) -> io::Result<MemLog> {
-    let txn = db.begin_read().map_err(io::Error::other)?;
-    let log = txn.open_table(LOG).map_err(io::Error::other)?;
-    let meta = txn.open_table(META).map_err(io::Error::other)?;
-    let mut mem = MemLog::default();
-    for row in log.iter().map_err(io::Error::other)? {
-        let (k, v) = row.map_err(io::Error::other)?;
-        let entry: Entry = codec::decode(v.value())?;
-        mem.entries.insert(k.value(), entry);
-    }
-    let get = |key: &str| -> io::Result<Option<Vec<u8>>> {
-        Ok(meta
-            .get(key)
-            .map_err(io::Error::other)?
-            .map(|v| v.value().to_vec()))
-    };
-    if let Some(v) = get(KEY_VOTE)? {
-        mem.vote = Some(codec::decode(&v)?);
-    }
-    if let Some(v) = get(KEY_COMMITTED)? {
-        mem.committed = codec::decode(&v)?;
-    }
-    if let Some(v) = get(KEY_PURGED)? {
-        mem.last_purged = codec::decode(&v)?;
-    }
-    Ok(mem)
-}
-
-fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
+fn writer_loop(mut wal: Wal, rx: mpsc::Receiver<WriteOp>) {
     // The committed id is written lazily: it rides along with the next commit that has
     // other work, or goes alone after a quiet spell. Giving it a commit (an fsync) of its
     // own would double the fsyncs per write, and a committed id that lags on disk only
     // means more re-apply after a restart.
     let mut lazy: Option<WriteOp> = None;
     loop {
-        let first = match lazy {
+        // `due` is set when the lazy write is taken because its wait is over (or the store
+        // is closing): it must then be written even if nothing else came along.
+        let (first, due) = match lazy.take() {
             None => match rx.recv() {
-                Ok(op) => op,
+                Ok(op) => (op, false),
                 Err(_) => return,
             },
-            Some(_) => match rx.recv_timeout(LAZY_META_DELAY) {
-                Ok(op) => op,
-                Err(mpsc::RecvTimeoutError::Timeout) => match lazy.take() {
-                    Some(op) => op,
-                    None => continue,
-                },
-                Err(mpsc::RecvTimeoutError::Disconnected) => match lazy.take() {
-                    // Write the last committed id before the store closes.
-                    Some(op) => op,
-                    None => return,
-                },
+            Some(pending) => match rx.recv_timeout(LAZY_META_DELAY) {
+                Ok(op) => {
+                    lazy = Some(pending);
+                    (op, false)
+                }
+                Err(_) => (pending, true),
             },
         };
         let mut batch = vec![first];
@@ -191,7 +157,7 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
                 Err(_) => break,
             }
         }
-        if batch.iter().all(is_lazy) {
+        if !due && batch.iter().all(is_lazy) {
             // Keep only the newest: later committed ids supersede earlier ones.
             lazy = batch.pop();
             continue;
@@ -200,7 +166,7 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
             batch.insert(0, op);
         }
         let started = Instant::now();
-        let result = commit_batch(&db, &batch);
+        let result = commit_batch(&mut wal, batch.iter_mut());
         metrics::histogram!("pyxis_raft_log_fsync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("pyxis_raft_log_batch_ops").record(batch.len() as f64);
         let failed = result.is_err();
@@ -214,8 +180,8 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
             };
             match op {
                 WriteOp::Append { done, .. } => done.io_completed(res),
-                WriteOp::Meta { done: Some(d), .. } => {
-                    let _ = d.send(res);
+                WriteOp::Vote { done, .. } => {
+                    let _ = done.send(res);
                 }
                 _ => {}
             }
@@ -228,41 +194,32 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<WriteOp>) {
 
 /// A write nobody waits for and that may be delayed (the committed id).
 fn is_lazy(op: &WriteOp) -> bool {
-    matches!(op, WriteOp::Meta { done: None, .. })
+    matches!(op, WriteOp::Committed(_))
 }
 
-fn commit_batch(db: &Database, batch: &[WriteOp]) -> io::Result<()> {
-    let txn = db.begin_write().map_err(io::Error::other)?;
-    {
-        let mut log = txn.open_table(LOG).map_err(io::Error::other)?;
-        let mut meta = txn.open_table(META).map_err(io::Error::other)?;
-        for op in batch {
-            match op {
-                WriteOp::Append { rows, .. } => {
-                    for (index, bytes) in rows {
-                        log.insert(*index, bytes.as_slice())
-                            .map_err(io::Error::other)?;
-                    }
-                }
-                WriteOp::TruncateFrom(from) => {
-                    log.retain_in(*from.., |_, _| false)
-                        .map_err(io::Error::other)?;
-                }
-                WriteOp::Purge { upto, record } => {
-                    log.retain_in(..=*upto, |_, _| false)
-                        .map_err(io::Error::other)?;
-                    meta.insert(KEY_PURGED, record.as_slice())
-                        .map_err(io::Error::other)?;
-                }
-                WriteOp::Meta { key, value, .. } => {
-                    meta.insert(*key, value.as_slice())
-                        .map_err(io::Error::other)?;
-                }
+/// Writes one batch to the WAL with one fsync. Payloads are moved out of the ops (they
+/// are not needed after the write); the ops stay for their callbacks.
+fn commit_batch<'a>(wal: &mut Wal, batch: impl Iterator<Item = &'a mut WriteOp>) -> io::Result<()> {
+    let mut records = Vec::new();
+    for op in batch {
+        match op {
+            WriteOp::Append { rows, .. } => {
+                records.extend(
+                    std::mem::take(rows)
+                        .into_iter()
+                        .map(|(index, bytes)| Record::Entry { index, bytes }),
+                );
             }
+            WriteOp::TruncateFrom(from) => records.push(Record::TruncateFrom(*from)),
+            WriteOp::Purge { upto, record } => records.push(Record::Purge {
+                upto: *upto,
+                state: std::mem::take(record),
+            }),
+            WriteOp::Vote { value, .. } => records.push(Record::Vote(std::mem::take(value))),
+            WriteOp::Committed(c) => records.push(Record::Committed(std::mem::take(c))),
         }
     }
-    // Durability::Immediate is redb's default: commit returns after the fsync.
-    txn.commit().map_err(io::Error::other)
+    wal.append(&records)
 }
 
 fn read_mem(mem: &RwLock<MemLog>) -> std::sync::RwLockReadGuard<'_, MemLog> {
@@ -326,8 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.write_meta_durably(KEY_VOTE, codec::encode(vote)?)
-            .await?;
+        self.save_vote_durably(codec::encode(vote)?).await?;
         write_mem(&self.mem).vote = Some(*vote);
         Ok(())
     }
@@ -336,11 +292,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not awaited, and written lazily by the writer thread: a committed id that lags on
         // disk only means more re-apply work after a restart, never a wrong state, since it
         // is never written ahead of the entries it names (same FIFO, same or later commit).
-        self.send(WriteOp::Meta {
-            key: KEY_COMMITTED,
-            value: codec::encode(&committed)?,
-            done: None,
-        })?;
+        self.send(WriteOp::Committed(codec::encode(&committed)?))?;
         write_mem(&self.mem).committed = committed;
         Ok(())
     }
@@ -396,21 +348,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// Writes the initial state of a restored data dir: the purge point and committed id
 /// at `log_id` and a committed `vote`, with no entries. Used by `pyxis snapshot restore` only.
 pub fn write_restored(dir: &Path, log_id: LogId, vote: Vote) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let db = Database::create(dir.join("raft.redb")).map_err(io::Error::other)?;
-    let txn = db.begin_write().map_err(io::Error::other)?;
-    {
-        txn.open_table(LOG).map_err(io::Error::other)?;
-        let mut meta = txn.open_table(META).map_err(io::Error::other)?;
-        let id = codec::encode(&Some(log_id))?;
-        meta.insert(KEY_PURGED, id.as_slice())
-            .map_err(io::Error::other)?;
-        meta.insert(KEY_COMMITTED, id.as_slice())
-            .map_err(io::Error::other)?;
-        meta.insert(KEY_VOTE, codec::encode(&vote)?.as_slice())
-            .map_err(io::Error::other)?;
-    }
-    txn.commit().map_err(io::Error::other)
+    let (mut wal, _) = Wal::open(dir)?;
+    let id = codec::encode(&Some(log_id))?;
+    wal.append(&[
+        Record::Purge {
+            upto: log_id.index,
+            state: id.clone(),
+        },
+        Record::Committed(id),
+        Record::Vote(codec::encode(&vote)?),
+    ])
+}
+
+/// Whether `dir` already holds a Raft log.
+pub fn exists(dir: &Path) -> bool {
+    super::wal::exists(dir)
 }
 
 #[cfg(test)]

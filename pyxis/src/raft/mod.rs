@@ -1,7 +1,8 @@
 //! Raft plumbing: openraft's type configuration and the storage and network it runs on.
 //!
 //! Modules:
-//! - `log_store`: the durable Raft log and vote in `raft.redb`, with group commit.
+//! - `log_store`: the durable Raft log and vote, with group commit.
+//! - `wal`: the append-only segment files under the log store.
 //! - `state_machine`: applies committed commands to the in-memory key space.
 //! - `snapshot`: the snapshot file format and its atomic write.
 //! - `network`: Raft RPC to peers over HTTP with a postcard body.
@@ -14,6 +15,7 @@ pub mod log_store;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
 use std::io::Cursor;
 
