@@ -46,6 +46,8 @@ pub struct KeyValue {
     pub mod_rev: Revision,
     /// Number of puts since the key was created (1 after the first put).
     pub version: u64,
+    /// Lease the key is bound to, if any.
+    pub lease: Option<u64>,
 }
 
 /// JSON shape of [`KeyValue`]: the value goes into `value` when it is UTF-8, else `value_b64`.
@@ -59,6 +61,8 @@ struct KeyValueJson {
     create_rev: Revision,
     mod_rev: Revision,
     version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease: Option<u64>,
 }
 
 impl Serialize for KeyValue {
@@ -71,6 +75,7 @@ impl Serialize for KeyValue {
             create_rev: self.create_rev,
             mod_rev: self.mod_rev,
             version: self.version,
+            lease: self.lease,
         }
         .serialize(s)
     }
@@ -86,6 +91,7 @@ impl<'de> Deserialize<'de> for KeyValue {
             create_rev: j.create_rev,
             mod_rev: j.mod_rev,
             version: j.version,
+            lease: j.lease,
         })
     }
 }
@@ -197,6 +203,9 @@ pub enum TxnOp {
         /// The value as base64 bytes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value_b64: Option<String>,
+        /// Lease to bind the key to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
     },
     /// Delete a key, or every key under it with `prefix`.
     Delete {
@@ -322,6 +331,91 @@ pub struct NodeStatus {
     pub keys: u64,
     /// Milliseconds since the leader was last heard from (0 on the leader itself).
     pub millis_since_quorum_ack: Option<u64>,
+}
+
+/// Body of `POST /v1/lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseGrantRequest {
+    /// Time to live in milliseconds; keep-alives must arrive within it.
+    pub ttl_ms: u64,
+}
+
+/// Reply to `POST /v1/lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrantResponse {
+    /// The new lease's id (use it as `?lease=ID`).
+    pub id: u64,
+    /// Its time to live in milliseconds.
+    pub ttl_ms: u64,
+}
+
+/// Reply to `POST /v1/lease/{id}/keepalive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseKeepAliveResponse {
+    /// Milliseconds left before the lease expires unless kept alive again.
+    pub ttl_ms: u64,
+}
+
+/// Reply to `GET /v1/lease/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// The lease id.
+    pub id: u64,
+    /// Its granted time to live in milliseconds.
+    pub ttl_ms: u64,
+    /// Milliseconds left, as the leader sees it.
+    pub remaining_ms: u64,
+    /// Keys bound to it, in key order.
+    pub keys: Vec<String>,
+}
+
+/// Reply to `DELETE /v1/lease/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRevokeResponse {
+    /// Store revision after its keys were deleted.
+    pub revision: Revision,
+    /// How many keys went with it.
+    pub deleted: u64,
+}
+
+/// One line of a `GET /v1/watch/...` stream (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WatchMessage {
+    /// A key was created or changed.
+    Put {
+        /// The key.
+        key: String,
+        /// The new value as UTF-8 text, when it is valid UTF-8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        /// The new value as base64, when it is not UTF-8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value_b64: Option<String>,
+        /// Revision of the change.
+        mod_rev: Revision,
+        /// Lease the key is bound to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
+    },
+    /// A key was deleted.
+    Delete {
+        /// The key.
+        key: String,
+        /// Revision of the delete.
+        mod_rev: Revision,
+    },
+    /// Nothing matched up to `revision`; a client may resume from `revision + 1`.
+    Progress {
+        /// The store revision covered.
+        revision: Revision,
+    },
+    /// The stream fell behind the kept history and ends; re-list, then watch again.
+    Compacted {
+        /// Every revision up to this one is gone from the history.
+        compact_revision: Revision,
+    },
 }
 
 /// Machine-readable error codes of the `{"error": CODE, "message": ...}` body.

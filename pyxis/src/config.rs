@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Build a snapshot (and purge the log before it) every this many entries.
     pub snapshot_threshold: u64,
+    /// Recent change events kept in memory for watches; older starts get "compacted".
+    pub watch_history: usize,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout (upper bound is twice it).
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             join: false,
             data_dir: PathBuf::from("pyxis-data"),
             snapshot_threshold: 100_000,
+            watch_history: 100_000,
             heartbeat_ms: 100,
             election_timeout_ms: 500,
         }

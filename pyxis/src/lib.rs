@@ -5,6 +5,7 @@
 //! - `raft`: openraft glue: durable log, state machine, snapshots, peer RPC.
 //! - `node`: a running node (`start_node`) and the write/read paths handlers use.
 //! - `cluster`: membership listing and runtime changes.
+//! - `lease_timer`: lease expiry on the leader, committed through Raft.
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
 //! - `config`: node settings; `restore`: building a data dir from a backup.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod lease_timer;
 pub mod metrics;
 pub mod node;
 pub mod raft;

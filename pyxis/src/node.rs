@@ -56,6 +56,8 @@ pub struct Node {
     pub view: StoreView,
     /// Client for forwarding requests to the leader.
     pub(crate) http: reqwest::Client,
+    /// Lease deadlines, kept while this node leads.
+    pub leases: crate::lease_timer::LeaseTimers,
 }
 
 impl Node {
@@ -66,6 +68,13 @@ impl Node {
         let id = m.current_leader?;
         let addr = m.membership_config.get_node(&id)?.addr.clone();
         Some((id, addr))
+    }
+
+    /// The current term if this node is the leader, else None.
+    pub fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.state == ServerState::Leader).then_some(m.current_term)
     }
 
     /// Whether this node is the leader right now.
@@ -257,7 +266,7 @@ pub async fn start_node(
     let log = LogStore::open(&cfg.data_dir.join("raft"))
         .with_context(|| format!("opening the raft log in {}", cfg.data_dir.display()))?;
     let snaps = SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
-    let sm = StateMachine::new(snaps);
+    let sm = StateMachine::new(snaps, cfg.watch_history);
     let view = sm.view();
     let raft = Raft::new(
         cfg.id,
@@ -302,7 +311,9 @@ pub async fn start_node(
         raft: raft.clone(),
         view,
         http,
+        leases: Default::default(),
     });
+    crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
     tracing::info!(id = cfg.id, addr = %local, "serving");

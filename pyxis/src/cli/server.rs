@@ -34,6 +34,9 @@ pub struct ServerArgs {
     /// Build a snapshot and compact the log every this many entries.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_threshold: u64,
+    /// Recent change events kept for watches; a watch from an older revision gets 410.
+    #[arg(long, default_value_t = 100_000)]
+    pub watch_history: usize,
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
@@ -64,6 +67,7 @@ impl ServerArgs {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(format!("pyxis-data/node-{}", self.id))),
             snapshot_threshold: self.snapshot_threshold,
+            watch_history: self.watch_history,
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
         })

@@ -133,6 +133,7 @@ fn listing_keeps_one_line_per_key() {
         create_rev: 1,
         mod_rev: 1,
         version: 1,
+        lease: None,
     };
     let out = listing(&[
         kv("/a", b"plain value"),

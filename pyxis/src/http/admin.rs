@@ -105,7 +105,7 @@ pub async fn metrics() -> Response {
     }
 }
 
-async fn proxy_to_leader(
+pub(crate) async fn proxy_to_leader(
     node: &Node,
     method: Method,
     path: &str,

@@ -23,6 +23,28 @@ use super::params::{Params, key_from_path};
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
 
+/// How long a blocking read waits when no `timeout` is given.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest `timeout` a blocking read accepts.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(std::time::Duration::from_millis(n)),
+        "s" => Some(std::time::Duration::from_secs(n)),
+        "m" => Some(std::time::Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
 /// How much of an oversized body is read (and dropped) to answer 413 cleanly.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
@@ -36,20 +58,23 @@ pub async fn put(
     body: Body,
 ) -> Result<Json<PutResponse>, ApiError> {
     let params = Params::parse(uri.query())?;
-    params.only(&["prev_rev"])?;
+    params.only(&["prev_rev", "lease"])?;
     let prev_rev = params.u64("prev_rev")?;
+    let lease = params.u64("lease")?;
     let key = key_from_path(uri.path(), false)?;
     let value = read_body(body, MAX_VALUE_BYTES, "value").await?;
     let cmd = Command::Put {
         key: key.clone(),
         value,
         prev_rev,
+        lease,
     };
     match node.write(cmd).await? {
         CommandResult::Put { revision } => Ok(Json(PutResponse { revision })),
         CommandResult::PutConflict { mod_rev } => {
             Err(ApiError::cas_failed(&key, prev_rev.unwrap_or(0), mod_rev))
         }
+        CommandResult::LeaseNotFound { id } => Err(ApiError::lease_not_found(id)),
         other => Err(ApiError::internal(format!(
             "unexpected result for put: {other:?}"
         ))),
@@ -59,8 +84,20 @@ pub async fn put(
 /// `GET /v1/kv/{key}` (raw value) or `?prefix=true` (JSON listing).
 pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
     let params = Params::parse(uri.query())?;
-    params.only(&["prefix", "consistency"])?;
+    params.only(&["prefix", "consistency", "wait_rev", "timeout"])?;
     let prefix = params.flag("prefix")?;
+    let wait_rev = params.u64("wait_rev")?;
+    let timeout = match params.str("timeout") {
+        None => DEFAULT_WAIT,
+        Some(t) => parse_duration(t)
+            .filter(|d| *d <= MAX_WAIT)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "timeout: expected a duration like 30s, 500ms or 2m up to {}s, got {t:?}",
+                    MAX_WAIT.as_secs()
+                ))
+            })?,
+    };
     let serializable = match params.str("consistency") {
         None | Some("linearizable") => false,
         Some("serializable") => true,
@@ -71,6 +108,12 @@ pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, Ap
         }
     };
     let key = key_from_path(uri.path(), prefix)?;
+    if let Some(after) = wait_rev {
+        // Consul-style blocking read: return once something under the key changes after
+        // `wait_rev`, or at the timeout with the current data.
+        let filter = super::watch::KeyFilter::new(key.clone(), prefix);
+        super::watch::wait_for_change(&node.view, &filter, after, timeout).await;
+    }
     if !serializable {
         node.linearize().await?;
     }
@@ -204,6 +247,7 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
                     key,
                     value,
                     value_b64,
+                    lease,
                 } => {
                     key_ok(&key)?;
                     if value.is_some() && value_b64.is_some() {
@@ -219,7 +263,7 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
                             value.len()
                         )));
                     }
-                    Op::Put { key, value }
+                    Op::Put { key, value, lease }
                 }
                 TxnOp::Delete { key, prefix } => {
                     key_ok(&key)?;

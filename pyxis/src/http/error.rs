@@ -44,6 +44,11 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, message)
     }
 
+    /// 404 for a write or lease call naming a lease that does not exist (or expired).
+    pub fn lease_not_found(id: u64) -> Self {
+        Self::not_found(format!("lease: {id} does not exist or has expired"))
+    }
+
     /// 409 for a failed precondition.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::CompareFailed, message)

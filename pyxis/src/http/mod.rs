@@ -2,14 +2,18 @@
 //!
 //! - `api_v1`: key-value and transaction routes for clients.
 //! - `admin`: cluster, status, backup, health and metrics routes.
+//! - `lease`: lease grant, keep-alive, inspection and revoke.
+//! - `watch`: change streams and blocking reads.
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
 //! - `error`: the JSON error type; `params`: key and query parsing.
 
 pub mod admin;
 pub mod api_v1;
 pub mod error;
+pub mod lease;
 pub mod params;
 pub mod raft_rpc;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -36,6 +40,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/kv/", kv.clone())
         .route("/v1/kv/{*key}", kv)
         .route("/v1/txn", post(api_v1::txn))
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/watch/", get(watch::watch))
+        .route("/v1/watch/{*key}", get(watch::watch))
+        .route("/v1/lease", post(lease::grant))
+        .route("/v1/lease/{id}", get(lease::show).delete(lease::revoke))
+        .route("/v1/lease/{id}/keepalive", post(lease::keep_alive))
         .route("/v1/cluster", get(admin::cluster))
         .route("/v1/cluster/members", post(admin::add_member))
         .route(

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::snapshot::{SnapshotDir, SnapshotFile};
 use super::{LogId, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
 use crate::store::kv::{CommandResult, KvState};
+use crate::store::watch::{Compacted, Event, History};
 
 /// How far the state machine has applied: the log index and the store revision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +31,7 @@ pub struct Applied {
 
 struct State {
     kv: KvState,
+    history: History,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -54,13 +56,15 @@ pub struct StoreView {
 }
 
 impl StateMachine {
-    /// An empty state machine keeping its snapshot in `snapshots`.
-    pub fn new(snapshots: SnapshotDir) -> Self {
+    /// An empty state machine keeping its snapshot in `snapshots` and about
+    /// `history_events` recent events for watches.
+    pub fn new(snapshots: SnapshotDir, history_events: usize) -> Self {
         let (applied, _) = watch::channel(Applied::default());
         StateMachine {
             shared: Arc::new(Shared {
                 state: RwLock::new(State {
                     kv: KvState::default(),
+                    history: History::new(0, history_events),
                     last_applied: None,
                     membership: StoredMembership::default(),
                 }),
@@ -108,6 +112,20 @@ impl StoreView {
     /// Runs `f` on the current key space under a read lock; keep `f` short.
     pub fn with_kv<T>(&self, f: impl FnOnce(&KvState) -> T) -> T {
         f(&self.shared.read().kv)
+    }
+
+    /// Events with revision >= `from` whose key matches (about `limit` at most, whole
+    /// revisions only), and the store revision they were read at; `Err` if `from` is
+    /// older than the kept history.
+    pub fn events_since(
+        &self,
+        from: u64,
+        matches: impl Fn(&str) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64), Compacted> {
+        let st = self.shared.read();
+        let events = st.history.since(from, matches, limit)?;
+        Ok((events, st.kv.revision()))
     }
 
     /// The current applied position.
@@ -206,6 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let mut n = 0u64;
+        let mut events = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let result = {
@@ -213,7 +232,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 st.last_applied = Some(log_id);
                 match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(cmd) => st.kv.apply(cmd),
+                    EntryPayload::Normal(cmd) => {
+                        let r = st.kv.apply(cmd, &mut events);
+                        st.history.extend(events.drain(..));
+                        r
+                    }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(log_id), m);
                         CommandResult::None
@@ -255,6 +278,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(io::Error::other)??;
         {
             let mut st = self.shared.write();
+            // Events before the snapshot are unknown here: watchers behind it get "compacted".
+            st.history.reset(kv.revision());
             st.kv = kv;
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();

@@ -1,14 +1,19 @@
 //! The key space: an ordered map of keys to values with etcd-style revisions.
 //!
 //! This is the pure data structure the Raft state machine mutates: applying a
-//! [`Command`] is deterministic and touches nothing but this map (no clock, no I/O,
-//! no randomness), so every node that applies the same log ends in the same state.
-//! Raft plumbing (log ids, membership, snapshots on disk) lives in `raft::state_machine`.
+//! [`Command`] is deterministic and touches nothing but this map and its lease table
+//! (no clock, no I/O, no randomness), so every node that applies the same log ends in
+//! the same state. Raft plumbing (log ids, membership, snapshots on disk) lives in
+//! `raft::state_machine`; the event history watches read lives in `watch`.
 
 use std::ops::Bound;
 
 use bytes::Bytes;
-use pyxis_client::api::{CompareOp, KeyValue, Revision, TxnOpResult};
+use pyxis_client::api::{CompareOp, KeyValue, Revision};
+
+pub use super::command::{Command, CommandResult, Compare, CompareTarget, LeaseId, Op, TxnResult};
+use super::lease::LeaseTable;
+use super::watch::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 /// One stored key's value and bookkeeping.
@@ -22,179 +27,8 @@ pub struct Entry {
     pub mod_rev: Revision,
     /// Puts since creation.
     pub version: u64,
-}
-
-/// What a transaction compare looks at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CompareTarget {
-    /// The value's bytes (a missing key never equals any value).
-    Value(Bytes),
-    /// The mod revision (0 for a missing key).
-    ModRev(Revision),
-    /// The version (0 for a missing key).
-    Version(u64),
-    /// Whether the key exists.
-    Exists(bool),
-}
-
-/// One validated transaction condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compare {
-    /// The key compared.
-    pub key: String,
-    /// The operator.
-    pub op: CompareOp,
-    /// What is compared.
-    pub target: CompareTarget,
-}
-
-/// One validated transaction operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// Write a value.
-    Put {
-        /// The key.
-        key: String,
-        /// The value.
-        value: Bytes,
-    },
-    /// Delete a key or a subtree.
-    Delete {
-        /// The key or prefix.
-        key: String,
-        /// Whether `key` is a prefix.
-        prefix: bool,
-    },
-    /// Read a key or a subtree.
-    Get {
-        /// The key or prefix.
-        key: String,
-        /// Whether `key` is a prefix.
-        prefix: bool,
-    },
-}
-
-/// A change to the key space, as carried in the Raft log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Put one key, optionally only if its mod revision equals `prev_rev` (0 = absent).
-    Put {
-        /// The key.
-        key: String,
-        /// The value.
-        value: Bytes,
-        /// Compare-and-set condition on the mod revision.
-        prev_rev: Option<Revision>,
-    },
-    /// Delete one key or every key under a prefix.
-    Delete {
-        /// The key or prefix.
-        key: String,
-        /// Whether `key` is a prefix.
-        prefix: bool,
-    },
-    /// Compare, then run one branch atomically at one revision.
-    Txn {
-        /// Conditions.
-        compare: Vec<Compare>,
-        /// Ops if all conditions hold.
-        success: Vec<Op>,
-        /// Ops otherwise.
-        failure: Vec<Op>,
-    },
-}
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Values can be megabytes: log their size, never their bytes.
-        match self {
-            Command::Put {
-                key,
-                value,
-                prev_rev,
-            } => {
-                write!(f, "put {key} ({} bytes)", value.len())?;
-                match prev_rev {
-                    Some(r) => write!(f, " if mod_rev={r}"),
-                    None => Ok(()),
-                }
-            }
-            Command::Delete { key, prefix } => {
-                write!(f, "delete {key}{}", if *prefix { "*" } else { "" })
-            }
-            Command::Txn {
-                compare,
-                success,
-                failure,
-            } => write!(
-                f,
-                "txn ({} compares, {}/{} ops)",
-                compare.len(),
-                success.len(),
-                failure.len()
-            ),
-        }
-    }
-}
-
-/// The outcome of applying one [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum CommandResult {
-    /// Entries without a command (blank, membership) answer nothing.
-    #[default]
-    None,
-    /// A put was applied at `revision`.
-    Put {
-        /// The new global revision.
-        revision: Revision,
-    },
-    /// A compare-and-set put did not hold; nothing was written.
-    PutConflict {
-        /// The key's current mod revision (0 if absent).
-        mod_rev: Revision,
-    },
-    /// A delete removed `deleted` keys.
-    Delete {
-        /// Revision after the delete.
-        revision: Revision,
-        /// How many keys went.
-        deleted: u64,
-    },
-    /// A transaction ran one branch.
-    Txn {
-        /// Whether the success branch ran.
-        succeeded: bool,
-        /// Revision after the transaction.
-        revision: Revision,
-        /// One result per op of the branch.
-        results: Vec<TxnResult>,
-    },
-}
-
-/// Result of one transaction op (owned by the state machine; converted to the wire type at the edge).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxnResult {
-    /// A put was applied.
-    Put,
-    /// A delete removed keys.
-    Delete(u64),
-    /// A read returned entries.
-    Get(Vec<(String, Entry)>),
-}
-
-impl From<TxnResult> for TxnOpResult {
-    fn from(r: TxnResult) -> Self {
-        match r {
-            TxnResult::Put => TxnOpResult::Put {},
-            TxnResult::Delete(deleted) => TxnOpResult::Delete { deleted },
-            TxnResult::Get(entries) => TxnOpResult::Get {
-                entries: entries
-                    .into_iter()
-                    .map(|(k, e)| to_key_value(k, &e))
-                    .collect(),
-            },
-        }
-    }
+    /// Lease holding the key, if any.
+    pub lease: Option<LeaseId>,
 }
 
 /// Builds the wire form of a stored entry.
@@ -205,18 +39,20 @@ pub fn to_key_value(key: String, e: &Entry) -> KeyValue {
         create_rev: e.create_rev,
         mod_rev: e.mod_rev,
         version: e.version,
+        lease: e.lease,
     }
 }
 
-/// The whole key space at one revision.
+/// The whole key space at one revision, with its leases.
 ///
-/// The map is persistent (structurally shared): cloning it is O(1), so a snapshot or a
+/// The maps are persistent (structurally shared): cloning is O(1), so a snapshot or a
 /// backup copies the state without holding up `apply` for a time that grows with the
 /// number of keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
     map: imbl::OrdMap<String, Entry>,
     revision: Revision,
+    leases: LeaseTable,
 }
 
 impl KvState {
@@ -235,6 +71,11 @@ impl KvState {
         self.map.is_empty()
     }
 
+    /// The lease table.
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
     /// One key's entry.
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.map.get(key)
@@ -250,15 +91,22 @@ impl KvState {
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
-    /// Applies one command; returns its result. Deterministic: the same state and
-    /// command always give the same new state and result.
-    pub fn apply(&mut self, cmd: Command) -> CommandResult {
+    /// Applies one command, appending one event per changed key to `events`, and
+    /// returns its result. Deterministic: the same state and command always give the
+    /// same new state, events and result.
+    pub fn apply(&mut self, cmd: Command, events: &mut Vec<Event>) -> CommandResult {
         match cmd {
             Command::Put {
                 key,
                 value,
                 prev_rev,
+                lease,
             } => {
+                if let Some(id) = lease
+                    && !self.leases.contains(id)
+                {
+                    return CommandResult::LeaseNotFound { id };
+                }
                 let current = self.map.get(&key).map_or(0, |e| e.mod_rev);
                 if let Some(expected) = prev_rev
                     && expected != current
@@ -266,7 +114,7 @@ impl KvState {
                     return CommandResult::PutConflict { mod_rev: current };
                 }
                 self.revision += 1;
-                self.put_at(key, value, self.revision);
+                self.put_at(key, value, lease, self.revision, events);
                 CommandResult::Put {
                     revision: self.revision,
                 }
@@ -275,9 +123,7 @@ impl KvState {
                 let doomed = self.matching_keys(&key, prefix);
                 if !doomed.is_empty() {
                     self.revision += 1;
-                    for k in &doomed {
-                        self.map.remove(k);
-                    }
+                    self.delete_at(&doomed, self.revision, events);
                 }
                 CommandResult::Delete {
                     revision: self.revision,
@@ -288,44 +134,78 @@ impl KvState {
                 compare,
                 success,
                 failure,
-            } => {
-                let succeeded = compare.iter().all(|c| self.holds(c));
-                let ops = if succeeded { success } else { failure };
-                let writes = ops.iter().any(|op| match op {
-                    Op::Put { .. } => true,
-                    Op::Delete { key, prefix } => !self.matching_keys(key, *prefix).is_empty(),
-                    Op::Get { .. } => false,
-                });
-                // One transaction is one revision, however many keys it touches.
-                let rev = if writes {
-                    self.revision + 1
-                } else {
-                    self.revision
-                };
-                let mut results = Vec::with_capacity(ops.len());
-                for op in ops {
-                    results.push(match op {
-                        Op::Put { key, value } => {
-                            self.put_at(key, value, rev);
-                            TxnResult::Put
-                        }
-                        Op::Delete { key, prefix } => {
-                            let doomed = self.matching_keys(&key, prefix);
-                            for k in &doomed {
-                                self.map.remove(k);
-                            }
-                            TxnResult::Delete(doomed.len() as u64)
-                        }
-                        Op::Get { key, prefix } => TxnResult::Get(self.read(&key, prefix)),
-                    });
+            } => self.txn(compare, success, failure, events),
+            Command::LeaseGrant { ttl_ms } => CommandResult::LeaseGranted {
+                id: self.leases.grant(ttl_ms),
+                ttl_ms,
+            },
+            Command::LeaseRevoke { id } => match self.leases.revoke(id) {
+                None => CommandResult::LeaseNotFound { id },
+                Some(keys) => {
+                    let doomed: Vec<String> = keys.into_iter().collect();
+                    if !doomed.is_empty() {
+                        self.revision += 1;
+                        self.delete_at(&doomed, self.revision, events);
+                    }
+                    CommandResult::LeaseRevoked {
+                        revision: self.revision,
+                        deleted: doomed.len() as u64,
+                    }
                 }
-                self.revision = rev;
-                CommandResult::Txn {
-                    succeeded,
-                    revision: rev,
-                    results,
-                }
+            },
+        }
+    }
+
+    fn txn(
+        &mut self,
+        compare: Vec<Compare>,
+        success: Vec<Op>,
+        failure: Vec<Op>,
+        events: &mut Vec<Event>,
+    ) -> CommandResult {
+        let succeeded = compare.iter().all(|c| self.holds(c));
+        let ops = if succeeded { success } else { failure };
+        // A put on a missing lease fails the whole transaction before anything changes.
+        for op in &ops {
+            if let Op::Put {
+                lease: Some(id), ..
+            } = op
+                && !self.leases.contains(*id)
+            {
+                return CommandResult::LeaseNotFound { id: *id };
             }
+        }
+        let writes = ops.iter().any(|op| match op {
+            Op::Put { .. } => true,
+            Op::Delete { key, prefix } => !self.matching_keys(key, *prefix).is_empty(),
+            Op::Get { .. } => false,
+        });
+        // One transaction is one revision, however many keys it touches.
+        let rev = if writes {
+            self.revision + 1
+        } else {
+            self.revision
+        };
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(match op {
+                Op::Put { key, value, lease } => {
+                    self.put_at(key, value, lease, rev, events);
+                    TxnResult::Put
+                }
+                Op::Delete { key, prefix } => {
+                    let doomed = self.matching_keys(&key, prefix);
+                    self.delete_at(&doomed, rev, events);
+                    TxnResult::Delete(doomed.len() as u64)
+                }
+                Op::Get { key, prefix } => TxnResult::Get(self.read(&key, prefix)),
+            });
+        }
+        self.revision = rev;
+        CommandResult::Txn {
+            succeeded,
+            revision: rev,
+            results,
         }
     }
 
@@ -343,12 +223,36 @@ impl KvState {
         }
     }
 
-    fn put_at(&mut self, key: String, value: Bytes, rev: Revision) {
+    fn put_at(
+        &mut self,
+        key: String,
+        value: Bytes,
+        lease: Option<LeaseId>,
+        rev: Revision,
+        events: &mut Vec<Event>,
+    ) {
+        let old_lease = self.map.get(&key).and_then(|e| e.lease);
+        if old_lease != lease {
+            if let Some(old) = old_lease {
+                self.leases.detach(old, &key);
+            }
+            if let Some(new) = lease {
+                self.leases.attach(new, &key);
+            }
+        }
+        events.push(Event {
+            kind: EventKind::Put,
+            key: key.clone(),
+            value: value.clone(),
+            mod_rev: rev,
+            lease,
+        });
         match self.map.get_mut(&key) {
             Some(e) => {
                 e.value = value;
                 e.mod_rev = rev;
                 e.version += 1;
+                e.lease = lease;
             }
             None => {
                 self.map.insert(
@@ -358,8 +262,26 @@ impl KvState {
                         create_rev: rev,
                         mod_rev: rev,
                         version: 1,
+                        lease,
                     },
                 );
+            }
+        }
+    }
+
+    fn delete_at(&mut self, keys: &[String], rev: Revision, events: &mut Vec<Event>) {
+        for k in keys {
+            if let Some(e) = self.map.remove(k) {
+                if let Some(l) = e.lease {
+                    self.leases.detach(l, k);
+                }
+                events.push(Event {
+                    kind: EventKind::Delete,
+                    key: k.clone(),
+                    value: Bytes::new(),
+                    mod_rev: rev,
+                    lease: None,
+                });
             }
         }
     }

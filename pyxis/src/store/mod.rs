@@ -1,5 +1,11 @@
 //! The key space and its rules, independent of Raft.
 //!
-//! - `kv`: the ordered map with revisions, and the commands that change it.
+//! - `command`: the commands carried in the log and their results.
+//! - `kv`: the ordered map with revisions, and applying commands to it.
+//! - `lease`: which leases exist and which keys they hold.
+//! - `watch`: change events and the bounded history watches read.
 
+pub mod command;
 pub mod kv;
+pub mod lease;
+pub mod watch;

@@ -21,7 +21,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let dir = tempfile::tempdir().map_err(io_err)?;
         let log = LogStore::open(&dir.path().join("log")).map_err(io_err)?;
         let snaps = SnapshotDir::new(dir.path().join("snap")).map_err(io_err)?;
-        Ok((dir, log, StateMachine::new(snaps)))
+        Ok((dir, log, StateMachine::new(snaps, 1000)))
     }
 }
 

@@ -3,20 +3,28 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::store::watch::EventKind;
 
 fn put(key: &str, value: &str) -> Command {
     Command::Put {
         key: key.into(),
         value: Bytes::from(value.to_owned()),
         prev_rev: None,
+        lease: None,
     }
 }
 
 #[test]
 fn put_bumps_revision_and_version() {
     let mut s = KvState::default();
-    assert_eq!(s.apply(put("/a", "1")), CommandResult::Put { revision: 1 });
-    assert_eq!(s.apply(put("/a", "2")), CommandResult::Put { revision: 2 });
+    assert_eq!(
+        s.apply(put("/a", "1"), &mut Vec::new()),
+        CommandResult::Put { revision: 1 }
+    );
+    assert_eq!(
+        s.apply(put("/a", "2"), &mut Vec::new()),
+        CommandResult::Put { revision: 2 }
+    );
     let e = s.get("/a").unwrap();
     assert_eq!((e.create_rev, e.mod_rev, e.version), (1, 2, 2));
     assert_eq!(e.value, "2");
@@ -29,21 +37,31 @@ fn cas_put_checks_mod_revision() {
         key: "/a".into(),
         value: Bytes::from_static(b"x"),
         prev_rev: Some(0),
+        lease: None,
     };
-    assert_eq!(s.apply(create.clone()), CommandResult::Put { revision: 1 });
+    assert_eq!(
+        s.apply(create.clone(), &mut Vec::new()),
+        CommandResult::Put { revision: 1 }
+    );
     // Creating again must fail: the key exists now.
-    assert_eq!(s.apply(create), CommandResult::PutConflict { mod_rev: 1 });
+    assert_eq!(
+        s.apply(create, &mut Vec::new()),
+        CommandResult::PutConflict { mod_rev: 1 }
+    );
     assert_eq!(s.revision(), 1);
 }
 
 #[test]
 fn delete_missing_key_keeps_revision() {
     let mut s = KvState::default();
-    s.apply(put("/a", "1"));
-    let r = s.apply(Command::Delete {
-        key: "/zz".into(),
-        prefix: false,
-    });
+    s.apply(put("/a", "1"), &mut Vec::new());
+    let r = s.apply(
+        Command::Delete {
+            key: "/zz".into(),
+            prefix: false,
+        },
+        &mut Vec::new(),
+    );
     assert_eq!(
         r,
         CommandResult::Delete {
@@ -56,13 +74,16 @@ fn delete_missing_key_keeps_revision() {
 #[test]
 fn prefix_delete_is_one_revision() {
     let mut s = KvState::default();
-    s.apply(put("/a/1", "1"));
-    s.apply(put("/a/2", "2"));
-    s.apply(put("/b", "3"));
-    let r = s.apply(Command::Delete {
-        key: "/a/".into(),
-        prefix: true,
-    });
+    s.apply(put("/a/1", "1"), &mut Vec::new());
+    s.apply(put("/a/2", "2"), &mut Vec::new());
+    s.apply(put("/b", "3"), &mut Vec::new());
+    let r = s.apply(
+        Command::Delete {
+            key: "/a/".into(),
+            prefix: true,
+        },
+        &mut Vec::new(),
+    );
     assert_eq!(
         r,
         CommandResult::Delete {
@@ -76,7 +97,7 @@ fn prefix_delete_is_one_revision() {
 #[test]
 fn txn_runs_one_branch_at_one_revision() {
     let mut s = KvState::default();
-    s.apply(put("/lock", "me"));
+    s.apply(put("/lock", "me"), &mut Vec::new());
     let txn = Command::Txn {
         compare: vec![Compare {
             key: "/lock".into(),
@@ -87,10 +108,12 @@ fn txn_runs_one_branch_at_one_revision() {
             Op::Put {
                 key: "/x".into(),
                 value: Bytes::from_static(b"1"),
+                lease: None,
             },
             Op::Put {
                 key: "/y".into(),
                 value: Bytes::from_static(b"2"),
+                lease: None,
             },
             Op::Get {
                 key: "/x".into(),
@@ -103,7 +126,7 @@ fn txn_runs_one_branch_at_one_revision() {
         succeeded,
         revision,
         results,
-    } = s.apply(txn)
+    } = s.apply(txn, &mut Vec::new())
     else {
         panic!("not a txn result")
     };
@@ -156,11 +179,11 @@ proptest! {
         for op in ops {
             match op {
                 ModelOp::Put(k, v) => {
-                    s.apply(put(&k, &v));
+                    s.apply(put(&k, &v), &mut Vec::new());
                     model.insert(k, v);
                 }
                 ModelOp::Del(k, prefix) => {
-                    s.apply(Command::Delete { key: k.clone(), prefix });
+                    s.apply(Command::Delete { key: k.clone(), prefix }, &mut Vec::new());
                     model.retain(|mk, _| if prefix { !mk.starts_with(&k) } else { mk != &k });
                 }
             }
@@ -176,4 +199,67 @@ proptest! {
         let back: KvState = postcard::from_bytes(&bytes).unwrap();
         prop_assert_eq!(back, s);
     }
+}
+
+#[test]
+fn lease_revoke_deletes_its_keys_in_one_revision() {
+    let mut s = KvState::default();
+    let mut ev = Vec::new();
+    let CommandResult::LeaseGranted { id, .. } =
+        s.apply(Command::LeaseGrant { ttl_ms: 2000 }, &mut ev)
+    else {
+        panic!("no lease")
+    };
+    for k in ["/l/a", "/l/b"] {
+        let r = s.apply(
+            Command::Put {
+                key: k.into(),
+                value: Bytes::from_static(b"x"),
+                prev_rev: None,
+                lease: Some(id),
+            },
+            &mut ev,
+        );
+        assert!(matches!(r, CommandResult::Put { .. }), "{r:?}");
+    }
+    // Re-putting a key without the lease unbinds it.
+    s.apply(put("/l/b", "y"), &mut ev);
+    ev.clear();
+    let r = s.apply(Command::LeaseRevoke { id }, &mut ev);
+    assert_eq!(
+        r,
+        CommandResult::LeaseRevoked {
+            revision: 4,
+            deleted: 1
+        }
+    );
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].kind, ev[0].key.as_str(), ev[0].mod_rev),
+        (EventKind::Delete, "/l/a", 4)
+    );
+    assert!(s.get("/l/b").is_some());
+    assert!(s.leases().is_empty());
+    assert_eq!(
+        s.apply(Command::LeaseRevoke { id }, &mut ev),
+        CommandResult::LeaseNotFound { id }
+    );
+}
+
+#[test]
+fn put_on_missing_lease_writes_nothing() {
+    let mut s = KvState::default();
+    let mut ev = Vec::new();
+    let r = s.apply(
+        Command::Put {
+            key: "/x".into(),
+            value: Bytes::new(),
+            prev_rev: None,
+            lease: Some(42),
+        },
+        &mut ev,
+    );
+    assert_eq!(r, CommandResult::LeaseNotFound { id: 42 });
+    assert_eq!(s.revision(), 0);
+    assert!(ev.is_empty());
 }

@@ -1,0 +1,126 @@
+//! Lease routes: grant, keep alive, inspect and revoke.
+//!
+//! Grant and revoke are Raft writes (any node, forwarded to the leader). Keep-alive and
+//! inspection touch the leader's in-memory deadlines (`lease_timer`), so a follower
+//! proxies them to the leader. Binding keys to a lease is `PUT /v1/kv/{key}?lease=ID`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use pyxis_client::api::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseInfo, LeaseKeepAliveResponse, LeaseRevokeResponse,
+};
+
+use super::admin::proxy_to_leader;
+use super::api_v1::parse_json;
+use super::error::ApiError;
+use crate::node::Node;
+use crate::store::kv::{Command, CommandResult};
+
+/// Shortest TTL accepted: below it a keep-alive round trip could not keep up.
+pub const MIN_TTL_MS: u64 = 500;
+
+/// Longest TTL accepted (one day).
+pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// `POST /v1/lease` with `{"ttl_ms": N}`.
+pub async fn grant(
+    State(node): State<Arc<Node>>,
+    body: Bytes,
+) -> Result<Json<LeaseGrantResponse>, ApiError> {
+    let req: LeaseGrantRequest = parse_json(&body, "lease body")?;
+    if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&req.ttl_ms) {
+        return Err(ApiError::bad_request(format!(
+            "ttl_ms: must be {MIN_TTL_MS}..={MAX_TTL_MS}, got {}",
+            req.ttl_ms
+        )));
+    }
+    match node
+        .write(Command::LeaseGrant { ttl_ms: req.ttl_ms })
+        .await?
+    {
+        CommandResult::LeaseGranted { id, ttl_ms } => Ok(Json(LeaseGrantResponse { id, ttl_ms })),
+        other => Err(ApiError::internal(format!(
+            "unexpected result for lease grant: {other:?}"
+        ))),
+    }
+}
+
+/// `POST /v1/lease/{id}/keepalive`.
+pub async fn keep_alive(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    if !node.is_leader() {
+        return proxy_to_leader(
+            &node,
+            Method::POST,
+            &format!("/v1/lease/{id}/keepalive"),
+            Vec::new(),
+        )
+        .await;
+    }
+    let ttl_ms = lease_ttl(&node, id)?;
+    let ttl_ms = node.leases.keep_alive(id, ttl_ms);
+    Ok(Json(LeaseKeepAliveResponse { ttl_ms }).into_response())
+}
+
+/// `GET /v1/lease/{id}`.
+pub async fn show(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    if !node.is_leader() {
+        return proxy_to_leader(&node, Method::GET, &format!("/v1/lease/{id}"), Vec::new()).await;
+    }
+    let (ttl_ms, keys) = node
+        .view
+        .with_kv(|kv| {
+            kv.leases()
+                .get(id)
+                .map(|l| (l.ttl_ms, l.keys.iter().cloned().collect::<Vec<_>>()))
+        })
+        .ok_or_else(|| ApiError::lease_not_found(id))?;
+    let remaining_ms = node.leases.remaining_ms(id, ttl_ms);
+    Ok(Json(LeaseInfo {
+        id,
+        ttl_ms,
+        remaining_ms,
+        keys,
+    })
+    .into_response())
+}
+
+/// `DELETE /v1/lease/{id}`: ends the lease and deletes its keys in one revision.
+pub async fn revoke(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Json<LeaseRevokeResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    match node.write(Command::LeaseRevoke { id }).await? {
+        CommandResult::LeaseRevoked { revision, deleted } => {
+            Ok(Json(LeaseRevokeResponse { revision, deleted }))
+        }
+        CommandResult::LeaseNotFound { id } => Err(ApiError::lease_not_found(id)),
+        other => Err(ApiError::internal(format!(
+            "unexpected result for lease revoke: {other:?}"
+        ))),
+    }
+}
+
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("id: expected a lease id, got {id:?}")))
+}
+
+fn lease_ttl(node: &Node, id: u64) -> Result<u64, ApiError> {
+    node.view
+        .with_kv(|kv| kv.leases().get(id).map(|l| l.ttl_ms))
+        .ok_or_else(|| ApiError::lease_not_found(id))
+}

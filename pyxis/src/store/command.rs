@@ -1,0 +1,227 @@
+//! The commands carried in the Raft log and what applying each one answers.
+//!
+//! Plain data: `store::kv` applies them, `http` builds them from validated requests.
+//! New variants go at the end of each enum so that logs and snapshots written by an
+//! older build still decode.
+
+use bytes::Bytes;
+use pyxis_client::api::{CompareOp, Revision, TxnOpResult};
+use serde::{Deserialize, Serialize};
+
+use super::kv::{Entry, to_key_value};
+
+/// Identifier of a lease.
+pub type LeaseId = u64;
+
+/// What a transaction compare looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    /// The value's bytes (a missing key never equals any value).
+    Value(Bytes),
+    /// The mod revision (0 for a missing key).
+    ModRev(Revision),
+    /// The version (0 for a missing key).
+    Version(u64),
+    /// Whether the key exists.
+    Exists(bool),
+}
+
+/// One validated transaction condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    /// The key compared.
+    pub key: String,
+    /// The operator.
+    pub op: CompareOp,
+    /// What is compared.
+    pub target: CompareTarget,
+}
+
+/// One validated transaction operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Write a value, bound to a lease if given.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Bytes,
+        /// Lease the key is bound to.
+        lease: Option<LeaseId>,
+    },
+    /// Delete a key or a subtree.
+    Delete {
+        /// The key or prefix.
+        key: String,
+        /// Whether `key` is a prefix.
+        prefix: bool,
+    },
+    /// Read a key or a subtree.
+    Get {
+        /// The key or prefix.
+        key: String,
+        /// Whether `key` is a prefix.
+        prefix: bool,
+    },
+}
+
+/// A change to the key space, as carried in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Put one key, optionally only if its mod revision equals `prev_rev` (0 = absent).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Bytes,
+        /// Compare-and-set condition on the mod revision.
+        prev_rev: Option<Revision>,
+        /// Lease the key is bound to (it goes when the lease goes).
+        lease: Option<LeaseId>,
+    },
+    /// Delete one key or every key under a prefix.
+    Delete {
+        /// The key or prefix.
+        key: String,
+        /// Whether `key` is a prefix.
+        prefix: bool,
+    },
+    /// Compare, then run one branch atomically at one revision.
+    Txn {
+        /// Conditions.
+        compare: Vec<Compare>,
+        /// Ops if all conditions hold.
+        success: Vec<Op>,
+        /// Ops otherwise.
+        failure: Vec<Op>,
+    },
+    /// Create a lease; its id comes from a counter in the state, so every node agrees.
+    LeaseGrant {
+        /// Time to live the owner must keep alive within.
+        ttl_ms: u64,
+    },
+    /// End a lease and delete every key bound to it, in one revision. The leader
+    /// proposes this when a lease expires, or a client asks for it.
+    LeaseRevoke {
+        /// The lease.
+        id: LeaseId,
+    },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values can be megabytes: log their size, never their bytes.
+        match self {
+            Command::Put {
+                key,
+                value,
+                prev_rev,
+                lease,
+            } => {
+                write!(f, "put {key} ({} bytes)", value.len())?;
+                if let Some(l) = lease {
+                    write!(f, " lease={l}")?;
+                }
+                match prev_rev {
+                    Some(r) => write!(f, " if mod_rev={r}"),
+                    None => Ok(()),
+                }
+            }
+            Command::LeaseGrant { ttl_ms } => write!(f, "lease grant ttl={ttl_ms}ms"),
+            Command::LeaseRevoke { id } => write!(f, "lease revoke {id}"),
+            Command::Delete { key, prefix } => {
+                write!(f, "delete {key}{}", if *prefix { "*" } else { "" })
+            }
+            Command::Txn {
+                compare,
+                success,
+                failure,
+            } => write!(
+                f,
+                "txn ({} compares, {}/{} ops)",
+                compare.len(),
+                success.len(),
+                failure.len()
+            ),
+        }
+    }
+}
+
+/// The outcome of applying one [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CommandResult {
+    /// Entries without a command (blank, membership) answer nothing.
+    #[default]
+    None,
+    /// A put was applied at `revision`.
+    Put {
+        /// The new global revision.
+        revision: Revision,
+    },
+    /// A compare-and-set put did not hold; nothing was written.
+    PutConflict {
+        /// The key's current mod revision (0 if absent).
+        mod_rev: Revision,
+    },
+    /// A delete removed `deleted` keys.
+    Delete {
+        /// Revision after the delete.
+        revision: Revision,
+        /// How many keys went.
+        deleted: u64,
+    },
+    /// A write named a lease that does not exist; nothing was written.
+    LeaseNotFound {
+        /// The missing lease.
+        id: LeaseId,
+    },
+    /// A lease was created.
+    LeaseGranted {
+        /// Its id.
+        id: LeaseId,
+        /// Its time to live.
+        ttl_ms: u64,
+    },
+    /// A lease ended and its keys were deleted.
+    LeaseRevoked {
+        /// Revision after the deletes (unchanged if the lease had no keys).
+        revision: Revision,
+        /// How many keys went.
+        deleted: u64,
+    },
+    /// A transaction ran one branch.
+    Txn {
+        /// Whether the success branch ran.
+        succeeded: bool,
+        /// Revision after the transaction.
+        revision: Revision,
+        /// One result per op of the branch.
+        results: Vec<TxnResult>,
+    },
+}
+
+/// Result of one transaction op (owned by the state machine; converted to the wire type at the edge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnResult {
+    /// A put was applied.
+    Put,
+    /// A delete removed keys.
+    Delete(u64),
+    /// A read returned entries.
+    Get(Vec<(String, Entry)>),
+}
+
+impl From<TxnResult> for TxnOpResult {
+    fn from(r: TxnResult) -> Self {
+        match r {
+            TxnResult::Put => TxnOpResult::Put {},
+            TxnResult::Delete(deleted) => TxnOpResult::Delete { deleted },
+            TxnResult::Get(entries) => TxnOpResult::Get {
+                entries: entries
+                    .into_iter()
+                    .map(|(k, e)| to_key_value(k, &e))
+                    .collect(),
+            },
+        }
+    }
+}
