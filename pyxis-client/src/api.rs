@@ -512,6 +512,7 @@ mod tests {
             create_rev: 1,
             mod_rev: 2,
             version: 1,
+            lease: None,
         };
         let j = serde_json::to_value(&kv).unwrap();
         assert_eq!(j["value"], "hi");
@@ -526,6 +527,7 @@ mod tests {
             create_rev: 1,
             mod_rev: 1,
             version: 1,
+            lease: None,
         };
         let j = serde_json::to_value(&kv).unwrap();
         assert_eq!(j["value_b64"], "/wA=");
@@ -563,7 +565,7 @@ mod tests {
         #[test]
         fn key_value_json_round_trips(key in "/[a-z/]{1,20}", value in proptest::collection::vec(any::<u8>(), 0..64),
                                       c in 0u64..1000, m in 0u64..1000, v in 0u64..1000) {
-            let kv = KeyValue { key, value: Bytes::from(value), create_rev: c, mod_rev: m, version: v };
+            let kv = KeyValue { key, value: Bytes::from(value), create_rev: c, mod_rev: m, version: v, lease: None };
             let text = serde_json::to_string(&kv).unwrap();
             let back: KeyValue = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(back, kv);

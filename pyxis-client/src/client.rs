@@ -3,7 +3,8 @@
 //! [`Client`] turns each call into one HTTP request, sends it through the retry loop of
 //! `retry.rs` (which picks the endpoint) and decodes the reply into the wire types of
 //! [`api`](crate::api). It does not choose the leader: any node forwards writes to it, so
-//! rotating past dead or leaderless nodes is enough. Watches and leases are not here yet.
+//! rotating past dead or leaderless nodes is enough. Leases are in `client/lease.rs`,
+//! resumable watches in `client/watch.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,12 @@ use crate::api::{
 use crate::error::{Error, Result};
 use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
 use crate::url::{kv_path, normalize_endpoint, prefix_path};
+
+mod lease;
+mod watch;
+
+pub use lease::{KeepAlive, LeaseLost};
+pub use watch::Watch;
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

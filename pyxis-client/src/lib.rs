@@ -16,5 +16,5 @@ pub mod error;
 mod retry;
 mod url;
 
-pub use client::{Client, ClientOptions, GetResult, ReadConsistency};
+pub use client::{Client, ClientOptions, GetResult, KeepAlive, LeaseLost, ReadConsistency, Watch};
 pub use error::{Error, Result};

@@ -194,6 +194,7 @@ async fn range_delete_txn_and_members_use_the_documented_routes() {
             create_rev: 2,
             mod_rev: 5,
             version: 3,
+            lease: None,
         }],
     };
     let del = DeleteResponse {

@@ -87,7 +87,9 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
         view,
         filter,
         cursor: from,
-        pending: VecDeque::new(),
+        // Tell the client where the stream starts, so that it can resume from there
+        // even if it breaks before the first event.
+        pending: VecDeque::from([line(&WatchMessage::Progress { revision: from - 1 })]),
         done: false,
         _gauge: WatcherGauge,
     };

@@ -4,6 +4,8 @@
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
+//! - `store_leases`: lease expiry, survival across a leader kill, revoke.
+//! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //!
@@ -14,4 +16,6 @@ mod cli;
 mod store_cluster;
 mod store_faults;
 mod store_input;
+mod store_leases;
+mod store_watch;
 mod writer;
