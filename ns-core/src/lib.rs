@@ -1,0 +1,32 @@
+//! The naming model of pyxis, shared by the store's typed endpoints, the agent and the DNS
+//! gateway: one definition of every name and value, their validation, their place in the
+//! store, and the routing policy.
+//!
+//! Modules:
+//! - [`name`]: validated names, [`ServiceName`], [`DcName`] and [`InstanceId`].
+//! - [`schema`]: the stored values, [`ServiceDef`], [`Instance`], [`TrafficPolicy`] and
+//!   [`Datacenter`], with their JSON form and `validate`.
+//! - [`error`]: [`ValidationError`], which names the field at fault.
+//! - [`keys`]: the `/ns/` key layout, [`Key`] and its builders and parser.
+//! - [`catalog`]: [`Catalog`], the naming model in memory as routing reads it.
+//! - [`routing`]: [`routing::select`], the pure routing policy (datacenter preference, forced
+//!   shifts, gray version groups, weighted order).
+//!
+//! Not here yet: the mirror (one watch stream on `/ns/` feeding a [`Catalog`]) and zone answers.
+//! This crate does no I/O, reads no clock and draws no randomness: time and seeds are passed in.
+
+pub mod catalog;
+pub mod error;
+pub mod keys;
+pub mod name;
+pub mod routing;
+pub mod schema;
+
+pub use catalog::{Catalog, ServiceEntry};
+pub use error::{NameError, ValidationError};
+pub use keys::Key;
+pub use name::{DcName, InstanceId, ServiceName};
+pub use routing::{ClientCtx, Params, Selection};
+pub use schema::{
+    Datacenter, Health, Instance, Override, ServiceDef, Shift, TrafficPolicy, VersionGroup,
+};
