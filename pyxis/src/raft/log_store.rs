@@ -332,11 +332,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        {
+        let purged = {
             let mut mem = write_mem(&self.mem);
             let keep = mem.entries.split_off(&(log_id.index + 1));
-            mem.entries = keep;
             mem.last_purged = Some(log_id);
+            std::mem::replace(&mut mem.entries, keep)
+        };
+        // Freeing tens of thousands of entries takes milliseconds: not on Raft's path.
+        if purged.len() > 1024 {
+            std::thread::spawn(move || drop(purged));
         }
         self.send(WriteOp::Purge {
             upto: log_id.index,
