@@ -270,6 +270,23 @@ impl Client {
         self.send_json(self.put_call(path, value.into())).await
     }
 
+    /// Writes a key bound to lease `lease`, optionally only if its mod revision is
+    /// `prev_rev`. An unknown or expired lease is `Error::Api` with code `NotFound`.
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        lease: u64,
+        prev_rev: Option<Revision>,
+    ) -> Result<PutResponse> {
+        let mut query = vec![format!("lease={lease}")];
+        if let Some(rev) = prev_rev {
+            query.push(format!("prev_rev={rev}"));
+        }
+        let path = with_query(kv_path(key)?, &query);
+        self.send_json(self.put_call(path, value.into())).await
+    }
+
     /// Deletes one key; `deleted` is 0 if it did not exist.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
         let call = self.call(Method::DELETE, kv_path(key)?, Kind::Write);

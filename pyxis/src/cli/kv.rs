@@ -1,4 +1,4 @@
-//! `pyxis kv get|put|del|ls`: single keys and prefixes, printed for people and scripts.
+//! `pyxis kv get|put|del|ls|watch`: single keys and prefixes, printed for people and scripts.
 //!
 //! `get` prints the raw value and nothing else, so `pyxis kv get /cfg > file` round-trips
 //! bytes exactly; `ls` prints one `key<TAB>value` line per key, or the JSON listing. The
@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Subcommand;
-use pyxis_client::api::{KeyValue, Revision};
+use pyxis_client::api::{KeyValue, Revision, WatchMessage};
 use pyxis_client::{Client, ReadConsistency};
 use tokio::io::AsyncReadExt as _;
 
@@ -34,6 +34,9 @@ pub enum KvCmd {
         /// Write only if the key's mod revision is REV (0: only if it does not exist).
         #[arg(long, value_name = "REV")]
         prev_rev: Option<Revision>,
+        /// Bind the key to lease ID (it is deleted when the lease ends).
+        #[arg(long, value_name = "ID")]
+        lease: Option<u64>,
     },
     /// Delete a key (or with --prefix every key under it) and print how many went.
     #[command(visible_alias = "rm")]
@@ -43,6 +46,21 @@ pub enum KvCmd {
         /// Delete every key under KEY.
         #[arg(long)]
         prefix: bool,
+    },
+    /// Print changes to KEY (or under it with --prefix) as JSON lines until interrupted;
+    /// resumes on another endpoint if one fails.
+    Watch {
+        /// The key, starting with `/`.
+        key: String,
+        /// Watch every key under KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Start at revision REV (inclusive); without it, with the next change.
+        #[arg(long, value_name = "REV")]
+        from_rev: Option<Revision>,
+        /// Also print the periodic progress lines.
+        #[arg(long)]
+        progress: bool,
     },
     /// List the keys under PREFIX, one `key<TAB>value` line each.
     Ls {
@@ -75,18 +93,39 @@ pub(crate) async fn run(client: &Client, cmd: KvCmd) -> anyhow::Result<()> {
             key,
             value,
             prev_rev,
+            lease,
         } => {
             let value = if value == "-" {
                 read_stdin().await?
             } else {
                 Bytes::from(value)
             };
-            let put = match prev_rev {
-                Some(rev) => client.put_if(&key, value, rev).await,
-                None => client.put(&key, value).await,
+            let put = match (prev_rev, lease) {
+                (_, Some(lease)) => client.put_leased(&key, value, lease, prev_rev).await,
+                (Some(rev), None) => client.put_if(&key, value, rev).await,
+                (None, None) => client.put(&key, value).await,
             }
             .with_context(|| format!("put {key}"))?;
             print(format!("revision {}\n", put.revision))
+        }
+        KvCmd::Watch {
+            key,
+            prefix,
+            from_rev,
+            progress,
+        } => {
+            let mut watch = client
+                .watch(&key, prefix, from_rev)
+                .with_context(|| format!("watch {key}"))?;
+            loop {
+                let msg = watch.next().await.with_context(|| format!("watch {key}"))?;
+                if !progress && matches!(msg, WatchMessage::Progress { .. }) {
+                    continue;
+                }
+                let mut line = serde_json::to_string(&msg).context("encoding an event")?;
+                line.push('\n');
+                print(line)?;
+            }
         }
         KvCmd::Del { key, prefix } => {
             let del = if prefix {

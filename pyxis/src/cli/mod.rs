@@ -1,4 +1,4 @@
-//! The operator CLI's client subcommands: `pyxis kv`, `members`, `status` and `snapshot`.
+//! The operator CLI's client subcommands: `pyxis kv`, `lease`, `members`, `status` and `snapshot`.
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
 //! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
@@ -36,12 +36,14 @@ use clap::{Args, Subcommand};
 use pyxis_client::{Client, ClientOptions};
 
 mod kv;
+mod lease;
 mod members;
 pub mod server;
 mod snapshot;
 mod status;
 
 pub use kv::KvCmd;
+pub use lease::LeaseCmd;
 pub use members::MembersCmd;
 pub use snapshot::SnapshotCmd;
 
@@ -71,6 +73,9 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: Option<MembersCmd>,
     },
+    /// Grant, keep alive, inspect or revoke leases.
+    #[command(subcommand)]
+    Lease(LeaseCmd),
     /// Show every endpoint's own status, and the leader and term they report.
     Status,
     /// Save a snapshot of the store to a file.
@@ -83,6 +88,7 @@ pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<(
     match cmd {
         ClientCommand::Kv(cmd) => kv::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Members { command } => members::run(&connect(endpoints)?, command).await,
+        ClientCommand::Lease(cmd) => lease::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
         ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
     }

@@ -50,7 +50,7 @@ fn kv_subcommands_parse() {
     ]);
     assert!(matches!(
         cli.command,
-        ClientCommand::Kv(KvCmd::Put { ref key, ref value, prev_rev: Some(0) })
+        ClientCommand::Kv(KvCmd::Put { ref key, ref value, prev_rev: Some(0), lease: None })
             if key == "/a" && value == "-"
     ));
     // A value that looks like a flag is still a value.
