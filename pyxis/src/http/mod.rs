@@ -4,6 +4,7 @@
 //! - `admin`: cluster, status, backup, health and metrics routes.
 //! - `lease`: lease grant, keep-alive, inspection and revoke.
 //! - `watch`: change streams and blocking reads.
+//! - `naming`: typed, validated `/v1/services`, `/v1/traffic` and `/v1/datacenters` routes.
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
 //! - `error`: the JSON error type; `params`: key and query parsing.
 
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod api_v1;
 pub mod error;
 pub mod lease;
+pub mod naming;
 pub mod params;
 pub mod raft_rpc;
 pub mod watch;
@@ -46,6 +48,35 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/lease", post(lease::grant))
         .route("/v1/lease/{id}", get(lease::show).delete(lease::revoke))
         .route("/v1/lease/{id}/keepalive", post(lease::keep_alive))
+        .route("/v1/services", get(naming::services::list))
+        .route(
+            "/v1/services/{name}",
+            get(naming::services::get)
+                .put(naming::services::put)
+                .delete(naming::services::delete),
+        )
+        .route(
+            "/v1/services/{name}/instances",
+            get(naming::services::list_instances),
+        )
+        .route(
+            "/v1/services/{name}/instances/{id}",
+            get(naming::services::get_instance)
+                .put(naming::services::put_instance)
+                .delete(naming::services::delete_instance),
+        )
+        .route(
+            "/v1/traffic/{name}",
+            get(naming::policy::get_traffic)
+                .put(naming::policy::put_traffic)
+                .delete(naming::policy::delete_traffic),
+        )
+        .route(
+            "/v1/datacenters/{dc}",
+            get(naming::policy::get_datacenter)
+                .put(naming::policy::put_datacenter)
+                .delete(naming::policy::delete_datacenter),
+        )
         .route("/v1/cluster", get(admin::cluster))
         .route("/v1/cluster/members", post(admin::add_member))
         .route(

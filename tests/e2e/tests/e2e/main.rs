@@ -6,6 +6,8 @@
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
+//! - `naming`: the typed `/v1/services|traffic|datacenters` endpoints: every validation rule is a
+//!   400 naming the field with nothing written; registration, filtered listings and deletes.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //!
@@ -13,6 +15,7 @@
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
 mod cli;
+mod naming;
 mod store_cluster;
 mod store_faults;
 mod store_input;

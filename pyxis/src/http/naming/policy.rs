@@ -1,0 +1,109 @@
+//! Traffic policies (`/v1/traffic/{name}`) and datacenters (`/v1/datacenters/{dc}`).
+//!
+//! Both are operator-written values: validated by `ns_core::schema`, stored whole (a PUT
+//! replaces the previous value) and never bound to a lease. A traffic policy may be written
+//! before its service has a definition or instances. Rules spanning several values (an
+//! override naming a live instance, subnets overlapping across datacenters) are not checked
+//! here; routing tolerates them. Services and instances are in `services`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::Response;
+use ns_core::{Datacenter, DcName, ServiceName, TrafficPolicy, keys};
+use pyxis_client::api::{DeleteResponse, PutResponse};
+
+use super::super::error::ApiError;
+use super::super::params::Params;
+use super::{delete_keys, get_one, invalid, name, path_params, put_value, read_barrier};
+use crate::node::Node;
+
+/// `PUT /v1/traffic/{name}` with a [`TrafficPolicy`] body.
+pub async fn put_traffic(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<PutResponse>, ApiError> {
+    let svc = name("name", &path_params(path)?, ServiceName::parse)?;
+    Params::parse(uri.query())?.only(&[])?;
+    let policy = TrafficPolicy::from_json(&body).map_err(invalid)?;
+    put_value(&node, keys::traffic(&svc), &policy, None).await
+}
+
+/// `GET /v1/traffic/{name}`: the stored [`TrafficPolicy`], expired or not; 404 if none.
+pub async fn get_traffic(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let svc = name("name", &path_params(path)?, ServiceName::parse)?;
+    let params = Params::parse(uri.query())?;
+    params.only(&["consistency"])?;
+    read_barrier(&node, &params).await?;
+    get_one(
+        &node,
+        &keys::traffic(&svc),
+        "name",
+        "traffic policy",
+        TrafficPolicy::from_json,
+    )
+}
+
+/// `DELETE /v1/traffic/{name}`: the service's defaults apply again.
+pub async fn delete_traffic(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let svc = name("name", &path_params(path)?, ServiceName::parse)?;
+    Params::parse(uri.query())?.only(&[])?;
+    delete_keys(&node, vec![(keys::traffic(&svc), false)]).await
+}
+
+/// `PUT /v1/datacenters/{dc}` with a [`Datacenter`] body.
+pub async fn put_datacenter(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<PutResponse>, ApiError> {
+    let dc = name("dc", &path_params(path)?, DcName::parse)?;
+    Params::parse(uri.query())?.only(&[])?;
+    let value = Datacenter::from_json(&body).map_err(invalid)?;
+    put_value(&node, keys::datacenter(&dc), &value, None).await
+}
+
+/// `GET /v1/datacenters/{dc}`: the stored [`Datacenter`]; 404 if none.
+pub async fn get_datacenter(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let dc = name("dc", &path_params(path)?, DcName::parse)?;
+    let params = Params::parse(uri.query())?;
+    params.only(&["consistency"])?;
+    read_barrier(&node, &params).await?;
+    get_one(
+        &node,
+        &keys::datacenter(&dc),
+        "dc",
+        "datacenter",
+        Datacenter::from_json,
+    )
+}
+
+/// `DELETE /v1/datacenters/{dc}`.
+pub async fn delete_datacenter(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let dc = name("dc", &path_params(path)?, DcName::parse)?;
+    Params::parse(uri.query())?.only(&[])?;
+    delete_keys(&node, vec![(keys::datacenter(&dc), false)]).await
+}
