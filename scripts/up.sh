@@ -22,7 +22,7 @@ RUST_LOG="${RUST_LOG:-info,openraft=warn}" target/release/pyxis server \
 pids+=($!)
 
 for _ in $(seq 100); do
-    curl -fsS "http://$listen/healthz" >/dev/null 2>&1 && break
+    target/release/pyxis --endpoints "$listen" status >/dev/null 2>&1 && break
     sleep 0.1
 done
 target/release/pyxis --endpoints "$listen" kv put /hello/world "pyxis is up" >/dev/null
