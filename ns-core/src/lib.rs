@@ -9,15 +9,19 @@
 //! - [`error`]: [`ValidationError`], which names the field at fault.
 //! - [`keys`]: the `/ns/` key layout, [`Key`] and its builders and parser.
 //! - [`catalog`]: [`Catalog`], the naming model in memory as routing reads it.
+//! - [`mirror`]: [`Mirror`], the live copy of `/ns/` kept by one watch stream, handing out
+//!   immutable [`Snapshot`]s and reporting its staleness ([`MirrorStatus`]).
 //! - [`routing`]: [`routing::select`], the pure routing policy (datacenter preference, forced
 //!   shifts, gray version groups, weighted order).
 //!
-//! Not here yet: the mirror (one watch stream on `/ns/` feeding a [`Catalog`]) and zone answers.
-//! This crate does no I/O, reads no clock and draws no randomness: time and seeds are passed in.
+//! Not here yet: zone answers.
+//! Apart from the mirror, this crate does no I/O, reads no clock and draws no randomness: time
+//! and seeds are passed in.
 
 pub mod catalog;
 pub mod error;
 pub mod keys;
+pub mod mirror;
 pub mod name;
 pub mod routing;
 pub mod schema;
@@ -25,6 +29,7 @@ pub mod schema;
 pub use catalog::{Catalog, ServiceEntry};
 pub use error::{NameError, ValidationError};
 pub use keys::Key;
+pub use mirror::{Mirror, MirrorOptions, MirrorStatus, Snapshot};
 pub use name::{DcName, InstanceId, ServiceName};
 pub use routing::{ClientCtx, Params, Selection};
 pub use schema::{

@@ -8,6 +8,7 @@
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `naming`: the typed `/v1/services|traffic|datacenters` endpoints: every validation rule is a
 //!   400 naming the field with nothing written; registration, filtered listings and deletes.
+//! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //!
@@ -15,6 +16,7 @@
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
 mod cli;
+mod mirror;
 mod naming;
 mod store_cluster;
 mod store_faults;
