@@ -1,7 +1,7 @@
 //! [`Catalog`]: the naming model held in memory, as routing reads it.
 //!
 //! A catalog is plain data: every service with its definition, traffic policy and instances,
-//! and every datacenter. The mirror (not written yet) will build one from `/ns/` and hand out
+//! and every datacenter. The mirror ([`crate::mirror`]) builds one from `/ns/` and hands out
 //! immutable snapshots of it; tests build one by hand. This module does no routing
 //! ([`crate::routing`]) and no parsing of store values ([`crate::schema`], [`crate::keys`]).
 
