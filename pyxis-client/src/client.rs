@@ -24,6 +24,7 @@ use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
 use crate::url::{kv_path, normalize_endpoint, prefix_path};
 
 mod lease;
+mod naming;
 mod watch;
 
 pub use lease::{KeepAlive, LeaseLost};

@@ -38,6 +38,21 @@ pub(crate) fn prefix_path(prefix: &str) -> Result<String> {
     Ok(format!("/v1/kv{}", encode_path(prefix)))
 }
 
+/// A path built from `/`-joined segments, each percent-encoded (`/v1/services/web`).
+pub(crate) fn segments_path(segments: &[&str]) -> Result<String> {
+    let mut out = String::new();
+    for s in segments {
+        if s.is_empty() || *s == "." || *s == ".." {
+            return Err(Error::InvalidArgument(format!(
+                "path segment {s:?}: must be a non-empty name other than '.' or '..'"
+            )));
+        }
+        out.push('/');
+        encode_segment(s, &mut out);
+    }
+    Ok(out)
+}
+
 /// Local checks a key must pass before it can be put into a URL; the server does the rest.
 fn check_key(key: &str, what: &str) -> Result<()> {
     if !key.starts_with('/') {

@@ -1,4 +1,5 @@
-//! The operator CLI's client subcommands: `pyxis kv`, `lease`, `members`, `status` and `snapshot`.
+//! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`,
+//! `members`, `status` and `snapshot`.
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
 //! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
@@ -39,13 +40,17 @@ mod kv;
 mod lease;
 mod members;
 pub mod server;
+mod service;
 mod snapshot;
 mod status;
+mod traffic;
 
 pub use kv::KvCmd;
 pub use lease::LeaseCmd;
 pub use members::MembersCmd;
+pub use service::ServiceCmd;
 pub use snapshot::SnapshotCmd;
+pub use traffic::TrafficCmd;
 
 /// The global `--endpoints` option of the client subcommands.
 #[derive(Debug, Clone, Args)]
@@ -76,6 +81,12 @@ pub enum ClientCommand {
     /// Grant, keep alive, inspect or revoke leases.
     #[command(subcommand)]
     Lease(LeaseCmd),
+    /// List services, or show one with its instances.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Show or change a service's traffic policy (gray weights, shifts, drains).
+    #[command(subcommand)]
+    Traffic(TrafficCmd),
     /// Show every endpoint's own status, and the leader and term they report.
     Status,
     /// Save a snapshot of the store to a file.
@@ -89,6 +100,8 @@ pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<(
         ClientCommand::Kv(cmd) => kv::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Members { command } => members::run(&connect(endpoints)?, command).await,
         ClientCommand::Lease(cmd) => lease::run(&connect(endpoints)?, cmd).await,
+        ClientCommand::Service(cmd) => service::run(&connect(endpoints)?, cmd).await,
+        ClientCommand::Traffic(cmd) => traffic::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
         ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
     }
