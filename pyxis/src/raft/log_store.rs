@@ -251,12 +251,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let mem = read_mem(&self.mem);
-        Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
+        self.get_log_reader().await.try_get_log_entries(range).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(read_mem(&self.mem).vote)
+        self.get_log_reader().await.read_vote().await
     }
 }
 

@@ -97,6 +97,18 @@ impl Shared {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The applied state and its snapshot metadata, copied in O(1) under the read lock.
+    fn copy_state(&self) -> (SnapshotMeta, KvState) {
+        let st = self.read();
+        (
+            SnapshotMeta {
+                last_log_id: st.last_applied,
+                last_membership: st.membership.clone(),
+            },
+            st.kv.clone(),
+        )
+    }
+
     fn publish_applied(&self) {
         let st = self.read();
         let now = Applied {
@@ -148,16 +160,7 @@ impl StoreView {
 
     /// A consistent copy of the whole state, encoded as a snapshot file (for backups).
     pub fn export(&self) -> io::Result<(Vec<u8>, u64)> {
-        let (meta, kv) = {
-            let st = self.shared.read();
-            (
-                SnapshotMeta {
-                    last_log_id: st.last_applied,
-                    last_membership: st.membership.clone(),
-                },
-                st.kv.clone(),
-            )
-        };
+        let (meta, kv) = self.shared.copy_state();
         let revision = kv.revision();
         let file = SnapshotFile {
             meta,
@@ -205,16 +208,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
         // Copy under the lock, encode and write outside it so apply is not held up.
-        let (meta, kv) = {
-            let st = self.shared.read();
-            (
-                SnapshotMeta {
-                    last_log_id: st.last_applied,
-                    last_membership: st.membership.clone(),
-                },
-                st.kv.clone(),
-            )
-        };
+        let (meta, kv) = self.shared.copy_state();
         let shared = self.shared.clone();
         let file = background(move || -> io::Result<SnapshotFile> {
             let file = SnapshotFile {
