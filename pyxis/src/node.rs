@@ -147,19 +147,29 @@ impl Node {
         cmd: &Command,
     ) -> Result<CommandResult, ForwardError> {
         let body = codec::encode(cmd).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        self.call_leader(addr, "write", body).await
+    }
+
+    /// Sends a peer RPC to the leader at `addr` and decodes its `Result<T, ForwardError>`.
+    /// A failed connection counts as a leadership change, so the caller retries.
+    async fn call_leader<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        rpc: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ForwardError> {
         let resp = self
             .http
-            .post(format!("http://{addr}/raft/write"))
+            .post(format!("http://{addr}/raft/{rpc}"))
             .body(body)
             .send()
             .await
-            // The leader may have died: treat it as a leadership change and retry.
             .map_err(|_| ForwardError::NotLeader(None))?;
         let bytes = resp
             .bytes()
             .await
             .map_err(|_| ForwardError::NotLeader(None))?;
-        codec::decode::<Result<CommandResult, ForwardError>>(&bytes)
+        codec::decode::<Result<T, ForwardError>>(&bytes)
             .map_err(|e| ForwardError::Failed(format!("bad reply from leader {addr}: {e}")))?
     }
 
@@ -205,18 +215,7 @@ impl Node {
     }
 
     async fn remote_read_index(&self, addr: &str) -> Result<u64, ForwardError> {
-        let resp = self
-            .http
-            .post(format!("http://{addr}/raft/read-index"))
-            .send()
-            .await
-            .map_err(|_| ForwardError::NotLeader(None))?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|_| ForwardError::NotLeader(None))?;
-        codec::decode::<Result<u64, ForwardError>>(&bytes)
-            .map_err(|e| ForwardError::Failed(format!("bad reply from leader {addr}: {e}")))?
+        self.call_leader(addr, "read-index", Vec::new()).await
     }
 
     async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
