@@ -44,16 +44,7 @@ impl ServiceName {
 
     /// Check `s` against the service name rules.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        if s.is_empty() {
-            return Err(NameError("must not be empty".into()));
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(NameError(format!(
-                "is {} characters long, at most {} allowed",
-                s.len(),
-                Self::MAX_LEN
-            )));
-        }
+        check_length(s, Self::MAX_LEN)?;
         for label in s.split('.') {
             check_label(label).map_err(|m| NameError(format!("label {label:?} {m}")))?;
         }
@@ -80,16 +71,7 @@ impl InstanceId {
 
     /// Check `s` against the instance id rules (one safe key segment).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        if s.is_empty() {
-            return Err(NameError("must not be empty".into()));
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(NameError(format!(
-                "is {} characters long, at most {} allowed",
-                s.len(),
-                Self::MAX_LEN
-            )));
-        }
+        check_length(s, Self::MAX_LEN)?;
         if s.starts_with('.') {
             return Err(NameError("must not start with '.'".into()));
         }
@@ -103,6 +85,20 @@ impl InstanceId {
         }
         Ok(InstanceId(s.into()))
     }
+}
+
+/// Non-empty and at most `max` bytes (names are ASCII, so bytes are characters).
+fn check_length(s: &str, max: usize) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError("must not be empty".into()));
+    }
+    if s.len() > max {
+        return Err(NameError(format!(
+            "is {} characters long, at most {max} allowed",
+            s.len()
+        )));
+    }
+    Ok(())
 }
 
 /// One DNS label: 1..=63 of `[a-z0-9-]`, no `-` at either end. Returns the reason on failure.

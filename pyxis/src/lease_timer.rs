@@ -63,7 +63,15 @@ impl LeaseTimers {
     }
 
     /// One pass: sync with the replicated lease table and return the leases that expired.
+    #[cfg(test)]
     fn expired(&self, term: u64, leases: &[(LeaseId, u64)], now: Instant) -> Vec<LeaseId> {
+        self.sync(term, leases, now);
+        self.due(now)
+    }
+
+    /// Aligns the deadlines with the replicated lease table: new leases get a full TTL,
+    /// revoked ones are forgotten, and a new term restarts every lease.
+    fn sync(&self, term: u64, leases: &[(LeaseId, u64)], now: Instant) {
         let mut d = self.lock();
         if d.term != Some(term) {
             // New leadership: every lease gets a fresh grace period.
@@ -74,20 +82,28 @@ impl LeaseTimers {
         let live: HashMap<LeaseId, u64> = leases.iter().copied().collect();
         d.at.retain(|id, _| live.contains_key(id));
         d.revoking.retain(|id, _| live.contains_key(id));
-        let mut out = Vec::new();
         for (id, ttl_ms) in leases {
-            let at = *d
-                .at
-                .entry(*id)
+            d.at.entry(*id)
                 .or_insert_with(|| now + Duration::from_millis(*ttl_ms));
+        }
+    }
+
+    /// The leases whose deadline has passed and whose revoke is not already under way.
+    fn due(&self, now: Instant) -> Vec<LeaseId> {
+        let mut guard = self.lock();
+        let d = &mut *guard;
+        let mut out = Vec::new();
+        for (id, at) in &d.at {
             let retry_due = d
                 .revoking
                 .get(id)
                 .is_none_or(|t| now.duration_since(*t) >= RETRY_REVOKE);
-            if at <= now && retry_due {
-                d.revoking.insert(*id, now);
+            if *at <= now && retry_due {
                 out.push(*id);
             }
+        }
+        for id in &out {
+            d.revoking.insert(*id, now);
         }
         out
     }
@@ -106,6 +122,10 @@ pub fn spawn_expiry(node: Arc<Node>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The lease table only changes when entries are applied: re-read it then (or when
+        // the term changes), not on every tick, so an idle leader with many leases only
+        // compares deadlines.
+        let mut synced: Option<(u64, u64)> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -113,10 +133,19 @@ pub fn spawn_expiry(node: Arc<Node>, shutdown: CancellationToken) {
             }
             let Some(term) = node.leader_term() else {
                 node.leases.clear();
+                synced = None;
                 continue;
             };
-            let leases: Vec<(LeaseId, u64)> = node.view.with_kv(|kv| kv.leases().iter().collect());
-            for id in node.leases.expired(term, &leases, Instant::now()) {
+            let now = Instant::now();
+            let at = (term, node.view.applied().index);
+            if synced != Some(at) {
+                let leases: Vec<(LeaseId, u64)> =
+                    node.view.with_kv(|kv| kv.leases().iter().collect());
+                node.leases.sync(term, &leases, now);
+                metrics::gauge!("pyxis_leases").set(leases.len() as f64);
+                synced = Some(at);
+            }
+            for id in node.leases.due(now) {
                 let node = node.clone();
                 tokio::spawn(async move {
                     match node.write(Command::LeaseRevoke { id }).await {
@@ -131,7 +160,6 @@ pub fn spawn_expiry(node: Arc<Node>, shutdown: CancellationToken) {
                     }
                 });
             }
-            metrics::gauge!("pyxis_leases").set(leases.len() as f64);
         }
     });
 }
