@@ -25,6 +25,8 @@ export RUNS="${RUNS:-3}"
 export DURATION="${DURATION:-10}"
 # shellcheck source=/dev/null
 source "$PEERS_DIR/lib.sh"
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
 export BENCH_TMP RUNS DURATION PIN SERVER_CPU CLIENT_CPU
 export KV_PIN_CLIENT="${KV_PIN_CLIENT:-0}"
 
@@ -61,60 +63,22 @@ CMDLINE="RUNS=$RUNS DURATION=$DURATION CPU_DURATION=$CPU_DURATION SYSTEMS='$SYST
 MEMBER_CPU=""
 [[ "$PIN_SERVERS" == 1 && "$PIN" == 1 ]] && MEMBER_CPU="$SERVER_CPU"
 
-# The e2e harness (tests/harness/src/ports.rs) draws ports from below the
-# ephemeral range (21768-32767 here), which holds ours too, and skips any port
-# with a claim file naming a live pid. Claim ours the same way for the run.
-CLAIM_DIR="${TMPDIR:-/tmp}/pyxis-harness-ports"
-CLAIMS=()
-claim_port() {
-  local port="$1" f="$CLAIM_DIR/$1" owner
-  mkdir -p "$CLAIM_DIR"
-  if ! (set -o noclobber; echo "$$" >"$f") 2>/dev/null; then
-    owner=$(cat "$f" 2>/dev/null || true)
-    if [[ "$owner" =~ ^[0-9]+$ ]] && [[ "$owner" != "$$" ]] && kill -0 "$owner" 2>/dev/null; then
-      die "port $port is claimed by pid $owner (a test run?): wait for it, or move PYXIS_BASE_PORT / ETCD_BASE_*"
-    fi
-    echo "$$" >"$f"
-  fi
-  CLAIMS+=("$f")
-  check_port_free "$port"
-}
-
 W=$(mk_workdir kv)
 ETCD_DIR="$W/etcd"
 RESULTS="$W/results.txt"
 : >"$RESULTS"
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_all
-  local c
-  for c in "${CLAIMS[@]}"; do [[ "$(cat "$c" 2>/dev/null)" == "$$" ]] && rm -f "$c"; done
-  if [[ -e "$ETCD_DIR/pids" ]]; then
-    BASE_CLIENT="$ETCD_BASE_CLIENT" BASE_PEER="$ETCD_BASE_PEER" \
-      "$PEERS_DIR/etcd-cluster.sh" stop "$ETCD_DIR" || true
-  fi
-  if [[ "${KEEP:-0}" == 1 ]]; then log "scratch kept in $W"; else rm -rf "$W"; fi
-  exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# json_get JSON EXPR : evaluate a python expression over the parsed JSON `d`
-json_get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 
-foreign_load() {
-  echo "load $(cut -d' ' -f1-3 /proc/loadavg); busy others: $(top -b -n1 -w 200 | awk -v me="$$" 'NR>7 && $9+0 > 10 && $1 != me {printf "%s(%s%%) ", $12, $9}')"
-}
 
 # CPU used by processes other than this benchmark during a system's phase:
 # all user+nice+system ticks (/proc/stat) minus the members' ticks minus this
 # script's own and its reaped children's (wrk, curl, python) ticks. On a
 # shared 2-core box it tells whether someone else's build or test spoiled
 # the figures.
-busy_ticks() { awk '/^cpu /{print $2+$3+$4; exit}' /proc/stat; }
 self_ticks() { sed 's/.*) //' /proc/$$/stat | awk '{print $12+$13+$14+$15}'; }
 # kernel threads (children of kthreadd, pid 2): loopback softirq and fsync
 # writeback work done for the members lands here, not on the members
@@ -170,7 +134,6 @@ measure_cpu() {
 }
 
 # ---------------------------------------------------------------- pyxis
-pyxis_url() { echo "http://127.0.0.1:$((PYXIS_BASE_PORT + $1))"; }
 pyxis_rev() { json_get "$(curl -fsS --max-time 2 "$1/v1/status")" 'd["revision"]'; }
 
 # Build (BUILD=1, default, a no-op when up to date) and check the binary

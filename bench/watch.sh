@@ -24,6 +24,8 @@ PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/bench/peers}"
 export BENCH_TMP="${BENCH_TMP:-${TMPDIR:-/tmp}/pyxisbench}"
 # shellcheck source=/dev/null
 source "$PEERS_DIR/lib.sh"
+# shellcheck source=bench/common.sh
+source "$BENCH_DIR/common.sh"
 
 OUT="${1:-}"
 SYSTEMS="${SYSTEMS:-pyxis etcd}"
@@ -49,48 +51,15 @@ for tool in wrk curl python3; do command -v "$tool" >/dev/null || die "$tool not
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CMDLINE="SYSTEMS='$SYSTEMS' WATCH_N=$WATCH_N WATCH_INTERVAL_MS=$WATCH_INTERVAL_MS WATCHERS='$WATCHERS' WATCH_SAMPLE=$WATCH_SAMPLE LEASES=$LEASES LEASE_TTL=$LEASE_TTL LEASE_SECS=$LEASE_SECS LEASE_CONNS=$LEASE_CONNS bench/watch.sh${OUT:+ $OUT}"
 
-CLAIM_DIR="${TMPDIR:-/tmp}/pyxis-harness-ports"
-CLAIMS=()
-claim_port() {
-  local port="$1" f="$CLAIM_DIR/$1" owner
-  mkdir -p "$CLAIM_DIR"
-  if ! (set -o noclobber; echo "$$" >"$f") 2>/dev/null; then
-    owner=$(cat "$f" 2>/dev/null || true)
-    if [[ "$owner" =~ ^[0-9]+$ ]] && [[ "$owner" != "$$" ]] && kill -0 "$owner" 2>/dev/null; then
-      die "port $port is claimed by pid $owner (a test run?): wait for it, or move PYXIS_BASE_PORT / ETCD_BASE_*"
-    fi
-    echo "$$" >"$f"
-  fi
-  CLAIMS+=("$f")
-  check_port_free "$port"
-}
-
 W=$(mk_workdir watch)
 ETCD_DIR="$W/etcd"
 RESULTS="$W/results.txt"
 : >"$RESULTS"
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_all
-  local c
-  for c in "${CLAIMS[@]}"; do [[ "$(cat "$c" 2>/dev/null)" == "$$" ]] && rm -f "$c"; done
-  if [[ -e "$ETCD_DIR/pids" ]]; then
-    BASE_CLIENT="$ETCD_BASE_CLIENT" BASE_PEER="$ETCD_BASE_PEER" "$PEERS_DIR/etcd-cluster.sh" stop "$ETCD_DIR" || true
-  fi
-  if [[ "${KEEP:-0}" == 1 ]]; then log "scratch kept in $W"; else rm -rf "$W"; fi
-  exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-json_get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-foreign_load() {
-  echo "load $(cut -d' ' -f1-3 /proc/loadavg); busy others: $(top -b -n1 -w 200 | awk -v me="$$" 'NR>7 && $9+0 > 10 && $1 != me {printf "%s(%s%%) ", $12, $9}')"
-}
-busy_ticks() { awk '/^cpu /{print $2+$3+$4; exit}' /proc/stat; }
 
 # run_phases SYSTEM LEADER_URL LEADER_PID WATCH_URLS ALL_PIDS...
 run_phases() {
@@ -121,7 +90,6 @@ run_phases() {
   log "$line"; echo "$line" >>"$RESULTS"
 }
 
-pyxis_url() { echo "http://127.0.0.1:$((PYXIS_BASE_PORT + $1))"; }
 
 run_pyxis() {
   if [[ -z "$PYXIS_BIN" ]]; then
