@@ -28,7 +28,21 @@ async fn put_leased(c: &Cluster, node: u64, key: &str, lease: u64) {
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
+/// Whether `key` is in the committed state, read linearizably through `node`.
 async fn exists(c: &Cluster, node: u64, key: &str) -> bool {
+    let reply = c.api().get(&c.url(node), key).await.unwrap();
+    assert!(
+        matches!(reply.status, 200 | 404),
+        "read through n{node}: {} {}",
+        reply.status,
+        reply.text()
+    );
+    reply.status == 200
+}
+
+/// Whether `key` is in `node`'s applied state (a serializable read, which may lag the
+/// leader but needs no quorum, so it answers during an election).
+async fn exists_locally(c: &Cluster, node: u64, key: &str) -> bool {
     c.api()
         .get_serializable(&c.url(node), key)
         .await
@@ -80,6 +94,16 @@ async fn kept_alive_lease_survives_a_leader_kill() {
     let old = c.leader().await.unwrap();
     let survivor = c.followers(old)[0];
     put_leased(&c, survivor, "/lease/kept", lease.id).await;
+    // The put is acknowledged once committed; the survivor may apply it a moment later.
+    eventually(Duration::from_secs(5), async || {
+        anyhow::ensure!(
+            exists_locally(&c, survivor, "/lease/kept").await,
+            "not applied"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
     let mut keeper = cl.keep_alive(lease.id, lease.ttl_ms);
     c.kill9(old).unwrap();
     let new = c.leader_within(Duration::from_secs(10)).await.unwrap();
@@ -88,7 +112,7 @@ async fn kept_alive_lease_survives_a_leader_kill() {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         assert!(
-            exists(&c, survivor, "/lease/kept").await,
+            exists_locally(&c, survivor, "/lease/kept").await,
             "lease expired across the election"
         );
         assert!(!keeper.is_lost(), "keep-alive reported the lease lost");
@@ -97,7 +121,10 @@ async fn kept_alive_lease_survives_a_leader_kill() {
     // Stopping the keep-alive now lets it expire on the new leader.
     drop(keeper);
     eventually(Duration::from_secs(10), async || {
-        anyhow::ensure!(!exists(&c, survivor, "/lease/kept").await, "still there");
+        anyhow::ensure!(
+            !exists_locally(&c, survivor, "/lease/kept").await,
+            "still there"
+        );
         Ok(())
     })
     .await
