@@ -6,8 +6,8 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use super::Client;
-use crate::api::{ErrorCode, PutResponse};
+use super::{Client, decode_json, header_u64};
+use crate::api::{ErrorCode, HEADER_MOD_REVISION, PutResponse, Revision};
 use crate::error::{Error, Result};
 use crate::retry::Kind;
 use crate::url::segments_path;
@@ -57,12 +57,44 @@ impl Client {
         )
     }
 
+    /// A service's traffic policy with its mod revision, for a later
+    /// [`put_traffic_if`](Client::put_traffic_if); `None` if it has none.
+    pub async fn traffic_versioned(&self, service: &str) -> Result<Option<(Value, Revision)>> {
+        let path = segments_path(&["v1", "traffic", service])?;
+        let reply = match self.send(self.call(Method::GET, path, Kind::Read)).await {
+            Ok(r) => r,
+            Err(Error::Api {
+                code: ErrorCode::NotFound,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mod_rev = header_u64(&reply.headers, HEADER_MOD_REVISION)?;
+        Ok(Some((decode_json(&reply)?, mod_rev)))
+    }
+
     /// Replaces a service's traffic policy (validated by the server).
     pub async fn put_traffic(&self, service: &str, policy: &Value) -> Result<PutResponse> {
         let path = segments_path(&["v1", "traffic", service])?;
-        let mut call = self.json_call(Method::PUT, path, policy)?;
-        call.kind = Kind::Write;
-        self.send_json(call).await
+        self.send_json(self.json_call(Method::PUT, path, policy)?)
+            .await
+    }
+
+    /// Replaces a service's traffic policy only if its mod revision is still `prev_rev`
+    /// (0: only if it has none). A mismatch is `Error::Api` with code
+    /// [`CompareFailed`](crate::api::ErrorCode::CompareFailed): read again and retry.
+    pub async fn put_traffic_if(
+        &self,
+        service: &str,
+        policy: &Value,
+        prev_rev: Revision,
+    ) -> Result<PutResponse> {
+        let path = format!(
+            "{}?prev_rev={prev_rev}",
+            segments_path(&["v1", "traffic", service])?
+        );
+        self.send_json(self.json_call(Method::PUT, path, policy)?)
+            .await
     }
 }
 

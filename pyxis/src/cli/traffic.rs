@@ -1,14 +1,18 @@
 //! `pyxis traffic show|set|shift|drain`: operators change a service's traffic policy.
 //!
-//! `shift` and `drain` read the current policy, change one part and write it back; the
+//! `shift` and `drain` read the current policy, change one part and write it back only if
+//! nobody wrote it in between (compare-and-set on its mod revision; on a conflict they read
+//! again), so two operators changing different parts at once both keep their change. The
 //! server validates the result (a shift over 100% out of a datacenter, an unknown field)
 //! and refuses it with the field named, so a bad change writes nothing.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use pyxis_client::Client;
+use pyxis_client::api::ErrorCode;
 use serde_json::{Value, json};
 
 use super::print;
@@ -82,25 +86,39 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
             from,
             to,
             percent,
-        } => {
-            let mut policy = current(client, &name).await?;
-            set_shift(&mut policy, &from, &to, percent);
-            write(client, &name, &policy).await
-        }
+        } => edit(client, &name, |p| set_shift(p, &from, &to, percent)).await,
         TrafficCmd::Drain { name, id, undo } => {
-            let mut policy = current(client, &name).await?;
-            set_drain(&mut policy, &id, !undo);
-            write(client, &name, &policy).await
+            edit(client, &name, |p| set_drain(p, &id, !undo)).await
         }
     }
 }
 
-async fn current(client: &Client, name: &str) -> anyhow::Result<Value> {
-    Ok(client
-        .traffic(name)
-        .await
-        .with_context(|| format!("traffic {name}"))?
-        .unwrap_or_else(|| json!({})))
+/// How many times `edit` reads again after losing a race with another writer.
+const EDIT_ATTEMPTS: u32 = 20;
+
+/// Applies `change` to the current policy (`{}` if none) and writes it back only if it is
+/// unchanged since the read, re-reading on each conflict.
+async fn edit(client: &Client, name: &str, change: impl Fn(&mut Value)) -> anyhow::Result<()> {
+    for attempt in 1..=EDIT_ATTEMPTS {
+        let (mut policy, rev) = client
+            .traffic_versioned(name)
+            .await
+            .with_context(|| format!("traffic {name}"))?
+            .unwrap_or_else(|| (json!({}), 0));
+        change(&mut policy);
+        match client.put_traffic_if(name, &policy, rev).await {
+            Ok(r) => return print(format!("revision {}\n", r.revision)),
+            Err(e) if e.code() == Some(ErrorCode::CompareFailed) => {
+                tracing::debug!(attempt, "traffic {name} changed since it was read; again");
+                // A short, growing pause keeps a burst of colliding operators from spinning.
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("set traffic {name}")),
+        }
+    }
+    anyhow::bail!(
+        "traffic {name}: the policy changed under each of {EDIT_ATTEMPTS} attempts; try again"
+    )
 }
 
 async fn write(client: &Client, name: &str, policy: &Value) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use ns_core::{NameError, ValidationError};
 use pyxis_client::api::{self, DeleteResponse, PutResponse, Revision};
@@ -56,22 +56,52 @@ async fn read_barrier(node: &Node, params: &Params) -> Result<(), ApiError> {
     }
 }
 
+/// The query parameters every typed `PUT` takes: `prev_rev` (compare-and-set on the stored
+/// value's mod revision, `0` = must not exist, as on `/v1/kv`) and, where `leased` allows
+/// it, `lease`.
+#[derive(Debug, Clone, Copy, Default)]
+struct WriteParams {
+    prev_rev: Option<u64>,
+    lease: Option<u64>,
+}
+
+impl WriteParams {
+    /// Reads the write parameters from `uri`, refusing any other (and `lease` unless `leased`).
+    fn parse(uri: &Uri, leased: bool) -> Result<Self, ApiError> {
+        let params = Params::parse(uri.query())?;
+        params.only(if leased {
+            &["prev_rev", "lease"]
+        } else {
+            &["prev_rev"]
+        })?;
+        Ok(WriteParams {
+            prev_rev: params.u64("prev_rev")?,
+            lease: params.u64("lease")?,
+        })
+    }
+}
+
 /// Stores the canonical JSON of an already validated value at `key`.
 async fn put_value<T: Serialize>(
     node: &Node,
     key: String,
     value: &T,
-    lease: Option<u64>,
+    write: WriteParams,
 ) -> Result<Json<PutResponse>, ApiError> {
     let value = serde_json::to_vec(value).map_err(ApiError::internal)?;
     let cmd = Command::Put {
-        key,
+        key: key.clone(),
         value: Bytes::from(value),
-        prev_rev: None,
-        lease,
+        prev_rev: write.prev_rev,
+        lease: write.lease,
     };
     match node.write(cmd).await? {
         CommandResult::Put { revision } => Ok(Json(PutResponse { revision })),
+        CommandResult::PutConflict { mod_rev } => Err(ApiError::cas_failed(
+            &key,
+            write.prev_rev.unwrap_or(0),
+            mod_rev,
+        )),
         CommandResult::LeaseNotFound { id } => Err(ApiError::lease_not_found(id)),
         other => Err(ApiError::internal(format!(
             "unexpected result for put: {other:?}"

@@ -19,10 +19,12 @@ use pyxis_client::api::{DeleteResponse, PutResponse};
 
 use super::super::error::ApiError;
 use super::super::params::Params;
-use super::{delete_keys, get_one, invalid, name, path_params, put_value, read_barrier};
+use super::{
+    WriteParams, delete_keys, get_one, invalid, name, path_params, put_value, read_barrier,
+};
 use crate::node::Node;
 
-/// `PUT /v1/traffic/{name}` with a [`TrafficPolicy`] body.
+/// `PUT /v1/traffic/{name}[?prev_rev=N]` with a [`TrafficPolicy`] body.
 pub async fn put_traffic(
     State(node): State<Arc<Node>>,
     path: Result<Path<String>, PathRejection>,
@@ -30,9 +32,9 @@ pub async fn put_traffic(
     body: Bytes,
 ) -> Result<Json<PutResponse>, ApiError> {
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
-    Params::parse(uri.query())?.only(&[])?;
+    let write = WriteParams::parse(&uri, false)?;
     let policy = TrafficPolicy::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::traffic(&svc), &policy, None).await
+    put_value(&node, keys::traffic(&svc), &policy, write).await
 }
 
 /// `GET /v1/traffic/{name}`: the stored [`TrafficPolicy`], expired or not; 404 if none.
@@ -65,7 +67,7 @@ pub async fn delete_traffic(
     delete_keys(&node, vec![(keys::traffic(&svc), false)]).await
 }
 
-/// `PUT /v1/datacenters/{dc}` with a [`Datacenter`] body.
+/// `PUT /v1/datacenters/{dc}[?prev_rev=N]` with a [`Datacenter`] body.
 pub async fn put_datacenter(
     State(node): State<Arc<Node>>,
     path: Result<Path<String>, PathRejection>,
@@ -73,9 +75,9 @@ pub async fn put_datacenter(
     body: Bytes,
 ) -> Result<Json<PutResponse>, ApiError> {
     let dc = name("dc", &path_params(path)?, DcName::parse)?;
-    Params::parse(uri.query())?.only(&[])?;
+    let write = WriteParams::parse(&uri, false)?;
     let value = Datacenter::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::datacenter(&dc), &value, None).await
+    put_value(&node, keys::datacenter(&dc), &value, write).await
 }
 
 /// `GET /v1/datacenters/{dc}`: the stored [`Datacenter`]; 404 if none.

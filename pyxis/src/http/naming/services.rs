@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use super::super::error::ApiError;
 use super::super::params::Params;
-use super::{delete_keys, get_one, invalid, listing, name, path_params, put_value, read_barrier};
+use super::{
+    WriteParams, delete_keys, get_one, invalid, listing, name, path_params, put_value, read_barrier,
+};
 use crate::node::Node;
 
 /// One row of `GET /v1/services`.
@@ -53,7 +55,7 @@ pub struct InstanceRow {
     pub instance: Instance,
 }
 
-/// `PUT /v1/services/{name}` with a [`ServiceDef`] body.
+/// `PUT /v1/services/{name}[?prev_rev=N]` with a [`ServiceDef`] body.
 pub async fn put(
     State(node): State<Arc<Node>>,
     path: Result<Path<String>, PathRejection>,
@@ -61,9 +63,9 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Json<PutResponse>, ApiError> {
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
-    Params::parse(uri.query())?.only(&[])?;
+    let write = WriteParams::parse(&uri, false)?;
     let def = ServiceDef::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::service(&svc), &def, None).await
+    put_value(&node, keys::service(&svc), &def, write).await
 }
 
 /// `GET /v1/services/{name}`: the stored [`ServiceDef`]; 404 if the service has none.
@@ -150,7 +152,7 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
     Ok(listing(revision, rows))
 }
 
-/// `PUT /v1/services/{name}/instances/{id}[?lease=ID]` with an [`Instance`] body.
+/// `PUT /v1/services/{name}/instances/{id}[?lease=ID][&prev_rev=N]` with an [`Instance`] body.
 pub async fn put_instance(
     State(node): State<Arc<Node>>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -160,13 +162,11 @@ pub async fn put_instance(
     let (raw_name, raw_id) = path_params(path)?;
     let svc = name("name", &raw_name, ServiceName::parse)?;
     let id = name("id", &raw_id, InstanceId::parse)?;
-    let params = Params::parse(uri.query())?;
-    params.only(&["lease"])?;
-    let lease = params.u64("lease")?;
+    let write = WriteParams::parse(&uri, true)?;
     let instance = Instance::from_json(&body).map_err(invalid)?;
     // The lease's existence is checked by the state machine when the put applies, so a lease
     // that expires between here and there still writes nothing (404 `lease`).
-    put_value(&node, keys::instance(&svc, &id), &instance, lease).await
+    put_value(&node, keys::instance(&svc, &id), &instance, write).await
 }
 
 /// `GET /v1/services/{name}/instances/{id}`: the stored [`Instance`].

@@ -1,4 +1,5 @@
-//! The operator CLI: `pyxis kv put|get|ls|del` and `pyxis snapshot save|restore`.
+//! The operator CLI: `pyxis kv put|get|ls|del`, `pyxis snapshot save|restore` and concurrent
+//! `pyxis traffic` edits.
 //!
 //! Each command runs as its own process against servers started by the harness; the
 //! server side of the same operations is covered over HTTP in the `store_*` modules.
@@ -172,4 +173,81 @@ fn key_values(listing: &RangeResponse) -> Vec<(String, Bytes)> {
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone()))
         .collect()
+}
+
+/// Operators running `pyxis traffic drain|shift` at the same moment all keep their change:
+/// each read-modify-write is a compare-and-set that reads again when another one won.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_traffic_edits_all_land() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let ep = c.endpoints();
+    let pyxis = c.bin();
+    let drained: Vec<String> = (1..=6).map(|i| format!("web-{i}")).collect();
+    let mut edits: Vec<Vec<&str>> = drained
+        .iter()
+        .map(|id| vec!["traffic", "drain", "web", id])
+        .collect();
+    edits.push(vec![
+        "traffic",
+        "shift",
+        "web",
+        "--from",
+        "dc1",
+        "--to",
+        "dc2",
+        "--percent",
+        "25",
+    ]);
+    edits.push(vec![
+        "traffic",
+        "shift",
+        "web",
+        "--from",
+        "dc1",
+        "--to",
+        "dc3",
+        "--percent",
+        "10",
+    ]);
+    let runs = edits.into_iter().map(|mut args| {
+        args.extend(["--endpoints", ep.as_str()]);
+        run_cmd(pyxis, args, CMD_TIMEOUT)
+    });
+    for out in futures::future::join_all(runs).await {
+        out.unwrap().success().unwrap();
+    }
+
+    let policy: serde_json::Value = c
+        .api()
+        .get_path(&c.url(1), "/v1/traffic/web")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    for id in &drained {
+        assert_eq!(
+            policy["overrides"][id]["drain"],
+            serde_json::json!(true),
+            "the drain of {id} was lost: {policy}"
+        );
+    }
+    let mut shifts: Vec<(String, u64)> = policy["shifts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no shifts: {policy}"))
+        .iter()
+        .map(|s| {
+            (
+                s["to_dc"].as_str().unwrap_or("").to_owned(),
+                s["percent"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    shifts.sort();
+    assert_eq!(
+        shifts,
+        [("dc2".to_owned(), 25), ("dc3".to_owned(), 10)],
+        "{policy}"
+    );
 }

@@ -21,7 +21,7 @@ struct Case {
     path: String,
     /// Raw body (`None` for none).
     body: Option<String>,
-    /// Expected status: 400, or 404 for an unknown lease.
+    /// Expected status: 400, 404 for an unknown lease, 409 for a failed `prev_rev`.
     status: u16,
     /// The field the message must start with (`port` matches `port: ...`).
     field: &'static str,
@@ -141,10 +141,10 @@ async fn check_rejected(c: &Cluster, url: &str, cases: Vec<Case>) {
         let body = reply
             .error_body()
             .unwrap_or_else(|e| panic!("{what}: not an error body: {e:#}"));
-        let code = if case.status == 404 {
-            ErrorCode::NotFound
-        } else {
-            ErrorCode::BadRequest
+        let code = match case.status {
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::CompareFailed,
+            _ => ErrorCode::BadRequest,
         };
         assert_eq!(body.error, code, "{what}: {body:?}");
         assert!(
@@ -351,7 +351,48 @@ async fn bad_names_params_and_leases_are_refused() {
             body(),
             "lease",
         ),
+        case(
+            "lease on a traffic policy",
+            Method::PUT,
+            "/v1/traffic/web?lease=1",
+            Some(json!({})),
+            "lease",
+        ),
+        case(
+            "non-numeric prev_rev",
+            Method::PUT,
+            "/v1/traffic/web?prev_rev=latest",
+            Some(json!({})),
+            "prev_rev",
+        ),
     ];
+    // Compare-and-set on the typed writes: the seeded values exist, at revisions above 1.
+    for (what, path, body) in [
+        (
+            "prev_rev=0 on an existing service",
+            "/v1/services/web?prev_rev=0",
+            Some(json!({})),
+        ),
+        (
+            "stale prev_rev on a policy",
+            "/v1/traffic/web?prev_rev=1",
+            Some(json!({})),
+        ),
+        (
+            "stale prev_rev on a datacenter",
+            "/v1/datacenters/dc1?prev_rev=1",
+            Some(json!({})),
+        ),
+        (
+            "stale prev_rev on an instance",
+            "/v1/services/web/instances/web-1?prev_rev=1",
+            body(),
+        ),
+    ] {
+        let mut conflict = case(what, Method::PUT, path, body, "prev_rev");
+        conflict.status = 409;
+        cases.push(conflict);
+    }
     let mut unknown = case(
         "unknown lease",
         Method::PUT,
@@ -608,6 +649,20 @@ async fn register_list_and_delete() {
     assert_eq!(got["groups"][1], json!({"version": "v2", "weight": 10}));
     assert_eq!(got["overrides"]["web-3"], json!({"drain": true}));
     assert_eq!(got["expires_at"], json!(4_102_444_800_000u64));
+    // A write conditioned on the revision just read goes through.
+    let rev = ok(Method::GET, "/v1/traffic/web", None)
+        .await
+        .mod_revision()
+        .expect("X-Pyxis-Mod-Revision");
+    let put: PutResponse = ok(
+        Method::PUT,
+        &format!("/v1/traffic/web?prev_rev={rev}"),
+        Some(json!({"prefer_same_dc": false})),
+    )
+    .await
+    .json()
+    .unwrap();
+    assert!(put.revision > rev);
     ok(
         Method::PUT,
         "/v1/datacenters/dc1",
