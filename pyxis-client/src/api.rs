@@ -311,6 +311,10 @@ pub type MembershipResponse = ClusterInfo;
 pub struct NodeStatus {
     /// This node's id.
     pub id: NodeId,
+    /// The id of the cluster this node belongs to (16 hex digits); `None` for a node
+    /// started with `--join` that no member has contacted yet.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     /// Its role: `leader`, `follower`, `candidate`, `learner` or `shutdown`.
     pub state: String,
     /// Leader this node knows of.

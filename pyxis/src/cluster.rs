@@ -57,6 +57,7 @@ impl Node {
         let m = m.borrow_watched();
         NodeStatus {
             id: self.id,
+            cluster_id: self.cluster.get().map(|c| c.to_string()),
             state: format!("{:?}", m.state).to_lowercase(),
             leader: m.current_leader,
             term: m.current_term,

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout (upper bound is twice it).
     pub election_timeout_ms: u64,
+    /// Mixed into the cluster id a new cluster derives from `peers` (etcd's
+    /// `--initial-cluster-token`): re-creating a cluster on the same addresses takes a new one.
+    pub cluster_token: String,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             watch_history: 100_000,
             heartbeat_ms: 100,
             election_timeout_ms: 500,
+            cluster_token: String::new(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! - `store`: the key space (map, revisions, commands), pure and deterministic.
 //! - `raft`: openraft glue: durable log, state machine, snapshots, peer RPC.
 //! - `node`: a running node (`start_node`) and the write/read paths handlers use.
-//! - `cluster`: membership listing and runtime changes.
+//! - `cluster`: membership listing and runtime changes; `cluster_id`: which cluster a node
+//!   belongs to, checked on every peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod cluster_id;
 pub mod config;
 pub mod http;
 pub mod lease_timer;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster_id::{self, ClusterId, ClusterIdentity};
 use crate::config::ServerConfig;
 use crate::http::error::ApiError;
 use crate::raft::log_store::LogStore;
@@ -58,6 +59,8 @@ pub struct Node {
     pub(crate) http: reqwest::Client,
     /// Lease deadlines, kept while this node leads.
     pub leases: crate::lease_timer::LeaseTimers,
+    /// The cluster this node belongs to, sent with and checked on every peer call.
+    pub cluster: Arc<ClusterIdentity>,
 }
 
 impl Node {
@@ -158,17 +161,28 @@ impl Node {
         rpc: &str,
         body: Vec<u8>,
     ) -> Result<T, ForwardError> {
-        let resp = self
+        let mut req = self
             .http
             .post(format!("http://{addr}/raft/{rpc}"))
-            .body(body)
+            .body(body);
+        if let Some(id) = self.cluster.get() {
+            req = req.header(cluster_id::HEADER, id.to_string());
+        }
+        let resp = req
             .send()
             .await
             .map_err(|_| ForwardError::NotLeader(None))?;
+        let status = resp.status();
         let bytes = resp
             .bytes()
             .await
             .map_err(|_| ForwardError::NotLeader(None))?;
+        if !status.is_success() {
+            return Err(ForwardError::Failed(format!(
+                "leader {addr} refused the call (HTTP {status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
         codec::decode::<Result<T, ForwardError>>(&bytes)
             .map_err(|e| ForwardError::Failed(format!("bad reply from leader {addr}: {e}")))?
     }
@@ -267,10 +281,12 @@ pub async fn start_node(
     let snaps = SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
     let sm = StateMachine::new(snaps, cfg.watch_history);
     let view = sm.view();
+    let cluster =
+        Arc::new(ClusterIdentity::load(&cfg.data_dir).context("reading this node's cluster id")?);
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config(&cfg)?),
-        NetworkFactory::new()?,
+        NetworkFactory::new(cluster.clone())?,
         log,
         sm,
     )
@@ -291,6 +307,14 @@ pub async fn start_node(
                 .map(|(id, a)| (*id, RaftNode::new(a)))
                 .collect()
         };
+        // The id goes to disk before the node can take part in anything.
+        let addrs = members
+            .iter()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        cluster
+            .bootstrap(ClusterId::derive(&addrs, &cfg.cluster_token))
+            .context("writing this node's cluster id")?;
         // Every node of a new cluster initializes with the same members; openraft
         // accepts identical initializations, and one of them wins the first election.
         match raft.initialize(members).await {
@@ -311,6 +335,7 @@ pub async fn start_node(
         view,
         http,
         leases: Default::default(),
+        cluster,
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());

@@ -4,7 +4,8 @@
 //! key space. Restoring writes it as the node's snapshot at log index 1 of term 1, with
 //! a one-member membership (this node), and marks the log purged and committed up to
 //! it, so `pyxis server` on that dir starts as an initialized one-node cluster serving
-//! the restored keys. More nodes can then join with `pyxis members add`.
+//! the restored keys. More nodes can then join with `pyxis members add`. The new cluster
+//! gets a fresh cluster id, so members of the backed-up cluster cannot talk to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -13,6 +14,7 @@ use std::path::Path;
 use openraft::Membership;
 use openraft::testing::log_id;
 
+use crate::cluster_id::{ClusterId, ClusterIdentity};
 use crate::raft::snapshot::{SnapshotDir, SnapshotFile, decode_file};
 use crate::raft::{Node, SnapshotMeta, StoredMembership, TypeConfig, Vote, codec, log_store};
 use crate::store::kv::KvState;
@@ -88,6 +90,10 @@ pub fn restore(
     SnapshotDir::new(data_dir.join("snapshots"))
         .and_then(|d| d.save(&snap))
         .map_err(wr)?;
+    ClusterIdentity::load(data_dir)
+        .and_then(|c| c.bootstrap(ClusterId::fresh(&format!("{id}={addr}"))))
+        .map_err(wr)?;
+    // Last: the raft log marks the data dir as taken, so a failed restore can be retried.
     log_store::write_restored(&data_dir.join("raft"), at, Vote::new_committed(1, id))
         .map_err(wr)?;
     Ok(Restored {

@@ -43,6 +43,10 @@ pub struct ServerArgs {
     /// Minimum election timeout in milliseconds (the maximum is twice it).
     #[arg(long, default_value_t = 500)]
     pub election_timeout_ms: u64,
+    /// Token mixed into the id a new cluster derives from --peers; give a re-created
+    /// cluster on the same addresses a new one, so old members cannot talk to it.
+    #[arg(long, default_value = "")]
+    pub cluster_token: String,
 }
 
 impl ServerArgs {
@@ -70,6 +74,7 @@ impl ServerArgs {
             watch_history: self.watch_history,
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
+            cluster_token: self.cluster_token,
         })
     }
 }

@@ -85,7 +85,31 @@ pub(super) fn status_report(answers: &[(String, Result<NodeStatus, String>)]) ->
         .filter_map(|(_, r)| r.as_ref().ok())
         .collect();
     out.push_str(&summary(&statuses));
+    out.push_str(&cluster_ids(answers));
     out
+}
+
+/// `cluster id: X` when every answer agrees, a warning naming each endpoint's id when they
+/// do not (an endpoint list mixing two clusters), nothing when none knows one.
+fn cluster_ids(answers: &[(String, Result<NodeStatus, String>)]) -> String {
+    let known: Vec<(&str, &str)> = answers
+        .iter()
+        .filter_map(|(e, r)| Some((e.as_str(), r.as_ref().ok()?.cluster_id.as_deref()?)))
+        .collect();
+    let mut ids: Vec<&str> = known.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match ids.as_slice() {
+        [] => String::new(),
+        [id] => format!("cluster id: {id}\n"),
+        _ => {
+            let each: Vec<String> = known.iter().map(|(e, id)| format!("{e}={id}")).collect();
+            format!(
+                "warning: the endpoints belong to different clusters: {}\n",
+                each.join(", ")
+            )
+        }
+    }
 }
 
 /// `leader ID term T` from the answers at the highest term (a node that lags behind may

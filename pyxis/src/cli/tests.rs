@@ -186,6 +186,7 @@ fn members_table_marks_the_leader() {
 fn status(id: u64, term: u64, leader: Option<u64>) -> NodeStatus {
     NodeStatus {
         id,
+        cluster_id: Some("00000000000000aa".into()),
         state: if leader == Some(id) {
             "leader"
         } else {
@@ -221,11 +222,25 @@ fn status_report_shows_unreachable_nodes_and_the_newest_leader() {
         "{out}"
     );
     assert_eq!(lines[4], "cluster: leader 1 term 3");
+    assert_eq!(lines[5], "cluster id: 00000000000000aa");
 
     let none = status_report(&[("h:1".to_owned(), Ok(status(1, 4, None)))]);
     assert!(
-        none.ends_with("cluster: no leader known, term 4\n"),
+        none.ends_with("cluster: no leader known, term 4\ncluster id: 00000000000000aa\n"),
         "{none}"
+    );
+    let mut stranger = status(2, 4, None);
+    stranger.cluster_id = Some("00000000000000bb".into());
+    let mixed = status_report(&[
+        ("h:1".to_owned(), Ok(status(1, 4, None))),
+        ("h:2".to_owned(), Ok(stranger)),
+    ]);
+    assert!(
+        mixed.ends_with(
+            "warning: the endpoints belong to different clusters: \
+             h:1=00000000000000aa, h:2=00000000000000bb\n"
+        ),
+        "{mixed}"
     );
     let down = status_report(&[("h:1".to_owned(), Err("x".to_owned()))]);
     assert!(down.ends_with("cluster: no endpoint answered\n"), "{down}");

@@ -36,7 +36,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/raft/write", post(raft_rpc::write))
         .route("/raft/read-index", post(raft_rpc::read_index))
         // Entries and snapshots carry values of up to 4 MiB each: no body limit here.
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            raft_rpc::check_cluster,
+        ));
     Router::new()
         .route("/v1/kv", kv.clone())
         .route("/v1/kv/", kv.clone())

@@ -1,10 +1,12 @@
 //! Raft RPC to peers: HTTP POST to `/raft/*` on the peer's one address, codec bodies.
 //!
 //! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Each request gets
-//! openraft's soft TTL as its timeout, connect failures map to `Unreachable` so openraft
-//! backs off. The receiving side is `http::raft_rpc`.
+//! openraft's soft TTL as its timeout and this node's cluster id in a header; connect
+//! failures and a peer of another cluster (409) map to `Unreachable` so openraft backs off.
+//! The receiving side is `http::raft_rpc`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -17,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Node, SnapshotData, TypeConfig, Vote, codec};
+use crate::cluster_id::{self, ClusterIdentity};
 
 /// A remote failure reported in an RPC reply body.
 pub type RemoteResult<T> = Result<T, String>;
@@ -25,18 +28,19 @@ pub type RemoteResult<T> = Result<T, String>;
 #[derive(Clone)]
 pub struct NetworkFactory {
     http: reqwest::Client,
+    cluster: Arc<ClusterIdentity>,
 }
 
 impl NetworkFactory {
-    /// A factory sharing one HTTP client.
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// A factory sharing one HTTP client, sending `cluster`'s id with every call.
+    pub fn new(cluster: Arc<ClusterIdentity>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(2))
             .build()?;
-        Ok(NetworkFactory { http })
+        Ok(NetworkFactory { http, cluster })
     }
 }
 
@@ -46,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: u64, node: &Node) -> Self::Network {
         PeerClient {
             http: self.http.clone(),
+            cluster: self.cluster.clone(),
             base: format!("http://{}/raft", node.addr),
             target,
         }
@@ -55,6 +60,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// Raft RPC client for one peer.
 pub struct PeerClient {
     http: reqwest::Client,
+    cluster: Arc<ClusterIdentity>,
     base: String,
     target: u64,
 }
@@ -68,32 +74,38 @@ impl PeerClient {
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let url = format!("{}/{path}", self.base);
-        let resp = self
+        let mut req = self
             .http
             .post(&url)
             .header("content-type", "application/octet-stream")
             .body(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .timeout(timeout);
+        if let Some(id) = self.cluster.get() {
+            req = req.header(cluster_id::HEADER, id.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if !status.is_success() {
-            return Err(RPCError::Network(NetworkError::from_string(format!(
+            let msg = format!(
                 "node {}: HTTP {status} from {url}: {}",
                 self.target,
                 String::from_utf8_lossy(&bytes)
-            ))));
+            );
+            // The address now belongs to another cluster's node: retrying soon won't help.
+            if status == reqwest::StatusCode::CONFLICT {
+                return Err(RPCError::Unreachable(Unreachable::from_string(msg)));
+            }
+            return Err(RPCError::Network(NetworkError::from_string(msg)));
         }
         let res: RemoteResult<Resp> =
             codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

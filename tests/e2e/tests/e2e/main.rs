@@ -2,7 +2,8 @@
 //!
 //! Modules:
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
-//! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install.
+//! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install,
+//!   a reused address refusing the old cluster's calls.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.

@@ -1,5 +1,6 @@
-//! Faults: kill -9 of the leader, a restart of the whole cluster, and a follower that
-//! comes back after the log it missed was compacted (so it needs a snapshot install).
+//! Faults: kill -9 of the leader, a restart of the whole cluster, a follower that comes
+//! back after the log it missed was compacted (so it needs a snapshot install), and a dead
+//! member's address reused by another cluster's node.
 //!
 //! Healthy-cluster behaviour is in `store_cluster`.
 
@@ -258,4 +259,79 @@ fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<(Stri
         .filter(|(k, v)| b.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// A dead member's address taken over by a node of another cluster: the old cluster's
+/// leader keeps calling that address, and the stranger refuses every call (cluster id
+/// mismatch, 409) instead of letting the old leader overwrite its log. Both clusters keep
+/// serving their own keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_address_is_not_taken_over_by_the_old_cluster() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    api.put_ok(&c.url(leader), "/old/1", "a").await.unwrap();
+    let gone = c.followers(leader)[0];
+    let addr = c.addr(gone).to_owned();
+    c.kill9(gone).unwrap();
+
+    // A new single-node cluster on the dead member's address, with the same node id.
+    let data = c.dir().join("stranger");
+    let (data_arg, id_arg) = (data.display().to_string(), gone.to_string());
+    let mut stranger = harness::Proc::spawn_in(
+        "stranger",
+        c.bin(),
+        [
+            "server",
+            "--id",
+            &id_arg,
+            "--listen",
+            &addr,
+            "--data-dir",
+            &data_arg,
+        ],
+        &c.dir().join("logs"),
+    )
+    .unwrap();
+    let url = format!("http://{addr}");
+    harness::wait_healthy(&mut stranger, &url).await.unwrap();
+    eventually(CATCH_UP, async || api.put_ok(&url, "/new/1", "b").await)
+        .await
+        .unwrap();
+
+    // The old leader calls the address (heartbeats, and entries for the writes below)
+    // until the stranger has refused it several times.
+    let refused = eventually(CATCH_UP, async || {
+        api.put_ok(&c.url(leader), "/old/2", "c").await?;
+        let text = api.get_path(&url, "/metrics").await?.ok()?.text();
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pyxis_peer_calls_refused_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        anyhow::ensure!(n >= 3.0, "{n} refused calls so far");
+        Ok(n)
+    })
+    .await
+    .unwrap();
+
+    let theirs = api.status(&url).await.unwrap();
+    let ours = api.status(&c.url(leader)).await.unwrap();
+    assert_eq!(
+        theirs.state, "leader",
+        "{theirs:?} after {refused} refusals"
+    );
+    assert_eq!(theirs.leader, Some(gone), "{theirs:?}");
+    assert!(theirs.cluster_id.is_some() && ours.cluster_id.is_some());
+    assert_ne!(theirs.cluster_id, ours.cluster_id);
+    let keys = |r: RangeResponse| -> Vec<String> { r.entries.into_iter().map(|e| e.key).collect() };
+    assert_eq!(keys(api.range_ok(&url, "/").await.unwrap()), ["/new/1"]);
+    assert_eq!(
+        keys(api.range_ok(&c.url(leader), "/").await.unwrap()),
+        ["/old/1", "/old/2"]
+    );
+    for id in c.live_ids() {
+        let s = api.status(&c.url(id)).await.unwrap();
+        assert_eq!(s.cluster_id, ours.cluster_id, "node {id}: {s:?}");
+    }
 }
