@@ -7,6 +7,7 @@
 //! - [`eventually`]: retry an async check until it passes or a deadline expires (no sleeps in tests).
 //! - [`http`]: a thin reqwest wrapper for the `/v1/` API that returns status, headers and body.
 //! - [`cluster`]: start, kill, restart and grow a cluster of `pyxis server` processes.
+//! - [`proxy`]: a TCP relay in front of one server whose link a test can cut and restore.
 //!
 //! The harness never links the server crate: it drives binaries only as processes and speaks
 //! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
@@ -17,6 +18,7 @@ pub mod eventually;
 pub mod http;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 
 pub use binary::{CmdOutput, bin, run_cmd};
 pub use cluster::{Cluster, wait_healthy};
@@ -24,3 +26,4 @@ pub use eventually::eventually;
 pub use http::{Api, Reply};
 pub use ports::reserve_ports;
 pub use process::Proc;
+pub use proxy::Proxy;
