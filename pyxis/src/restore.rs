@@ -71,7 +71,7 @@ pub fn restore(
         return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
     }
     let bytes = std::fs::read(backup).map_err(bad)?;
-    let file = decode_file(&bytes).map_err(bad)?;
+    let file = decode_file(bytes).map_err(bad)?;
     let kv: KvState = codec::decode(&file.data).map_err(|e| bad(e.into()))?;
 
     let at = log_id::<TypeConfig>(1, id, 1);

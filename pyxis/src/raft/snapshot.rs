@@ -1,13 +1,19 @@
 //! The snapshot file: the whole key space at one log id, written atomically.
 //!
-//! Layout: magic `PYXSNAP2`, then the codec-encoded [`SnapshotFile`], then a CRC-32
-//! of everything before it. The file is written to a temp name,
-//! fsynced, renamed over `snapshot.bin` and the directory fsynced, so a crash leaves
-//! either the old or the new snapshot, never a torn one. What a snapshot holds is
-//! decided by `state_machine`; this module only stores bytes with their metadata.
+//! Layout (v3): magic `PYXSNAP3`, the codec-encoded [`SnapshotMeta`] behind its length (u32
+//! LE), the codec-encoded state, then a CRC-32 (LE) of everything before it. The state is
+//! encoded straight into the file as it is written, never into one big buffer first: on a
+//! small machine, building and then freeing copies of a state of hundreds of megabytes
+//! stalls the Raft threads (page faults, TLB shootdowns) and lengthens write tails.
+//! Files of the older v2 layout (`PYXSNAP2`, codec-encoded [`SnapshotFile`]) still load.
+//!
+//! The file is written to a temp name, synced every few megabytes, renamed over
+//! `snapshot.bin` and the directory fsynced, so a crash leaves either the old or the new
+//! snapshot, never a torn one. What a snapshot holds is decided by `state_machine`; this
+//! module only stores it with its metadata.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -15,13 +21,16 @@ use serde::{Deserialize, Serialize};
 use super::SnapshotMeta;
 use super::codec;
 
-const MAGIC: &[u8; 8] = b"PYXSNAP2";
+const MAGIC: &[u8; 8] = b"PYXSNAP3";
+const MAGIC_V2: &[u8; 8] = b"PYXSNAP2";
 
 /// Bytes written between two syncs of a file being written atomically.
 const SYNC_EVERY: usize = 4 * 1024 * 1024;
+/// Buffer between the encoder's many small writes and the file.
+const WRITE_BUFFER: usize = 1024 * 1024;
 const FILE_NAME: &str = "snapshot.bin";
 
-/// What a snapshot file holds: openraft's metadata and the encoded state.
+/// A snapshot in memory: openraft's metadata and the encoded state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotFile {
     /// Log id and membership the snapshot covers.
@@ -44,17 +53,33 @@ impl SnapshotDir {
         Ok(SnapshotDir { dir })
     }
 
-    /// Replaces the current snapshot with `snap`, durably.
+    /// Replaces the current snapshot with `state` at `meta`, durably, encoding it as it goes;
+    /// returns the file's size.
+    pub fn save_state<T: Serialize + ?Sized>(
+        &self,
+        meta: &SnapshotMeta,
+        state: &T,
+    ) -> io::Result<u64> {
+        write_atomically_with(&self.dir.join(FILE_NAME), |w| {
+            write_file(w, meta, |w| {
+                codec::encode_to(w, state).map_err(io::Error::from)
+            })
+        })
+    }
+
+    /// Replaces the current snapshot with `snap` (already encoded), durably.
     pub fn save(&self, snap: &SnapshotFile) -> io::Result<()> {
-        let bytes = encode_file(snap)?;
-        write_atomically(&self.dir.join(FILE_NAME), &bytes)
+        write_atomically_with(&self.dir.join(FILE_NAME), |w| {
+            write_file(w, &snap.meta, |w| w.write_all(&snap.data))
+        })
+        .map(drop)
     }
 
     /// Loads the current snapshot, if there is one.
     pub fn load(&self) -> io::Result<Option<SnapshotFile>> {
         let path = self.dir.join(FILE_NAME);
         match fs::read(&path) {
-            Ok(bytes) => decode_file(&bytes)
+            Ok(bytes) => decode_file(bytes)
                 .map(Some)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -63,32 +88,87 @@ impl SnapshotDir {
     }
 }
 
-/// Encodes a snapshot file with its magic and checksum.
-pub fn encode_file(snap: &SnapshotFile) -> io::Result<Vec<u8>> {
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&codec::encode(snap)?);
-    let sum = crc32fast::hash(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
+/// Encodes a snapshot file of `state` at `meta` in memory (for backups).
+pub fn encode_state_file<T: Serialize + ?Sized>(
+    meta: &SnapshotMeta,
+    state: &T,
+) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_file(&mut out, meta, |w| {
+        codec::encode_to(w, state).map_err(io::Error::from)
+    })?;
     Ok(out)
 }
 
-/// Decodes bytes written by [`encode_file`], checking magic and checksum.
-pub fn decode_file(bytes: &[u8]) -> io::Result<SnapshotFile> {
+/// Writes the v3 layout to `out`: magic, meta, the body `body` writes, checksum.
+fn write_file<W: Write>(
+    out: &mut W,
+    meta: &SnapshotMeta,
+    body: impl FnOnce(&mut Checksummed<&mut W>) -> io::Result<()>,
+) -> io::Result<()> {
+    let meta = codec::encode(meta)?;
+    let meta_len = u32::try_from(meta.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "snapshot metadata too large"))?;
+    let mut w = Checksummed::new(out);
+    w.write_all(MAGIC)?;
+    w.write_all(&meta_len.to_le_bytes())?;
+    w.write_all(&meta)?;
+    body(&mut w)?;
+    let sum = w.hasher.clone().finalize();
+    w.inner.write_all(&sum.to_le_bytes())
+}
+
+/// Decodes bytes written by [`encode_state_file`] or a node's snapshot file (v3 or v2),
+/// checking magic and checksum.
+pub fn decode_file(mut bytes: Vec<u8>) -> io::Result<SnapshotFile> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + 4 {
+        return Err(bad("not a pyxis snapshot (too short)"));
+    }
+    let body_len = bytes.len() - 4;
+    let mut want = [0u8; 4];
+    want.copy_from_slice(&bytes[body_len..]);
+    let magic = &bytes[..MAGIC.len()];
+    if magic != MAGIC && magic != MAGIC_V2 {
         return Err(bad("not a pyxis snapshot (bad magic)"));
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 4);
-    let mut want = [0u8; 4];
-    want.copy_from_slice(sum);
-    if crc32fast::hash(body) != u32::from_le_bytes(want) {
+    if crc32fast::hash(&bytes[..body_len]) != u32::from_le_bytes(want) {
         return Err(bad("snapshot checksum mismatch (file is damaged)"));
     }
-    Ok(codec::decode(&body[MAGIC.len()..])?)
+    if magic == MAGIC_V2 {
+        return Ok(codec::decode(&bytes[MAGIC.len()..body_len])?);
+    }
+    let at = MAGIC.len();
+    let mut len = [0u8; 4];
+    len.copy_from_slice(
+        bytes
+            .get(at..at + 4)
+            .ok_or_else(|| bad("truncated metadata"))?,
+    );
+    let data_at = at + 4 + u32::from_le_bytes(len) as usize;
+    let meta = codec::decode(
+        bytes
+            .get(at + 4..data_at)
+            .filter(|_| data_at <= body_len)
+            .ok_or_else(|| bad("truncated metadata"))?,
+    )?;
+    // Reuse the buffer for the data instead of copying out of it.
+    bytes.truncate(body_len);
+    bytes.drain(..data_at);
+    Ok(SnapshotFile { meta, data: bytes })
 }
 
 /// Replaces `path` with `data` so that readers see the old file or the whole new one.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomically_with(path, |w| w.write_all(data)).map(drop)
+}
+
+/// Replaces `path` with what `fill` writes, so that readers see the old file or the whole
+/// new one; returns the new file's size.
+pub fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<Paced>) -> io::Result<()>,
+) -> io::Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -101,22 +181,73 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let written = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        // Flush as we go: one big write-then-fsync would pile up dirty pages that the
-        // Raft log's next fdatasync has to wait behind (ext4 ordered mode), stalling writes.
-        for chunk in data.chunks(SYNC_EVERY) {
-            f.write_all(chunk)?;
-            f.sync_data()?;
-        }
-        f.sync_all()?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut w = BufWriter::with_capacity(WRITE_BUFFER, Paced { file, unsynced: 0 });
+        fill(&mut w)?;
+        let paced = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        paced.file.sync_all()?;
+        let size = paced.file.metadata()?.len();
         fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()
+        File::open(dir)?.sync_all()?;
+        Ok(size)
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// A file that syncs its data every [`SYNC_EVERY`] bytes written.
+///
+/// One big write-then-fsync would pile up dirty pages that the Raft log's next
+/// `fdatasync` has to wait behind (ext4 ordered mode), stalling writes.
+pub struct Paced {
+    file: File,
+    unsynced: usize,
+}
+
+impl Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n;
+        if self.unsynced >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A writer that keeps the CRC-32 of everything written through it.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Checksummed<W> {
+    fn new(inner: W) -> Self {
+        Checksummed {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
@@ -142,11 +273,42 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let mut bytes = encode_file(&sample()).unwrap();
+        let mut bytes = encode_state_file(&SnapshotMeta::default(), "hello").unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
-        let err = decode_file(&bytes).unwrap_err();
+        let err = decode_file(bytes).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
-        assert!(decode_file(b"garbage!").is_err());
+        assert!(decode_file(b"garbage!".to_vec()).is_err());
+        assert!(decode_file(b"PYXSNAP3\0\0\0\0\0\0\0\0".to_vec()).is_err());
+    }
+
+    #[test]
+    fn streamed_state_loads_as_its_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SnapshotDir::new(dir.path()).unwrap();
+        // Bigger than the write buffer and the sync step, so both paths run.
+        let state: Vec<u64> = (0..2_000_000).collect();
+        let size = s.save_state(&SnapshotMeta::default(), &state).unwrap();
+        assert_eq!(
+            size,
+            fs::metadata(dir.path().join(FILE_NAME)).unwrap().len()
+        );
+        let back = s.load().unwrap().unwrap();
+        assert_eq!(back.data, codec::encode(&state).unwrap());
+        let in_memory = encode_state_file(&SnapshotMeta::default(), &state).unwrap();
+        assert_eq!(fs::read(dir.path().join(FILE_NAME)).unwrap(), in_memory);
+    }
+
+    #[test]
+    fn version_2_files_still_load() {
+        let old = SnapshotFile {
+            meta: SnapshotMeta::default(),
+            data: b"old".to_vec(),
+        };
+        let mut bytes = MAGIC_V2.to_vec();
+        bytes.extend_from_slice(&codec::encode(&old).unwrap());
+        let sum = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(decode_file(bytes).unwrap().data, b"old");
     }
 }

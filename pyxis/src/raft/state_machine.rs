@@ -40,7 +40,9 @@ struct Shared {
     state: RwLock<State>,
     applied: watch::Sender<Applied>,
     snapshots: SnapshotDir,
-    current: Mutex<Option<SnapshotFile>>,
+    /// Metadata of the snapshot file on disk; its data is read from the file when needed,
+    /// never kept in memory.
+    current: Mutex<Option<SnapshotMeta>>,
 }
 
 /// The state machine handed to openraft; clones share one state.
@@ -93,7 +95,7 @@ impl Shared {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn current(&self) -> std::sync::MutexGuard<'_, Option<SnapshotFile>> {
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<SnapshotMeta>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -155,18 +157,14 @@ impl StoreView {
         self.shared
             .current()
             .as_ref()
-            .and_then(|s| s.meta.last_log_id.map(|id| id.index))
+            .and_then(|m| m.last_log_id.map(|id| id.index))
     }
 
     /// A consistent copy of the whole state, encoded as a snapshot file (for backups).
     pub fn export(&self) -> io::Result<(Vec<u8>, u64)> {
         let (meta, kv) = self.shared.copy_state();
         let revision = kv.revision();
-        let file = SnapshotFile {
-            meta,
-            data: codec::encode(&kv)?,
-        };
-        Ok((super::snapshot::encode_file(&file)?, revision))
+        Ok((super::snapshot::encode_state_file(&meta, &kv)?, revision))
     }
 }
 
@@ -207,30 +205,26 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(
         &mut self,
     ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        // Copy under the lock, encode and write outside it so apply is not held up.
+        // Copy under the lock (O(1): a persistent map), encode and write outside it so apply
+        // is not held up.
         let (meta, kv) = self.shared.copy_state();
         let shared = self.shared.clone();
-        let file = background(move || -> io::Result<SnapshotFile> {
-            let file = SnapshotFile {
-                meta,
-                data: codec::encode(&kv)?,
-            };
-            shared.snapshots.save(&file)?;
-            Ok(file)
-        })
-        .await?;
+        let written = meta.clone();
+        let bytes = background(move || shared.snapshots.save_state(&written, &kv)).await?;
         tracing::info!(
-            index = file.meta.last_log_id.map_or(0, |id| id.index),
-            bytes = file.data.len(),
+            index = meta.last_log_id.map_or(0, |id| id.index),
+            bytes,
             "snapshot built"
         );
         metrics::counter!("pyxis_snapshots_built_total").increment(1);
-        let out = openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
-            meta: file.meta.clone(),
-            snapshot: SnapshotData::new(file.data.clone()),
-        };
-        *self.shared.current() = Some(file);
-        Ok(out)
+        *self.shared.current() = Some(meta.clone());
+        // openraft keeps only the metadata of a snapshot it asked to build (`sm::worker`); when
+        // it needs the data (a lagging follower), it calls `get_current_snapshot`, which reads
+        // the file. So the data is not handed back here, which would hold it in memory again.
+        Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+            meta,
+            snapshot: SnapshotData::default(),
+        })
     }
 }
 
@@ -288,18 +282,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let kv: KvState = codec::decode(&data)?;
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data,
-        };
-        // Persist first: once installed, the log before it may be purged.
-        let shared = self.shared.clone();
-        let file = tokio::task::spawn_blocking(move || -> io::Result<SnapshotFile> {
-            shared.snapshots.save(&file)?;
-            Ok(file)
-        })
-        .await
-        .map_err(io::Error::other)??;
+        // Persist first: once installed, the log before it may be purged. A restart installs
+        // the file it just read (`get_current_snapshot`); that one is on disk already.
+        let on_disk = self.shared.current().as_ref() == Some(meta);
+        if !on_disk {
+            let shared = self.shared.clone();
+            let file = SnapshotFile {
+                meta: meta.clone(),
+                data,
+            };
+            tokio::task::spawn_blocking(move || shared.snapshots.save(&file))
+                .await
+                .map_err(io::Error::other)??;
+        }
         {
             let mut st = self.shared.write();
             // Events before the snapshot are unknown here: watchers behind it get "compacted".
@@ -308,7 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
         }
-        *self.shared.current() = Some(file);
+        *self.shared.current() = Some(meta.clone());
         self.shared.publish_applied();
         tracing::info!(
             index = meta.last_log_id.map_or(0, |id| id.index),
@@ -320,16 +315,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        let mut current = self.shared.current();
-        if current.is_none() {
-            // First call after a restart: the snapshot is only on disk.
-            *current = self.shared.snapshots.load()?;
-        }
-        Ok(current.as_ref().map(
-            |f| openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
-                meta: f.meta.clone(),
-                snapshot: SnapshotData::new(f.data.clone()),
-            },
-        ))
+        // The file is the snapshot; this runs at startup and when a follower needs it.
+        let shared = self.shared.clone();
+        let file = tokio::task::spawn_blocking(move || shared.snapshots.load())
+            .await
+            .map_err(io::Error::other)??;
+        Ok(file.map(|f| {
+            let mut current = self.shared.current();
+            // A build may have finished since the read; never step back to an older file.
+            if current
+                .as_ref()
+                .is_none_or(|c| c.last_log_id < f.meta.last_log_id)
+            {
+                *current = Some(f.meta.clone());
+            }
+            openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+                meta: f.meta,
+                snapshot: SnapshotData::new(f.data),
+            }
+        }))
     }
 }
