@@ -325,8 +325,11 @@ async fn run(client: Client, opts: MirrorOptions, shared: Arc<Shared>) {
                         tracing::warn!(key, reason, "mirror: skipped invalid key");
                     }
                     shared.lock().listings += 1;
-                    shared.contact(snap.revision);
+                    // Publish before reporting contact, so a reader who saw `status()` at
+                    // revision R never then gets a snapshot missing changes up to R.
                     shared.publish(&snap);
+                    shared.contact(snap.revision);
+                    backoff = opts.min_backoff;
                     tracing::debug!(revision = snap.revision, "mirror: listed /ns/");
                     snap
                 }
@@ -390,8 +393,8 @@ async fn follow(
             }
             n += 1;
         }
-        shared.contact(snap.revision);
         shared.publish(snap);
+        shared.contact(snap.revision);
         if let Some(e) = end {
             return e;
         }

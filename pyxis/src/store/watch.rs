@@ -5,7 +5,8 @@
 //! events in memory; a watcher reads what follows its cursor, so it can never miss or
 //! reorder an event while the history still holds its position, and gets a clear
 //! "compacted" answer when it does not. The history is not replicated or snapshotted:
-//! after a restart or a snapshot install it starts at the current revision.
+//! a snapshot install starts it at the snapshot's revision, and a restart, which installs
+//! the last snapshot and re-applies the log after it, holds the events of that log.
 
 use std::collections::VecDeque;
 
