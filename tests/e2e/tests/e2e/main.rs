@@ -9,8 +9,9 @@
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `naming`: the typed `/v1/services|traffic|datacenters` endpoints: every validation rule is a
 //!   400 naming the field with nothing written; registration, filtered listings and deletes.
-//! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing.
-//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`).
+//! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing;
+//!   it re-lists when its resume point was compacted away.
+//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //!
 //! Each test starts its own processes on its own ports and waits with `harness::eventually`,
