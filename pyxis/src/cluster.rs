@@ -1,6 +1,8 @@
 //! Cluster membership: the member list, node status, and runtime add/remove.
 //!
-//! Adding a node makes it a learner first and promotes it to voter once openraft has
+//! Adding a node first asks the newcomer for its status, so a typo in the address, the
+//! wrong id or a node of another cluster is refused at once, before the membership
+//! changes. It then makes the node a learner and promotes it to voter once openraft has
 //! caught it up (`add_learner` with blocking), so a slow newcomer never counts toward
 //! quorum before it holds the log. Only the leader changes membership; a follower
 //! proxies the HTTP request to it.
@@ -17,6 +19,8 @@ use crate::http::error::ApiError;
 
 /// How long `add_member` waits for a new learner to catch up before giving up.
 const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long `add_member` waits for the newcomer to answer its status request.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::node::Node;
 use crate::raft::Node as RaftNode;
 
@@ -88,6 +92,7 @@ impl Node {
                 return Ok(known);
             }
         }
+        self.probe_newcomer(id, addr).await?;
         let added = self
             .raft
             .add_learner(id, RaftNode::new(addr), true)
@@ -102,6 +107,48 @@ impl Node {
             .map_err(membership_error)?;
         tracing::info!(id, addr, "member added");
         Ok(self.cluster_info())
+    }
+
+    /// Checks that a pyxis node answers at `addr`, that it is node `id`, and that it does
+    /// not belong to another cluster (it should be empty, started with `--join`).
+    async fn probe_newcomer(&self, id: u64, addr: &str) -> Result<(), ApiError> {
+        let start_it =
+            format!("start it with `pyxis server --id {id} --join` and an empty --data-dir");
+        let reply = self
+            .http
+            .get(format!("http://{addr}/v1/status"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                let why = if e.is_timeout() {
+                    format!("no answer within {}s", PROBE_TIMEOUT.as_secs())
+                } else {
+                    "cannot connect".to_owned()
+                };
+                ApiError::bad_request(format!("addr: no pyxis node at {addr} ({why}); {start_it}"))
+            })?;
+        let body = reply.bytes().await.unwrap_or_default();
+        let status: NodeStatus = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request(format!(
+                "addr: {addr} answered, but not as a pyxis node; {start_it}"
+            ))
+        })?;
+        if status.id != id {
+            return Err(ApiError::bad_request(format!(
+                "id: the node at {addr} is node {}, not {id}",
+                status.id
+            )));
+        }
+        if let (Some(theirs), Some(ours)) = (&status.cluster_id, self.cluster.get())
+            && *theirs != ours.to_string()
+        {
+            return Err(ApiError::conflict(format!(
+                "addr: the node at {addr} belongs to cluster {theirs}, not to this one \
+                 ({ours}); {start_it}"
+            )));
+        }
+        Ok(())
     }
 
     async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), ApiError> {

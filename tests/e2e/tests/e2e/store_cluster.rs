@@ -130,6 +130,69 @@ async fn membership_add_and_remove() {
     );
 }
 
+/// `members add` asks the newcomer first: nothing listening at the address, a node with
+/// another id, or a node of another cluster is refused at once with the field named, and the
+/// membership stays as it was; the right node then joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_the_wrong_node_is_refused_at_once() {
+    let mut c = Cluster::single(&[]).await.unwrap();
+    let api = c.api().clone();
+    let url = c.url(1);
+    let refused = async |id: NodeId, addr: &str, status: u16, code: ErrorCode, field: &str| {
+        let started = tokio::time::Instant::now();
+        let reply = api.add_member(&url, id, addr).await.unwrap();
+        assert_eq!(reply.status, status, "add {id} at {addr}: {}", reply.text());
+        let body = reply.error_body().unwrap();
+        assert_eq!(body.error, code, "{body:?}");
+        assert!(
+            body.message.starts_with(&format!("{field}:")),
+            "message does not start with {field:?}: {}",
+            body.message
+        );
+        // Well under the 60 s a learner gets to catch up: nothing was added.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "took {:?}",
+            started.elapsed()
+        );
+        let info = api.cluster(&url).await.unwrap();
+        assert_eq!(member_ids(&info), BTreeSet::from([1]), "{info:?}");
+    };
+
+    let nobody = format!("127.0.0.1:{}", harness::reserve_ports(1)[0]);
+    refused(4, &nobody, 400, ErrorCode::BadRequest, "addr").await;
+
+    c.spawn_joiner(4).await.unwrap();
+    let joiner = c.addr(4).to_owned();
+    refused(5, &joiner, 400, ErrorCode::BadRequest, "id").await;
+
+    // A node that started a cluster of its own.
+    let stranger = format!("127.0.0.1:{}", harness::reserve_ports(1)[0]);
+    let data = c.dir().join("stranger").display().to_string();
+    let mut proc = harness::Proc::spawn_in(
+        "stranger",
+        c.bin(),
+        [
+            "server",
+            "--id",
+            "7",
+            "--listen",
+            &stranger,
+            "--data-dir",
+            &data,
+        ],
+        &c.dir().join("logs"),
+    )
+    .unwrap();
+    harness::wait_healthy(&mut proc, &format!("http://{stranger}"))
+        .await
+        .unwrap();
+    refused(7, &stranger, 409, ErrorCode::CompareFailed, "addr").await;
+
+    let info = c.add_member(4).await.unwrap();
+    assert_eq!(member_ids(&info), BTreeSet::from([1, 4]), "{info:?}");
+}
+
 fn member_ids(info: &ClusterInfo) -> BTreeSet<NodeId> {
     info.members.iter().map(|m| m.id).collect()
 }
