@@ -2,10 +2,12 @@
 //!
 //! A catalog is plain data: every service with its definition, traffic policy and instances,
 //! and every datacenter. The mirror ([`crate::mirror`]) builds one from `/ns/` and hands out
-//! immutable snapshots of it; tests build one by hand. This module does no routing
+//! immutable snapshots of it; tests build one by hand. The maps are persistent (`imbl`):
+//! a copy costs O(1) and a change O(log n), so the mirror can publish a fresh snapshot for
+//! every batch of changes without copying a fleet's worth of instances each time. This module does no routing
 //! ([`crate::routing`]) and no parsing of store values ([`crate::schema`], [`crate::keys`]).
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use crate::name::{DcName, InstanceId, ServiceName};
 use crate::schema::{Datacenter, Instance, ServiceDef, TrafficPolicy};
@@ -15,9 +17,9 @@ use crate::schema::{Datacenter, Instance, ServiceDef, TrafficPolicy};
 pub struct Catalog {
     /// Services by name. A service appears as soon as any of its keys exists: an instance may
     /// be registered before its definition is written.
-    pub services: BTreeMap<ServiceName, ServiceEntry>,
+    pub services: OrdMap<ServiceName, ServiceEntry>,
     /// Datacenters by name, from `/ns/datacenters/`.
-    pub datacenters: BTreeMap<DcName, Datacenter>,
+    pub datacenters: OrdMap<DcName, Datacenter>,
 }
 
 /// The keys of one service.
@@ -28,7 +30,7 @@ pub struct ServiceEntry {
     /// `/ns/traffic/NAME`, if written (it may have expired: see [`TrafficPolicy::is_active`]).
     pub traffic: Option<TrafficPolicy>,
     /// `/ns/instances/NAME/ID`, by id.
-    pub instances: BTreeMap<InstanceId, Instance>,
+    pub instances: OrdMap<InstanceId, Instance>,
 }
 
 impl Catalog {

@@ -10,11 +10,11 @@
 //!
 //! This is the only I/O of `ns-core`, and the only place it reads the clock (for staleness).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use imbl::OrdMap;
 use pyxis_client::api::{RangeResponse, Revision, WatchMessage, decode_value};
 use pyxis_client::{Client, Error, Watch};
 use tokio::sync::watch;
@@ -37,7 +37,7 @@ pub struct Snapshot {
     /// Keys under `/ns/` that were skipped, with the reason: a key outside the layout or a
     /// value that fails validation. Such a key is absent from [`Snapshot::catalog`], as if it
     /// did not exist, so a bad write never brings down the mirror nor leaves an older value in force.
-    pub invalid: BTreeMap<String, String>,
+    pub invalid: OrdMap<String, String>,
 }
 
 /// Tuning of a [`Mirror`]; [`MirrorOptions::default`] suits agents and gateways.
@@ -180,7 +180,7 @@ impl Snapshot {
                         return Err(e);
                     }
                 };
-                self.put(key, &bytes).map(|()| true)
+                self.put(key, &bytes)
             }
             WatchMessage::Delete { key, mod_rev } => {
                 self.revision = self.revision.max(*mod_rev);
@@ -196,31 +196,29 @@ impl Snapshot {
         }
     }
 
-    /// Sets `key` to `value`; on a bad key or value, removes whatever the key held before
+    /// Sets `key` to `value`; whether that changed the catalog or `invalid` (a rewrite of
+    /// the same value does not). On a bad key or value, removes whatever the key held before
     /// and records it in `invalid`.
-    fn put(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+    fn put(&mut self, key: &str, value: &[u8]) -> Result<bool, String> {
         let Some(k) = Key::parse(key) else {
             self.reject(key, None, OUTSIDE_LAYOUT.to_owned());
             return Err(OUTSIDE_LAYOUT.to_owned());
         };
         let c = &mut self.catalog;
         let result = match &k {
-            Key::Service(n) => ServiceDef::from_json(value).map(|d| c.service_mut(n).def = Some(d)),
-            Key::Instance(n, id) => Instance::from_json(value).map(|i| {
-                c.service_mut(n).instances.insert(id.clone(), i);
-            }),
-            Key::Traffic(n) => {
-                TrafficPolicy::from_json(value).map(|t| c.service_mut(n).traffic = Some(t))
+            Key::Service(n) => {
+                ServiceDef::from_json(value).map(|d| set(&mut c.service_mut(n).def, d))
             }
-            Key::Datacenter(dc) => Datacenter::from_json(value).map(|d| {
-                c.datacenters.insert(dc.clone(), d);
-            }),
+            Key::Instance(n, id) => Instance::from_json(value)
+                .map(|i| c.service_mut(n).instances.insert(id.clone(), i.clone()) != Some(i)),
+            Key::Traffic(n) => {
+                TrafficPolicy::from_json(value).map(|t| set(&mut c.service_mut(n).traffic, t))
+            }
+            Key::Datacenter(dc) => Datacenter::from_json(value)
+                .map(|d| c.datacenters.insert(dc.clone(), d.clone()) != Some(d)),
         };
         match result {
-            Ok(()) => {
-                self.invalid.remove(key);
-                Ok(())
-            }
+            Ok(changed) => Ok(self.invalid.remove(key).is_some() || changed),
             Err(e) => {
                 let e = e.to_string();
                 self.reject(key, Some(&k), e.clone());
@@ -230,6 +228,7 @@ impl Snapshot {
     }
 
     fn reject(&mut self, key: &str, parsed: Option<&Key>, reason: String) {
+        // A skipped key is a change of `invalid` even when it held nothing valid before.
         if let Some(k) = parsed {
             self.remove(k);
         }
@@ -258,6 +257,13 @@ impl Snapshot {
         }
         removed
     }
+}
+
+/// Sets `slot` to `value`; whether it held something else before.
+fn set<T: PartialEq>(slot: &mut Option<T>, value: T) -> bool {
+    let changed = slot.as_ref() != Some(&value);
+    *slot = Some(value);
+    changed
 }
 
 /// State shared by the task and the readers.
@@ -298,8 +304,14 @@ impl Shared {
         p.last_error = Some(e.to_string());
     }
 
-    /// Publishes a copy of `work` if its content differs from the published snapshot.
+    /// Publishes a copy of `work` (O(1): persistent maps).
     fn publish(&self, work: &Snapshot) {
+        self.snapshots.send_replace(Arc::new(work.clone()));
+    }
+
+    /// Publishes a copy of `work` if its content differs from the published snapshot (after
+    /// a listing, which may or may not have changed anything; O(n) to compare).
+    fn publish_if_different(&self, work: &Snapshot) {
         self.snapshots.send_if_modified(|cur| {
             let changed = cur.catalog != work.catalog || cur.invalid != work.invalid;
             if changed {
@@ -327,7 +339,7 @@ async fn run(client: Client, opts: MirrorOptions, shared: Arc<Shared>) {
                     shared.lock().listings += 1;
                     // Publish before reporting contact, so a reader who saw `status()` at
                     // revision R never then gets a snapshot missing changes up to R.
-                    shared.publish(&snap);
+                    shared.publish_if_different(&snap);
                     shared.contact(snap.revision);
                     backoff = opts.min_backoff;
                     tracing::debug!(revision = snap.revision, "mirror: listed /ns/");
@@ -379,12 +391,12 @@ async fn follow(
         *backoff = opts.min_backoff;
         let started = now();
         let mut end = None;
-        apply_logged(snap, &first);
+        let mut changed = apply_logged(snap, &first);
         let mut n = 1;
         // Take what has already arrived without waiting, so one publish covers a burst.
         while n < opts.max_batch_events && now().duration_since(started) < opts.max_batch_delay {
             match watch.next().now_or_never() {
-                Some(Ok(m)) => apply_logged(snap, &m),
+                Some(Ok(m)) => changed |= apply_logged(snap, &m),
                 Some(Err(e)) => {
                     end = Some(e);
                     break;
@@ -393,7 +405,9 @@ async fn follow(
             }
             n += 1;
         }
-        shared.publish(snap);
+        if changed {
+            shared.publish(snap);
+        }
         shared.contact(snap.revision);
         if let Some(e) = end {
             return e;
@@ -401,11 +415,17 @@ async fn follow(
     }
 }
 
-fn apply_logged(snap: &mut Snapshot, msg: &WatchMessage) {
-    if let Err(reason) = snap.apply(msg)
-        && let WatchMessage::Put { key, .. } = msg
-    {
-        tracing::warn!(key, reason, "mirror: skipped invalid key");
+/// Applies one watch message, logging a skipped key; whether the snapshot changed.
+fn apply_logged(snap: &mut Snapshot, msg: &WatchMessage) -> bool {
+    match snap.apply(msg) {
+        Ok(changed) => changed,
+        Err(reason) => {
+            if let WatchMessage::Put { key, .. } = msg {
+                tracing::warn!(key, reason, "mirror: skipped invalid key");
+            }
+            // The key was recorded in `invalid` and whatever it held is gone.
+            true
+        }
     }
 }
 

@@ -240,3 +240,42 @@ proptest! {
         prop_assert_eq!(snap, Snapshot::from_listing(&as_listing(&store, rev)));
     }
 }
+
+/// A rewrite of the value a key already holds is not a change (the mirror publishes nothing
+/// for it); a different value, a delete and a bad value are.
+#[test]
+fn only_real_changes_count() {
+    let mut snap = Snapshot::from_listing(&listing(
+        3,
+        &[
+            ("/ns/instances/web/h1", WEB_1),
+            ("/ns/services/web", r#"{"owner":"team-a"}"#),
+            ("/ns/datacenters/dc1", r#"{"subnets":["10.0.1.0/24"]}"#),
+        ],
+    ));
+    let same = [
+        put("/ns/instances/web/h1", WEB_1.as_bytes(), 4),
+        put("/ns/services/web", br#"{"owner":"team-a"}"#, 5),
+        put("/ns/datacenters/dc1", br#"{"subnets":["10.0.1.0/24"]}"#, 6),
+        delete("/ns/instances/web/h9", 7),
+    ];
+    for msg in &same {
+        assert_eq!(snap.apply(msg), Ok(false), "{msg:?}");
+    }
+    assert_eq!(snap.revision, 7, "the revision moves even without a change");
+    assert_eq!(
+        snap.apply(&put("/ns/instances/web/h1", WEB_2.as_bytes(), 8)),
+        Ok(true)
+    );
+    assert_eq!(snap.apply(&put("/ns/traffic/web", b"{}", 9)), Ok(true));
+    assert!(
+        snap.apply(&put("/ns/services/web", b"not json", 10))
+            .is_err()
+    );
+    assert_eq!(
+        snap.apply(&put("/ns/services/web", br#"{"owner":"team-a"}"#, 11)),
+        Ok(true),
+        "a good value replacing a bad one is a change (it leaves `invalid`)"
+    );
+    assert_eq!(snap.apply(&delete("/ns/instances/web/h1", 12)), Ok(true));
+}
