@@ -23,10 +23,12 @@ use crate::error::{Error, Result};
 use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
 use crate::url::{kv_path, normalize_endpoint, prefix_path};
 
+mod backup;
 mod lease;
 mod naming;
 mod watch;
 
+pub use backup::SnapshotStream;
 pub use lease::{KeepAlive, LeaseLost};
 pub use watch::Watch;
 
@@ -342,15 +344,6 @@ impl Client {
         let call = self.call(Method::GET, "/v1/status".into(), Kind::Read);
         let reply = self.attempt(&base, &call).await.map_err(|f| f.error)?;
         decode_json(&reply)
-    }
-
-    /// Downloads a consistent snapshot of the store: the opaque bytes and their revision.
-    pub async fn snapshot(&self) -> Result<(Bytes, Revision)> {
-        let mut call = self.call(Method::GET, "/v1/snapshot".into(), Kind::Read);
-        call.timeout = self.inner.options.snapshot_timeout;
-        let reply = self.send(call).await?;
-        let revision = header_u64(&reply.headers, HEADER_REVISION)?;
-        Ok((reply.body, revision))
     }
 
     /// Succeeds when the first endpoint that answers reports itself healthy.

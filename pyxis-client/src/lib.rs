@@ -16,5 +16,7 @@ pub mod error;
 mod retry;
 mod url;
 
-pub use client::{Client, ClientOptions, GetResult, KeepAlive, LeaseLost, ReadConsistency, Watch};
+pub use client::{
+    Client, ClientOptions, GetResult, KeepAlive, LeaseLost, ReadConsistency, SnapshotStream, Watch,
+};
 pub use error::{Error, Result};

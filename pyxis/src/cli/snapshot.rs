@@ -5,14 +5,20 @@
 //! (temp file, fsync, rename, fsync of the directory) so a crash never leaves half a backup
 //! under FILE. Restore works offline; what it writes is decided by `crate::restore`.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Subcommand;
 use pyxis_client::Client;
 
 use super::{connect, print};
-use crate::raft::snapshot::write_atomically;
+use crate::raft::snapshot::{StreamCheck, write_atomically_with};
+
+/// How often `snapshot save` reports how much it has received.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// `pyxis snapshot ...`
 #[derive(Debug, Subcommand)]
@@ -61,17 +67,66 @@ pub(crate) async fn run(cmd: SnapshotCmd, endpoints: Vec<String>) -> anyhow::Res
     }
 }
 
-/// Fetches `/v1/snapshot` and writes it to `file`.
+/// Streams `/v1/snapshot` into `file`, reporting progress on stderr. The file appears only
+/// once the whole backup has arrived and its checksum holds.
 async fn save(client: &Client, file: &Path) -> anyhow::Result<()> {
-    let (bytes, revision) = client.snapshot().await.context("snapshot")?;
-    let len = bytes.len();
+    let mut stream = client.snapshot_stream().await.context("snapshot")?;
+    let revision = stream.revision;
+    // `None` marks the end of a complete download; a channel closed without it is not one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(8);
     let path = file.to_owned();
-    tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-        .await
-        .context("snapshot writer task")?
-        .with_context(|| format!("write {}", file.display()))?;
+    let writer = tokio::task::spawn_blocking(move || {
+        write_atomically_with(&path, |w| {
+            let mut check = StreamCheck::default();
+            loop {
+                match rx.blocking_recv() {
+                    Some(Some(chunk)) => {
+                        check.update(&chunk);
+                        w.write_all(&chunk)?;
+                    }
+                    Some(None) => break,
+                    None => return Err(std::io::Error::other("download stopped")),
+                }
+            }
+            check.finish().map(drop)
+        })
+    });
+    let mut received = 0u64;
+    let mut reported = Instant::now();
+    let download = async {
+        while let Some(chunk) = stream.next_chunk().await? {
+            received += chunk.len() as u64;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                progress(received);
+            }
+            if tx.send(Some(chunk)).await.is_err() {
+                // The writer stopped; its error says why.
+                return Ok(());
+            }
+        }
+        let _ = tx.send(None).await;
+        Ok::<(), pyxis_client::Error>(())
+    }
+    .await;
+    drop(tx);
+    let written = writer.await.context("snapshot writer task")?;
+    download.context("downloading the backup")?;
+    let len = written.with_context(|| format!("write {}", file.display()))?;
     print(format!(
         "saved {len} bytes at revision {revision} to {}\n",
         file.display()
     ))
+}
+
+/// One progress line on stderr, so stdout keeps only the result.
+#[allow(
+    clippy::print_stderr,
+    reason = "operator-facing progress of a long download"
+)]
+fn progress(received: u64) {
+    eprintln!(
+        "snapshot: {:.1} MiB received",
+        received as f64 / (1024.0 * 1024.0)
+    );
 }

@@ -72,12 +72,11 @@ pub async fn remove_member(
 /// `GET /v1/snapshot`: a consistent backup of the whole store (linearizable point).
 pub async fn snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     node.linearize().await?;
-    let view = node.view.clone();
-    let (bytes, revision) = tokio::task::spawn_blocking(move || view.export())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let mut resp = Response::new(Body::from(bytes));
+    let (revision, chunks) = crate::raft::backup::stream(&node.view);
+    let body = futures::stream::unfold(chunks, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("application/octet-stream"),

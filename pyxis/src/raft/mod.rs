@@ -1,6 +1,7 @@
 //! Raft plumbing: openraft's type configuration and the storage and network it runs on.
 //!
 //! Modules:
+//! - `backup`: the whole state streamed as a snapshot file, for `GET /v1/snapshot`.
 //! - `log_store`: the durable Raft log and vote, with group commit.
 //! - `wal`: the append-only segment files under the log store.
 //! - `state_machine`: applies committed commands to the in-memory key space.
@@ -10,6 +11,7 @@
 //! Every openraft type the rest of the crate sees is re-exported from here, so an
 //! openraft upgrade touches this module and its children only.
 
+pub mod backup;
 pub mod codec;
 pub mod log_store;
 pub mod network;

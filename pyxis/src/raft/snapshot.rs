@@ -88,15 +88,24 @@ impl SnapshotDir {
     }
 }
 
-/// Encodes a snapshot file of `state` at `meta` in memory (for backups).
+/// Writes a whole snapshot file of `state` at `meta` to `out` (backups stream it).
+pub fn write_state<W: Write, T: Serialize + ?Sized>(
+    out: &mut W,
+    meta: &SnapshotMeta,
+    state: &T,
+) -> io::Result<()> {
+    write_file(out, meta, |w| {
+        codec::encode_to(w, state).map_err(io::Error::from)
+    })
+}
+
+/// Encodes a snapshot file of `state` at `meta` in memory.
 pub fn encode_state_file<T: Serialize + ?Sized>(
     meta: &SnapshotMeta,
     state: &T,
 ) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    write_file(&mut out, meta, |w| {
-        codec::encode_to(w, state).map_err(io::Error::from)
-    })?;
+    write_state(&mut out, meta, state)?;
     Ok(out)
 }
 
@@ -156,6 +165,56 @@ pub fn decode_file(mut bytes: Vec<u8>) -> io::Result<SnapshotFile> {
     bytes.truncate(body_len);
     bytes.drain(..data_at);
     Ok(SnapshotFile { meta, data: bytes })
+}
+
+/// Checks a snapshot file as it streams by (magic and checksum), without holding it.
+#[derive(Debug, Default)]
+pub struct StreamCheck {
+    hasher: crc32fast::Hasher,
+    head: Vec<u8>,
+    /// The last bytes seen, not yet hashed: the final 4 are the checksum itself.
+    pending: Vec<u8>,
+    len: u64,
+}
+
+impl StreamCheck {
+    /// Takes the next bytes of the file.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.len += chunk.len() as u64;
+        if self.head.len() < MAGIC.len() {
+            let take = (MAGIC.len() - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        if chunk.len() >= 4 {
+            self.hasher.update(&self.pending);
+            let (body, last) = chunk.split_at(chunk.len() - 4);
+            self.hasher.update(body);
+            self.pending.clear();
+            self.pending.extend_from_slice(last);
+        } else {
+            self.pending.extend_from_slice(chunk);
+            let extra = self.pending.len().saturating_sub(4);
+            self.hasher.update(&self.pending[..extra]);
+            self.pending.drain(..extra);
+        }
+    }
+
+    /// Whether what was seen is a whole, undamaged snapshot file; its length if so.
+    pub fn finish(self) -> io::Result<u64> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+        if self.head != MAGIC && self.head != MAGIC_V2 {
+            return Err(bad("not a pyxis snapshot (bad magic)"));
+        }
+        let mut want = [0u8; 4];
+        if self.pending.len() != 4 {
+            return Err(bad("not a pyxis snapshot (too short)"));
+        }
+        want.copy_from_slice(&self.pending);
+        if self.hasher.finalize() != u32::from_le_bytes(want) {
+            return Err(bad("snapshot checksum mismatch (incomplete or damaged)"));
+        }
+        Ok(self.len)
+    }
 }
 
 /// Replaces `path` with `data` so that readers see the old file or the whole new one.
@@ -297,6 +356,30 @@ mod tests {
         assert_eq!(back.data, codec::encode(&state).unwrap());
         let in_memory = encode_state_file(&SnapshotMeta::default(), &state).unwrap();
         assert_eq!(fs::read(dir.path().join(FILE_NAME)).unwrap(), in_memory);
+    }
+
+    #[test]
+    fn stream_check_accepts_whole_files_in_any_chunking_and_nothing_else() {
+        let state: Vec<u64> = (0..1000).collect();
+        let bytes = encode_state_file(&SnapshotMeta::default(), &state).unwrap();
+        for size in [1, 3, 4, 5, 64, bytes.len()] {
+            let mut check = StreamCheck::default();
+            bytes.chunks(size).for_each(|c| check.update(c));
+            assert_eq!(
+                check.finish().unwrap(),
+                bytes.len() as u64,
+                "chunks of {size}"
+            );
+        }
+        let mut cut = StreamCheck::default();
+        cut.update(&bytes[..bytes.len() - 1]);
+        assert!(cut.finish().is_err());
+        let mut damaged = bytes.clone();
+        damaged[20] ^= 1;
+        let mut check = StreamCheck::default();
+        check.update(&damaged);
+        assert!(check.finish().is_err());
+        assert!(StreamCheck::default().finish().is_err());
     }
 
     #[test]

@@ -160,11 +160,9 @@ impl StoreView {
             .and_then(|m| m.last_log_id.map(|id| id.index))
     }
 
-    /// A consistent copy of the whole state, encoded as a snapshot file (for backups).
-    pub fn export(&self) -> io::Result<(Vec<u8>, u64)> {
-        let (meta, kv) = self.shared.copy_state();
-        let revision = kv.revision();
-        Ok((super::snapshot::encode_state_file(&meta, &kv)?, revision))
+    /// A consistent copy of the whole state with its snapshot metadata, in O(1).
+    pub fn copy(&self) -> (SnapshotMeta, KvState) {
+        self.shared.copy_state()
     }
 }
 
@@ -187,7 +185,7 @@ async fn background<T: Send + 'static>(
 }
 
 /// Gives the calling thread the lowest scheduling priority (nice 19); best effort.
-fn lower_priority() {
+pub(super) fn lower_priority() {
     // SAFETY: setpriority only reads its integer arguments; on Linux, PRIO_PROCESS with a
     // thread id changes that one thread.
     let rc = unsafe {
