@@ -99,16 +99,6 @@ pub fn write_state<W: Write, T: Serialize + ?Sized>(
     })
 }
 
-/// Encodes a snapshot file of `state` at `meta` in memory.
-pub fn encode_state_file<T: Serialize + ?Sized>(
-    meta: &SnapshotMeta,
-    state: &T,
-) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    write_state(&mut out, meta, state)?;
-    Ok(out)
-}
-
 /// Writes the v3 layout to `out`: magic, meta, the body `body` writes, checksum.
 fn write_file<W: Write>(
     out: &mut W,
@@ -127,7 +117,7 @@ fn write_file<W: Write>(
     w.inner.write_all(&sum.to_le_bytes())
 }
 
-/// Decodes bytes written by [`encode_state_file`] or a node's snapshot file (v3 or v2),
+/// Decodes bytes written by [`write_state`] (a backup) or a node's snapshot file (v3 or v2),
 /// checking magic and checksum.
 pub fn decode_file(mut bytes: Vec<u8>) -> io::Result<SnapshotFile> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
@@ -312,6 +302,15 @@ impl<W: Write> Write for Checksummed<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode_state_file<T: Serialize + ?Sized>(
+        meta: &SnapshotMeta,
+        state: &T,
+    ) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        write_state(&mut out, meta, state)?;
+        Ok(out)
+    }
 
     fn sample() -> SnapshotFile {
         SnapshotFile {
