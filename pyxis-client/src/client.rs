@@ -219,13 +219,8 @@ impl Client {
         consistency: ReadConsistency,
     ) -> Result<Option<GetResult>> {
         let path = with_query(kv_path(key)?, consistency_param(consistency).as_slice());
-        let reply = match self.send(self.call(Method::GET, path, Kind::Read)).await {
-            Ok(r) => r,
-            Err(Error::Api {
-                code: ErrorCode::NotFound,
-                ..
-            }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(reply) = self.read_optional(path).await? else {
+            return Ok(None);
         };
         Ok(Some(GetResult {
             revision: header_u64(&reply.headers, HEADER_REVISION)?,
@@ -383,6 +378,18 @@ impl Client {
         let mut call = self.call(method, path, Kind::Write);
         call.body = Some((Bytes::from(bytes), "application/json"));
         Ok(call)
+    }
+
+    /// A `GET` of `path` through the retry loop; `None` on a 404.
+    async fn read_optional(&self, path: String) -> Result<Option<Reply>> {
+        match self.send(self.call(Method::GET, path, Kind::Read)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::Api {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends through the retry loop and decodes a JSON reply.

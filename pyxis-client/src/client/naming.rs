@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{Client, decode_json, header_u64};
-use crate::api::{ErrorCode, HEADER_MOD_REVISION, PutResponse, Revision};
-use crate::error::{Error, Result};
+use crate::api::{HEADER_MOD_REVISION, PutResponse, Revision};
+use crate::error::Result;
 use crate::retry::Kind;
 use crate::url::segments_path;
 
@@ -42,32 +42,27 @@ impl Client {
     /// A service definition; `None` if the service has none.
     pub async fn service(&self, service: &str) -> Result<Option<Value>> {
         let path = segments_path(&["v1", "services", service])?;
-        not_found_as_none(
-            self.send_json(self.call(Method::GET, path, Kind::Read))
-                .await,
-        )
+        self.read_optional(path)
+            .await?
+            .map(|r| decode_json(&r))
+            .transpose()
     }
 
     /// A service's traffic policy; `None` if it has none.
     pub async fn traffic(&self, service: &str) -> Result<Option<Value>> {
         let path = segments_path(&["v1", "traffic", service])?;
-        not_found_as_none(
-            self.send_json(self.call(Method::GET, path, Kind::Read))
-                .await,
-        )
+        self.read_optional(path)
+            .await?
+            .map(|r| decode_json(&r))
+            .transpose()
     }
 
     /// A service's traffic policy with its mod revision, for a later
     /// [`put_traffic_if`](Client::put_traffic_if); `None` if it has none.
     pub async fn traffic_versioned(&self, service: &str) -> Result<Option<(Value, Revision)>> {
         let path = segments_path(&["v1", "traffic", service])?;
-        let reply = match self.send(self.call(Method::GET, path, Kind::Read)).await {
-            Ok(r) => r,
-            Err(Error::Api {
-                code: ErrorCode::NotFound,
-                ..
-            }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(reply) = self.read_optional(path).await? else {
+            return Ok(None);
         };
         let mod_rev = header_u64(&reply.headers, HEADER_MOD_REVISION)?;
         Ok(Some((decode_json(&reply)?, mod_rev)))
@@ -95,16 +90,5 @@ impl Client {
         );
         self.send_json(self.json_call(Method::PUT, path, policy)?)
             .await
-    }
-}
-
-fn not_found_as_none(r: Result<Value>) -> Result<Option<Value>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(Error::Api {
-            code: ErrorCode::NotFound,
-            ..
-        }) => Ok(None),
-        Err(e) => Err(e),
     }
 }

@@ -187,28 +187,19 @@ async fn concurrent_traffic_edits_all_land() {
         .iter()
         .map(|id| vec!["traffic", "drain", "web", id])
         .collect();
-    edits.push(vec![
-        "traffic",
-        "shift",
-        "web",
-        "--from",
-        "dc1",
-        "--to",
-        "dc2",
-        "--percent",
-        "25",
-    ]);
-    edits.push(vec![
-        "traffic",
-        "shift",
-        "web",
-        "--from",
-        "dc1",
-        "--to",
-        "dc3",
-        "--percent",
-        "10",
-    ]);
+    for (to, percent) in [("dc2", "25"), ("dc3", "10")] {
+        edits.push(vec![
+            "traffic",
+            "shift",
+            "web",
+            "--from",
+            "dc1",
+            "--to",
+            to,
+            "--percent",
+            percent,
+        ]);
+    }
     let runs = edits.into_iter().map(|mut args| {
         args.extend(["--endpoints", ep.as_str()]);
         run_cmd(pyxis, args, CMD_TIMEOUT)
