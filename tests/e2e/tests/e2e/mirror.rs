@@ -107,13 +107,7 @@ async fn mirror_follows_registrations_under_leader_kills() {
     for id in c.ids() {
         c.kill9(id).unwrap();
     }
-    eventually(LONG, async || {
-        let s = mirror.status();
-        anyhow::ensure!(!s.synced && s.last_error.is_some(), "still synced: {s:?}");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    wait_out_of_sync(&mirror).await;
     let status = mirror.status();
     assert!(
         status.since_contact.unwrap() >= Duration::from_secs(1),
@@ -183,13 +177,7 @@ async fn mirror_relists_after_its_resume_point_is_compacted() {
 
     // Cut off: the mirror's watch breaks, retries through the proxy and gives up.
     proxy.cut();
-    eventually(LONG, async || {
-        let s = mirror.status();
-        anyhow::ensure!(!s.synced && s.last_error.is_some(), "still synced: {s:?}");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    wait_out_of_sync(&mirror).await;
     let cut = mirror.status();
     eprintln!("mirror cut off: {cut:?}");
     // The mirror resumes its watch right after the revision it is current up to.
@@ -460,4 +448,15 @@ fn differences(mirror: &Snapshot, fresh: &Snapshot) -> Result<(), String> {
         mirror.invalid,
         fresh.invalid
     ))
+}
+
+/// Waits until the mirror reports that it lost the store (not synced, with an error).
+async fn wait_out_of_sync(mirror: &Mirror) {
+    eventually(LONG, async || {
+        let s = mirror.status();
+        anyhow::ensure!(!s.synced && s.last_error.is_some(), "still synced: {s:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
 }
