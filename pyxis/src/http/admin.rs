@@ -14,11 +14,49 @@ use axum::response::{IntoResponse, Response};
 use pyxis_client::api::{AddMemberRequest, ClusterInfo, HEADER_REVISION, NodeStatus};
 
 use super::error::ApiError;
+use super::params::Params;
 use crate::node::Node;
 
-/// `GET /v1/cluster`.
-pub async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterInfo> {
-    Json(node.cluster_info())
+/// How long a follower waits for the leader's cluster view before answering with its own.
+const LEADER_VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /v1/cluster[?consistency=serializable]`: the leader's view (only the leader knows
+/// how far each member has applied), asked for by a follower; a follower that cannot reach
+/// the leader, or is asked for `serializable`, answers with its own view, where `applied`
+/// is null for the other members.
+pub async fn cluster(
+    State(node): State<Arc<Node>>,
+    uri: axum::http::Uri,
+) -> Result<Json<ClusterInfo>, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["consistency"])?;
+    if !params.serializable()? && !node.is_leader() {
+        match leader_view(&node).await {
+            Ok(info) => return Ok(Json(info)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster view from the leader; answering with ours")
+            }
+        }
+    }
+    Ok(Json(node.cluster_info()))
+}
+
+/// The leader's `serializable` cluster view, within [`LEADER_VIEW_TIMEOUT`]; the error is
+/// only logged.
+async fn leader_view(node: &Node) -> Result<ClusterInfo, String> {
+    let (_, addr) = node.leader().ok_or("no leader known")?;
+    let reply = node
+        .http
+        .get(format!("http://{addr}/v1/cluster?consistency=serializable"))
+        .timeout(LEADER_VIEW_TIMEOUT)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("{addr}: {e}"))?
+        .bytes()
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    serde_json::from_slice(&reply).map_err(|e| format!("{addr}: {e}"))
 }
 
 /// `GET /v1/status`.

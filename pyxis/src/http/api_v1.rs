@@ -98,15 +98,7 @@ pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, Ap
                 ))
             })?,
     };
-    let serializable = match params.str("consistency") {
-        None | Some("linearizable") => false,
-        Some("serializable") => true,
-        Some(v) => {
-            return Err(ApiError::bad_request(format!(
-                "consistency: expected linearizable or serializable, got {v:?}"
-            )));
-        }
-    };
+    let serializable = params.serializable()?;
     let key = key_from_path(uri.path(), prefix)?;
     if let Some(after) = wait_rev {
         // Consul-style blocking read: return once something under the key changes after

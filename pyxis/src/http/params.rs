@@ -122,6 +122,18 @@ impl Params {
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    /// Whether `consistency=serializable` asks for this node's local view (the default,
+    /// `linearizable`, goes through the leader).
+    pub fn serializable(&self) -> Result<bool, ApiError> {
+        match self.str("consistency") {
+            None | Some("linearizable") => Ok(false),
+            Some("serializable") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "consistency: expected linearizable or serializable, got {v:?}"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,12 +47,10 @@ fn name<T>(field: &str, raw: &str, parse: fn(&str) -> Result<T, NameError>) -> R
 
 /// Reads `consistency` and, unless it is `serializable`, makes the read linearizable.
 async fn read_barrier(node: &Node, params: &Params) -> Result<(), ApiError> {
-    match params.str("consistency") {
-        None | Some("linearizable") => node.linearize().await,
-        Some("serializable") => Ok(()),
-        Some(v) => Err(ApiError::bad_request(format!(
-            "consistency: expected linearizable or serializable, got {v:?}"
-        ))),
+    if params.serializable()? {
+        Ok(())
+    } else {
+        node.linearize().await
     }
 }
 

@@ -43,6 +43,30 @@ async fn follower_put_is_linearizable_everywhere() {
             "node {id}: read at {served_at} < {revision}"
         );
     }
+
+    // A follower shows the leader's view of the members, with how far each has applied;
+    // asked for its own (serializable) view, it knows only its own progress.
+    eventually(Duration::from_secs(10), async || {
+        let info = api.cluster(&c.url(follower)).await?;
+        anyhow::ensure!(
+            info.members.iter().all(|m| m.applied.is_some()),
+            "applied missing: {info:?}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let local: ClusterInfo = api
+        .get_path(&c.url(follower), "/v1/cluster?consistency=serializable")
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    for m in &local.members {
+        assert_eq!(m.applied.is_some(), m.id == follower, "{local:?}");
+    }
 }
 
 /// `/healthz` answers and `/metrics` exposes the Raft gauges.
