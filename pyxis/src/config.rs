@@ -22,7 +22,8 @@ pub struct ServerConfig {
     pub join: bool,
     /// Directory for the Raft log and snapshots.
     pub data_dir: PathBuf,
-    /// Build a snapshot (and purge the log before it) every this many entries.
+    /// Build a snapshot (and purge the log before it) after this many entries, or after half
+    /// as many as there are live keys if that is more (`snapshot_policy`).
     pub snapshot_threshold: u64,
     /// Recent change events kept in memory for watches; older starts get "compacted".
     pub watch_history: usize,

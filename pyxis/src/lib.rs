@@ -7,6 +7,7 @@
 //! - `cluster`: membership listing and runtime changes; `cluster_id`: which cluster a node
 //!   belongs to, checked on every peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
+//! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
 //! - `config`: node settings; `restore`: building a data dir from a backup.
@@ -22,4 +23,5 @@ pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod restore;
+pub mod snapshot_policy;
 pub mod store;

@@ -251,7 +251,8 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<Config> {
         heartbeat_interval: cfg.heartbeat_ms,
         election_timeout_min: cfg.election_timeout_ms,
         election_timeout_max: cfg.election_timeout_ms * 2,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_threshold),
+        // `snapshot_policy` triggers builds, scaled with the state.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: (cfg.snapshot_threshold / 10).min(1000),
         // Keep one append RPC bounded: values may be megabytes each.
         max_payload_entries: 256,
@@ -338,6 +339,7 @@ pub async fn start_node(
         cluster,
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
+    crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
     tracing::info!(id = cfg.id, addr = %local, "serving");

@@ -31,7 +31,8 @@ pub struct ServerArgs {
     /// Where the Raft log and snapshots live [default: ./pyxis-data/node-ID].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Build a snapshot and compact the log every this many entries.
+    /// Build a snapshot and compact the log after this many entries (or after half as many
+    /// entries as there are keys, if that is more: snapshot work scales with the state).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_threshold: u64,
     /// Recent change events kept for watches; a watch from an older revision gets 410.
