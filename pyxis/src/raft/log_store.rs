@@ -88,11 +88,25 @@ pub struct LogReader {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, loads it into memory and starts the writer thread.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        let started = Instant::now();
         let (wal, replayed) = Wal::open(dir)?;
         let mut mem = MemLog::default();
+        let (count, first, last) = (
+            replayed.entries.len(),
+            replayed.entries.keys().next().copied(),
+            replayed.entries.keys().next_back().copied(),
+        );
         for (index, bytes) in replayed.entries {
             mem.entries.insert(index, codec::decode(&bytes)?);
         }
+        // Startup time grows with the log kept since the last snapshot: say what it cost.
+        tracing::info!(
+            entries = count,
+            first,
+            last,
+            millis = started.elapsed().as_millis() as u64,
+            "raft log loaded"
+        );
         if let Some(v) = replayed.vote {
             mem.vote = Some(codec::decode(&v)?);
         }
