@@ -1,11 +1,16 @@
-//! When a node builds a snapshot: once the log since the last one holds
-//! `--snapshot-threshold` entries, or as many entries as half the live keys if that is more.
+//! When a node builds a snapshot. Either of two rules makes one due:
+//! - entries: the log since the last snapshot holds `--snapshot-threshold` entries, or as many
+//!   entries as half the live keys if that is more;
+//! - bytes: the commands applied since the last snapshot weigh as much as the state's keys and
+//!   values, or 64 MiB if that is more.
 //!
 //! A snapshot writes the whole state. With a fixed interval, the snapshot work per write
 //! grows with the state: a store of a million keys rewrites all of them every 100,000 writes.
 //! Scaling the interval with the state keeps that work constant per write (as an LSM tree
 //! sizes its compactions), at the price of a log, kept in memory and replayed at restart,
-//! of up to about half the state. openraft's own policy counts entries only, so it is off
+//! of up to about half the state's entries. The byte rule bounds that log's memory when
+//! values are large, where a count of entries says little (100,000 puts of 4 MiB would be
+//! 400 GB). openraft's own policy counts entries only, so it is off
 //! (`SnapshotPolicy::Never`) and this task triggers builds instead.
 
 use std::sync::Arc;
@@ -20,10 +25,28 @@ use crate::node::Node;
 /// triggers while a build runs, and a large build takes a while.
 const RETRIGGER_AFTER: Duration = Duration::from_secs(10);
 
-/// Whether a snapshot is due with `applied` entries applied, the last snapshot at
-/// `snapshot`, `keys` live keys and the configured `threshold`.
-pub fn due(applied: u64, snapshot: u64, keys: u64, threshold: u64) -> bool {
-    applied.saturating_sub(snapshot) >= threshold.max(keys / 2)
+/// Log bytes since the last snapshot that always make one due.
+const MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where a node stands, as far as snapshots go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Log index applied.
+    pub applied: u64,
+    /// Log index of the last snapshot (0 if none).
+    pub snapshot: u64,
+    /// Live keys.
+    pub keys: u64,
+    /// Bytes of keys and values held.
+    pub state_bytes: u64,
+    /// About how many bytes of commands were applied since the last snapshot.
+    pub log_bytes: u64,
+}
+
+/// Whether a snapshot is due, with `threshold` from `--snapshot-threshold`.
+pub fn due(p: &Progress, threshold: u64) -> bool {
+    p.applied.saturating_sub(p.snapshot) >= threshold.max(p.keys / 2)
+        || p.log_bytes >= MIN_LOG_BYTES.max(p.state_bytes)
 }
 
 /// Watches the applied index and triggers a snapshot whenever [`due`] says so.
@@ -45,10 +68,18 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
                 continue;
             }
             let keys = node.view.with_kv(|kv| kv.len() as u64);
-            if !due(index, snapshot, keys, threshold) {
+            let (state_bytes, log_bytes) = node.view.sizes();
+            let progress = Progress {
+                applied: index,
+                snapshot,
+                keys,
+                state_bytes,
+                log_bytes,
+            };
+            if !due(&progress, threshold) {
                 continue;
             }
-            tracing::debug!(index, snapshot, keys, "snapshot due");
+            tracing::debug!(?progress, "snapshot due");
             if let Err(e) = node.raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "could not trigger a snapshot; raft has stopped");
                 return;
@@ -62,16 +93,40 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
 mod tests {
     use super::*;
 
+    fn at(applied: u64, snapshot: u64, keys: u64) -> Progress {
+        Progress {
+            applied,
+            snapshot,
+            keys,
+            ..Progress::default()
+        }
+    }
+
     #[test]
     fn the_threshold_holds_for_a_small_state_and_half_the_keys_for_a_large_one() {
-        assert!(!due(99, 0, 10, 100));
-        assert!(due(100, 0, 10, 100));
-        assert!(due(1_100, 1_000, 10, 100));
-        assert!(!due(1_099, 1_000, 10, 100));
+        assert!(!due(&at(99, 0, 10), 100));
+        assert!(due(&at(100, 0, 10), 100));
+        assert!(due(&at(1_100, 1_000, 10), 100));
+        assert!(!due(&at(1_099, 1_000, 10), 100));
         // A million keys: every 500,000 entries, not every 100,000.
-        assert!(!due(400_000, 0, 1_000_000, 100_000));
-        assert!(due(500_000, 0, 1_000_000, 100_000));
+        assert!(!due(&at(400_000, 0, 1_000_000), 100_000));
+        assert!(due(&at(500_000, 0, 1_000_000), 100_000));
         // A snapshot newer than the applied index (just installed) is never due.
-        assert!(!due(5, 10, 0, 1));
+        assert!(!due(&at(5, 10, 0), 1));
+    }
+
+    #[test]
+    fn a_log_as_heavy_as_the_state_is_due_whatever_its_entry_count() {
+        const MIB: u64 = 1024 * 1024;
+        let big = |log_bytes, state_bytes| Progress {
+            log_bytes,
+            state_bytes,
+            ..at(1_000, 0, 100)
+        };
+        // Large values: 1,000 entries are far below the threshold, but the bytes are not.
+        assert!(!due(&big(63 * MIB, 10 * MIB), 100_000));
+        assert!(due(&big(64 * MIB, 10 * MIB), 100_000));
+        assert!(!due(&big(900 * MIB, 1_000 * MIB), 100_000));
+        assert!(due(&big(1_000 * MIB, 1_000 * MIB), 100_000));
     }
 }

@@ -32,7 +32,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Build a snapshot and compact the log after this many entries (or after half as many
-    /// entries as there are keys, if that is more: snapshot work scales with the state).
+    /// entries as there are keys, if that is more: snapshot work scales with the state), or
+    /// once the log since the last one weighs as much as the state (at least 64 MiB).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_threshold: u64,
     /// Recent change events kept for watches; a watch from an older revision gets 410.

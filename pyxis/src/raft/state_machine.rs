@@ -34,6 +34,11 @@ struct State {
     history: History,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    /// [`Command::approx_bytes`](crate::store::kv::Command::approx_bytes) of every command
+    /// applied since this process started.
+    applied_bytes: u64,
+    /// `applied_bytes` as of the current snapshot, so the difference is the log it does not cover.
+    snapshot_bytes_mark: u64,
 }
 
 struct Shared {
@@ -69,6 +74,8 @@ impl StateMachine {
                     history: History::new(0, history_events),
                     last_applied: None,
                     membership: StoredMembership::default(),
+                    applied_bytes: 0,
+                    snapshot_bytes_mark: 0,
                 }),
                 applied,
                 snapshots,
@@ -99,8 +106,9 @@ impl Shared {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The applied state and its snapshot metadata, copied in O(1) under the read lock.
-    fn copy_state(&self) -> (SnapshotMeta, KvState) {
+    /// The applied state and its snapshot metadata, copied in O(1) under the read lock, with
+    /// the applied-bytes count it covers.
+    fn copy_state(&self) -> (SnapshotMeta, KvState, u64) {
         let st = self.read();
         (
             SnapshotMeta {
@@ -108,6 +116,7 @@ impl Shared {
                 last_membership: st.membership.clone(),
             },
             st.kv.clone(),
+            st.applied_bytes,
         )
     }
 
@@ -162,7 +171,15 @@ impl StoreView {
 
     /// A consistent copy of the whole state with its snapshot metadata, in O(1).
     pub fn copy(&self) -> (SnapshotMeta, KvState) {
-        self.shared.copy_state()
+        let (meta, kv, _) = self.shared.copy_state();
+        (meta, kv)
+    }
+
+    /// What pacing snapshots needs: bytes of keys and values held, and about how many bytes
+    /// of commands were applied since the current snapshot (the log it does not cover).
+    pub fn sizes(&self) -> (u64, u64) {
+        let st = self.shared.read();
+        (st.kv.bytes(), st.applied_bytes - st.snapshot_bytes_mark)
     }
 }
 
@@ -205,7 +222,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
         // Copy under the lock (O(1): a persistent map), encode and write outside it so apply
         // is not held up.
-        let (meta, kv) = self.shared.copy_state();
+        let (meta, kv, covered_bytes) = self.shared.copy_state();
         let shared = self.shared.clone();
         let written = meta.clone();
         let bytes = background(move || shared.snapshots.save_state(&written, &kv)).await?;
@@ -216,6 +233,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         );
         metrics::counter!("pyxis_snapshots_built_total").increment(1);
         *self.shared.current() = Some(meta.clone());
+        {
+            let mut st = self.shared.write();
+            st.snapshot_bytes_mark = st.snapshot_bytes_mark.max(covered_bytes);
+        }
         // openraft keeps only the metadata of a snapshot it asked to build (`sm::worker`); when
         // it needs the data (a lagging follower), it calls `get_current_snapshot`, which reads
         // the file. So the data is not handed back here, which would hold it in memory again.
@@ -249,6 +270,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
                     EntryPayload::Normal(cmd) => {
+                        st.applied_bytes += cmd.approx_bytes();
                         let r = st.kv.apply(cmd, &mut events);
                         st.history.extend(events.drain(..));
                         r
@@ -300,6 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.kv = kv;
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
+            st.snapshot_bytes_mark = st.applied_bytes;
         }
         *self.shared.current() = Some(meta.clone());
         self.shared.publish_applied();

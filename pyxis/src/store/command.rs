@@ -108,6 +108,39 @@ pub enum Command {
     },
 }
 
+/// Bytes counted for a command's or op's fields other than keys and values.
+const FIXED_BYTES: u64 = 32;
+
+impl Command {
+    /// About how many bytes this command weighs in the log: its keys and values, plus a small
+    /// constant for the rest. It paces snapshots; it is not an exact account.
+    pub fn approx_bytes(&self) -> u64 {
+        let op = |o: &Op| -> u64 {
+            FIXED_BYTES
+                + match o {
+                    Op::Put { key, value, .. } => (key.len() + value.len()) as u64,
+                    Op::Delete { key, .. } | Op::Get { key, .. } => key.len() as u64,
+                }
+        };
+        match self {
+            Command::Put { key, value, .. } => FIXED_BYTES + (key.len() + value.len()) as u64,
+            Command::Delete { key, .. } => FIXED_BYTES + key.len() as u64,
+            Command::Txn {
+                compare,
+                success,
+                failure,
+            } => {
+                compare
+                    .iter()
+                    .map(|c| FIXED_BYTES + c.key.len() as u64)
+                    .sum::<u64>()
+                    + success.iter().chain(failure).map(op).sum::<u64>()
+            }
+            Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => FIXED_BYTES,
+        }
+    }
+}
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Values can be megabytes: log their size, never their bytes.

@@ -49,16 +49,50 @@ pub fn to_key_value(key: String, e: &Entry) -> KeyValue {
 /// backup copies the state without holding up `apply` for a time that grows with the
 /// number of keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "KvStateRepr")]
 pub struct KvState {
     map: imbl::OrdMap<String, Entry>,
     revision: Revision,
     leases: LeaseTable,
+    /// Bytes of keys and values held; derived, so not stored (recounted on decode).
+    #[serde(skip)]
+    bytes: u64,
+}
+
+/// What a [`KvState`] is stored as: everything but the derived byte count.
+#[derive(Deserialize)]
+struct KvStateRepr {
+    map: imbl::OrdMap<String, Entry>,
+    revision: Revision,
+    leases: LeaseTable,
+}
+
+impl From<KvStateRepr> for KvState {
+    fn from(r: KvStateRepr) -> Self {
+        let bytes = r.map.iter().map(|(k, e)| entry_bytes(k, e)).sum();
+        KvState {
+            map: r.map,
+            revision: r.revision,
+            leases: r.leases,
+            bytes,
+        }
+    }
+}
+
+/// Bytes a key and its value count for in [`KvState::bytes`].
+fn entry_bytes(key: &str, e: &Entry) -> u64 {
+    (key.len() + e.value.len()) as u64
 }
 
 impl KvState {
     /// The current global revision (0 before the first change).
     pub fn revision(&self) -> Revision {
         self.revision
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Number of keys held.
@@ -249,12 +283,14 @@ impl KvState {
         });
         match self.map.get_mut(&key) {
             Some(e) => {
+                self.bytes = self.bytes - e.value.len() as u64 + value.len() as u64;
                 e.value = value;
                 e.mod_rev = rev;
                 e.version += 1;
                 e.lease = lease;
             }
             None => {
+                self.bytes += (key.len() + value.len()) as u64;
                 self.map.insert(
                     key,
                     Entry {
@@ -272,6 +308,7 @@ impl KvState {
     fn delete_at(&mut self, keys: &[String], rev: Revision, events: &mut Vec<Event>) {
         for k in keys {
             if let Some(e) = self.map.remove(k) {
+                self.bytes -= entry_bytes(k, &e);
                 if let Some(l) = e.lease {
                     self.leases.detach(l, k);
                 }

@@ -194,6 +194,8 @@ proptest! {
             .range("/")
             .map(|(k, e)| (k.clone(), String::from_utf8(e.value.to_vec()).unwrap()))
             .collect();
+        let held: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
+        prop_assert_eq!(s.bytes(), held as u64);
         prop_assert_eq!(got, model);
         let bytes = postcard::to_allocvec(&s).unwrap();
         let back: KvState = postcard::from_bytes(&bytes).unwrap();

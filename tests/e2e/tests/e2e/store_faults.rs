@@ -335,3 +335,28 @@ async fn a_reused_address_is_not_taken_over_by_the_old_cluster() {
         assert_eq!(s.cluster_id, ours.cluster_id, "node {id}: {s:?}");
     }
 }
+
+/// Large values trigger a snapshot by weight, long before the entry threshold: 17 puts of
+/// 4 MiB to one key (68 MiB of log, 4 MiB of state) with `--snapshot-threshold 1000000`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_log_is_snapshotted_before_the_entry_threshold() {
+    let c = Cluster::single(&["--snapshot-threshold", "1000000"])
+        .await
+        .unwrap();
+    let api = c.api();
+    let url = c.url(1);
+    let value = vec![b'v'; pyxis_client::api::MAX_VALUE_BYTES];
+    for _ in 0..17 {
+        api.put_ok(&url, "/heavy/one", value.clone()).await.unwrap();
+    }
+    eventually(CATCH_UP, async || {
+        let status = api.status(&url).await?;
+        anyhow::ensure!(
+            status.snapshot_index.unwrap_or(0) > 0,
+            "no snapshot yet: {status:?}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
