@@ -12,6 +12,11 @@
 //! values are large, where a count of entries says little (100,000 puts of 4 MiB would be
 //! 400 GB). openraft's own policy counts entries only, so it is off
 //! (`SnapshotPolicy::Never`) and this task triggers builds instead.
+//!
+//! After a snapshot the byte rule asked for, this task also purges the whole log it covers:
+//! openraft otherwise keeps up to 1,000 entries behind a snapshot for followers that lag a
+//! little, which is cheap for small values and gigabytes for large ones. A follower that
+//! lags then gets the snapshot instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +48,24 @@ pub struct Progress {
     pub log_bytes: u64,
 }
 
-/// Whether a snapshot is due, with `threshold` from `--snapshot-threshold`.
-pub fn due(p: &Progress, threshold: u64) -> bool {
-    p.applied.saturating_sub(p.snapshot) >= threshold.max(p.keys / 2)
-        || p.log_bytes >= MIN_LOG_BYTES.max(p.state_bytes)
+/// Which rule made a snapshot due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Enough entries since the last snapshot.
+    Entries,
+    /// Enough bytes since the last snapshot.
+    Bytes,
+}
+
+/// Whether a snapshot is due, and by which rule, with `threshold` from `--snapshot-threshold`.
+pub fn due(p: &Progress, threshold: u64) -> Option<Rule> {
+    if p.log_bytes >= MIN_LOG_BYTES.max(p.state_bytes) {
+        Some(Rule::Bytes)
+    } else if p.applied.saturating_sub(p.snapshot) >= threshold.max(p.keys / 2) {
+        Some(Rule::Entries)
+    } else {
+        None
+    }
 }
 
 /// Watches the applied index and triggers a snapshot whenever [`due`] says so.
@@ -55,6 +74,8 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
         let mut applied = node.view.subscribe();
         // The snapshot index at the last trigger, and when it was sent.
         let mut triggered: Option<(u64, Instant)> = None;
+        // Set when the byte rule triggered: the snapshot index to get past before purging.
+        let mut purge_after: Option<u64> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -62,6 +83,13 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
             }
             let index = applied.borrow_and_update().index;
             let snapshot = node.view.snapshot_index().unwrap_or(0);
+            if purge_after.is_some_and(|before| snapshot > before) {
+                purge_after = None;
+                if let Err(e) = node.raft.trigger().purge_log(snapshot).await {
+                    tracing::warn!(error = %e, "could not purge the log; raft has stopped");
+                    return;
+                }
+            }
             if triggered
                 .is_some_and(|(at, when)| at == snapshot && when.elapsed() < RETRIGGER_AFTER)
             {
@@ -76,10 +104,13 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
                 state_bytes,
                 log_bytes,
             };
-            if !due(&progress, threshold) {
+            let Some(rule) = due(&progress, threshold) else {
                 continue;
+            };
+            tracing::debug!(?progress, ?rule, "snapshot due");
+            if rule == Rule::Bytes {
+                purge_after = Some(snapshot);
             }
-            tracing::debug!(?progress, "snapshot due");
             if let Err(e) = node.raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "could not trigger a snapshot; raft has stopped");
                 return;
@@ -104,15 +135,18 @@ mod tests {
 
     #[test]
     fn the_threshold_holds_for_a_small_state_and_half_the_keys_for_a_large_one() {
-        assert!(!due(&at(99, 0, 10), 100));
-        assert!(due(&at(100, 0, 10), 100));
-        assert!(due(&at(1_100, 1_000, 10), 100));
-        assert!(!due(&at(1_099, 1_000, 10), 100));
+        assert_eq!(None, due(&at(99, 0, 10), 100));
+        assert_eq!(Some(Rule::Entries), due(&at(100, 0, 10), 100));
+        assert_eq!(Some(Rule::Entries), due(&at(1_100, 1_000, 10), 100));
+        assert_eq!(None, due(&at(1_099, 1_000, 10), 100));
         // A million keys: every 500,000 entries, not every 100,000.
-        assert!(!due(&at(400_000, 0, 1_000_000), 100_000));
-        assert!(due(&at(500_000, 0, 1_000_000), 100_000));
+        assert_eq!(None, due(&at(400_000, 0, 1_000_000), 100_000));
+        assert_eq!(
+            Some(Rule::Entries),
+            due(&at(500_000, 0, 1_000_000), 100_000)
+        );
         // A snapshot newer than the applied index (just installed) is never due.
-        assert!(!due(&at(5, 10, 0), 1));
+        assert_eq!(None, due(&at(5, 10, 0), 1));
     }
 
     #[test]
@@ -124,9 +158,12 @@ mod tests {
             ..at(1_000, 0, 100)
         };
         // Large values: 1,000 entries are far below the threshold, but the bytes are not.
-        assert!(!due(&big(63 * MIB, 10 * MIB), 100_000));
-        assert!(due(&big(64 * MIB, 10 * MIB), 100_000));
-        assert!(!due(&big(900 * MIB, 1_000 * MIB), 100_000));
-        assert!(due(&big(1_000 * MIB, 1_000 * MIB), 100_000));
+        assert_eq!(None, due(&big(63 * MIB, 10 * MIB), 100_000));
+        assert_eq!(Some(Rule::Bytes), due(&big(64 * MIB, 10 * MIB), 100_000));
+        assert_eq!(None, due(&big(900 * MIB, 1_000 * MIB), 100_000));
+        assert_eq!(
+            Some(Rule::Bytes),
+            due(&big(1_000 * MIB, 1_000 * MIB), 100_000)
+        );
     }
 }

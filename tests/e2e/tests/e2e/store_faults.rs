@@ -338,6 +338,7 @@ async fn a_reused_address_is_not_taken_over_by_the_old_cluster() {
 
 /// Large values trigger a snapshot by weight, long before the entry threshold: 17 puts of
 /// 4 MiB to one key (68 MiB of log, 4 MiB of state) with `--snapshot-threshold 1000000`.
+/// The log it covers is then purged from disk (and memory), not kept for laggards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heavy_log_is_snapshotted_before_the_entry_threshold() {
     let c = Cluster::single(&["--snapshot-threshold", "1000000"])
@@ -355,6 +356,18 @@ async fn a_heavy_log_is_snapshotted_before_the_entry_threshold() {
             status.snapshot_index.unwrap_or(0) > 0,
             "no snapshot yet: {status:?}"
         );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // The first 64 MiB segment of the log goes once its entries are purged.
+    let raft_dir = c.data_dir(1).join("raft");
+    eventually(CATCH_UP, async || {
+        let bytes: u64 = std::fs::read_dir(&raft_dir)?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        anyhow::ensure!(bytes < 60 << 20, "raft log still holds {bytes} bytes");
         Ok(())
     })
     .await
