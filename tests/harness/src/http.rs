@@ -150,6 +150,11 @@ impl Api {
             .await
     }
 
+    /// `GET base+path`, which must succeed, decoded from JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, base: &str, path: &str) -> anyhow::Result<T> {
+        self.get_path(base, path).await?.ok()?.json()
+    }
+
     /// `PUT /v1/kv/{key}` with a raw body.
     pub async fn put(
         &self,

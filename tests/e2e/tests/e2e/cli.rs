@@ -210,12 +210,8 @@ async fn concurrent_traffic_edits_all_land() {
 
     let policy: serde_json::Value = c
         .api()
-        .get_path(&c.url(1), "/v1/traffic/web")
+        .get_json(&c.url(1), "/v1/traffic/web")
         .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
         .unwrap();
     for id in &drained {
         assert_eq!(

@@ -57,12 +57,8 @@ async fn follower_put_is_linearizable_everywhere() {
     .await
     .unwrap();
     let local: ClusterInfo = api
-        .get_path(&c.url(follower), "/v1/cluster?consistency=serializable")
+        .get_json(&c.url(follower), "/v1/cluster?consistency=serializable")
         .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
         .unwrap();
     for m in &local.members {
         assert_eq!(m.applied.is_some(), m.id == follower, "{local:?}");
