@@ -30,6 +30,9 @@ use crate::node::Node;
 /// triggers while a build runs, and a large build takes a while.
 const RETRIGGER_AFTER: Duration = Duration::from_secs(10);
 
+/// How often the task looks again with nothing applied.
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Log bytes since the last snapshot that always make one due.
 const MIN_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -76,10 +79,15 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
         let mut triggered: Option<(u64, Instant)> = None;
         // Set when the byte rule triggered: the snapshot index to get past before purging.
         let mut purge_after: Option<u64> = None;
+        // A build ends without anything being applied: look again now and then, so the purge
+        // after it does not wait for the next write.
+        let mut tick = tokio::time::interval(RECHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = applied.changed() => if changed.is_err() { return },
+                _ = tick.tick() => {}
             }
             let index = applied.borrow_and_update().index;
             let snapshot = node.view.snapshot_index().unwrap_or(0);
