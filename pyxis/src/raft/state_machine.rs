@@ -48,6 +48,9 @@ struct Shared {
     /// Metadata of the snapshot file on disk; its data is read from the file when needed,
     /// never kept in memory.
     current: Mutex<Option<SnapshotMeta>>,
+    /// Held while a snapshot file is written and `current` set: openraft may install a
+    /// leader's snapshot while building its own, and the older must never replace the newer.
+    saving: Mutex<()>,
 }
 
 /// The state machine handed to openraft; clones share one state.
@@ -80,6 +83,7 @@ impl StateMachine {
                 applied,
                 snapshots,
                 current: Mutex::new(None),
+                saving: Mutex::new(()),
             }),
         }
     }
@@ -104,6 +108,27 @@ impl Shared {
 
     fn current(&self) -> std::sync::MutexGuard<'_, Option<SnapshotMeta>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a snapshot at `meta` with `write` and makes it current, unless one at least as
+    /// new is current already; the meta of the snapshot current afterwards, and the bytes
+    /// written (`None` if it was skipped). Blocking: call it off the async threads.
+    fn save_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        write: impl FnOnce(&SnapshotDir) -> io::Result<u64>,
+    ) -> io::Result<(SnapshotMeta, Option<u64>)> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(newer) = self
+            .current()
+            .as_ref()
+            .filter(|c| c.last_log_id >= meta.last_log_id)
+        {
+            return Ok((newer.clone(), None));
+        }
+        let bytes = write(&self.snapshots)?;
+        *self.current() = Some(meta.clone());
+        Ok((meta.clone(), Some(bytes)))
     }
 
     /// The applied state and its snapshot metadata, copied in O(1) under the read lock, with
@@ -224,15 +249,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // is not held up.
         let (meta, kv, covered_bytes) = self.shared.copy_state();
         let shared = self.shared.clone();
-        let written = meta.clone();
-        let bytes = background(move || shared.snapshots.save_state(&written, &kv)).await?;
-        tracing::info!(
-            index = meta.last_log_id.map_or(0, |id| id.index),
-            bytes,
-            "snapshot built"
-        );
-        metrics::counter!("pyxis_snapshots_built_total").increment(1);
-        *self.shared.current() = Some(meta.clone());
+        let (meta, written) =
+            background(move || shared.save_snapshot(&meta, |dir| dir.save_state(&meta, &kv)))
+                .await?;
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        match written {
+            Some(bytes) => {
+                tracing::info!(index, bytes, "snapshot built");
+                metrics::counter!("pyxis_snapshots_built_total").increment(1);
+            }
+            None => tracing::info!(index, "a newer snapshot was installed meanwhile; kept it"),
+        }
         {
             let mut st = self.shared.write();
             st.snapshot_bytes_mark = st.snapshot_bytes_mark.max(covered_bytes);
@@ -311,9 +338,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 meta: meta.clone(),
                 data,
             };
-            tokio::task::spawn_blocking(move || shared.snapshots.save(&file))
-                .await
-                .map_err(io::Error::other)??;
+            tokio::task::spawn_blocking(move || {
+                shared.save_snapshot(&file.meta, |dir| dir.save(&file).map(|()| 0))
+            })
+            .await
+            .map_err(io::Error::other)??;
         }
         {
             let mut st = self.shared.write();
@@ -324,7 +353,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.membership = meta.last_membership.clone();
             st.snapshot_bytes_mark = st.applied_bytes;
         }
-        *self.shared.current() = Some(meta.clone());
         self.shared.publish_applied();
         tracing::info!(
             index = meta.last_log_id.map_or(0, |id| id.index),
