@@ -385,3 +385,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::log_id;
+
+    use super::*;
+
+    fn meta_at(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(log_id::<TypeConfig>(1, 1, index)),
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::new(SnapshotDir::new(dir.path()).unwrap(), 10);
+        let shared = &sm.shared;
+        let (at, written) = shared
+            .save_snapshot(&meta_at(10), |d| d.save_state(&meta_at(10), "ten"))
+            .unwrap();
+        assert_eq!(
+            (at.last_log_id, written.is_some()),
+            (meta_at(10).last_log_id, true)
+        );
+        // A build of index 5 that finishes later is dropped; the file keeps index 10.
+        let (at, written) = shared
+            .save_snapshot(&meta_at(5), |d| d.save_state(&meta_at(5), "five"))
+            .unwrap();
+        assert_eq!((at.last_log_id, written), (meta_at(10).last_log_id, None));
+        let on_disk = shared.snapshots.load().unwrap().unwrap();
+        assert_eq!(on_disk.meta.last_log_id, meta_at(10).last_log_id);
+        assert_eq!(codec::decode::<String>(&on_disk.data).unwrap(), "ten");
+    }
+}
