@@ -48,5 +48,32 @@ foreign_load() {
 # busy_ticks: user+nice+system ticks of the whole machine (/proc/stat).
 busy_ticks() { awk '/^cpu /{print $2+$3+$4; exit}' /proc/stat; }
 
+# write_run_meta: the run's date, machine, commit and command line, as `meta` lines in $RESULTS.
+write_run_meta() {
+  local commit
+  commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] || commit+="-dirty"
+  {
+    echo "meta date=$(date -Is)"
+    echo "meta nproc=$(nproc)"
+    echo "meta kernel=$(uname -r)"
+    echo "meta commit=$commit"
+    echo "meta cmd=$CMDLINE"
+    echo "meta load_start=$(foreign_load)"
+  } >>"$RESULTS"
+}
+
+# claim_system_ports: claims the ports of every system in $SYSTEMS for this run.
+claim_system_ports() {
+  local s i
+  for s in $SYSTEMS; do
+    case "$s" in
+    pyxis) for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done ;;
+    etcd) for i in 1 2 3; do claim_port $((ETCD_BASE_CLIENT + i)); claim_port $((ETCD_BASE_PEER + i)); done ;;
+    *) die "SYSTEMS: unknown system '$s'" ;;
+    esac
+  done
+}
+
 # pyxis_url N: the HTTP address of pyxis member N.
 pyxis_url() { echo "http://127.0.0.1:$((PYXIS_BASE_PORT + $1))"; }

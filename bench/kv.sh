@@ -246,24 +246,10 @@ run_etcd() {
 }
 
 # ---------------------------------------------------------------- main
-commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-[[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] || commit+="-dirty"
-{
-  echo "meta date=$(date -Is)"
-  echo "meta nproc=$(nproc)"
-  echo "meta kernel=$(uname -r)"
-  echo "meta commit=$commit"
-  echo "meta cmd=$CMDLINE"
-  echo "meta load_start=$(foreign_load)"
-} >>"$RESULTS"
+write_run_meta
 log "bench/kv.sh: systems '$SYSTEMS', RUNS=$RUNS DURATION=${DURATION}s, scratch $W"
 [[ " $SYSTEMS " != *" pyxis "* ]] || prepare_pyxis
-for s in $SYSTEMS; do
-  case "$s" in
-  pyxis) for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done ;;
-  etcd) for i in 1 2 3; do claim_port $((ETCD_BASE_CLIENT + i)); claim_port $((ETCD_BASE_PEER + i)); done ;;
-  esac
-done
+claim_system_ports
 for s in $SYSTEMS; do
   log "=== $s"
   "run_$s"

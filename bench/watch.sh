@@ -145,23 +145,8 @@ run_etcd() {
   unset BASE_CLIENT BASE_PEER
 }
 
-commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-[[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] || commit+="-dirty"
-{
-  echo "meta date=$(date -Is)"
-  echo "meta nproc=$(nproc)"
-  echo "meta kernel=$(uname -r)"
-  echo "meta commit=$commit"
-  echo "meta cmd=$CMDLINE"
-  echo "meta load_start=$(foreign_load)"
-} >>"$RESULTS"
-for s in $SYSTEMS; do
-  case "$s" in
-  pyxis) for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done ;;
-  etcd) for i in 1 2 3; do claim_port $((ETCD_BASE_CLIENT + i)); claim_port $((ETCD_BASE_PEER + i)); done ;;
-  *) die "SYSTEMS: unknown system '$s'" ;;
-  esac
-done
+write_run_meta
+claim_system_ports
 for s in $SYSTEMS; do log "=== $s"; "run_$s"; done
 echo "meta load_end=$(foreign_load)" >>"$RESULTS"
 block=$(python3 "$BENCH_DIR/watch_report.py" "$RESULTS")

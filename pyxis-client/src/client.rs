@@ -412,6 +412,18 @@ impl Client {
 
     /// One attempt against one endpoint; the whole reply is read before it counts as success.
     async fn attempt(&self, base: &str, call: &Call) -> Result<Reply, Failure> {
+        let resp = self.open(base, call).await?;
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(base, &e))?;
+        Ok(Reply { headers, body })
+    }
+
+    /// Sends `call` to one endpoint; a success status gives the response with its body still
+    /// to read, any other the error its body names.
+    async fn open(&self, base: &str, call: &Call) -> Result<reqwest::Response, Failure> {
         let mut req = self
             .inner
             .http
@@ -422,14 +434,13 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| transport_failure(base, &e))?;
         let status = resp.status();
-        let headers = resp.headers().clone();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let body = resp
             .bytes()
             .await
             .map_err(|e| transport_failure(base, &e))?;
-        if status.is_success() {
-            return Ok(Reply { headers, body });
-        }
         // A 503 is the server's promise that nothing was applied, so even writes may retry it.
         Err(Failure {
             error: Error::from_response(status.as_u16(), &body),

@@ -103,8 +103,7 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
             {
                 continue;
             }
-            let keys = node.view.with_kv(|kv| kv.len() as u64);
-            let (state_bytes, log_bytes) = node.view.sizes();
+            let (keys, state_bytes, log_bytes) = node.view.sizes();
             let progress = Progress {
                 applied: index,
                 snapshot,

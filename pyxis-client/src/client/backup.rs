@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use reqwest::Method;
 
-use super::{Client, header_u64, transport_failure};
+use super::{Client, header_u64};
 use crate::api::{HEADER_REVISION, Revision};
 use crate::error::{Error, Result};
-use crate::retry::{self, Failure, Kind};
+use crate::retry::{self, Kind};
 
 /// A backup being downloaded: its revision, then its bytes in order.
 #[derive(Debug)]
@@ -42,33 +42,14 @@ impl Client {
     /// Starts downloading a consistent backup of the whole store. Finding a node that
     /// answers is retried like any read; the download itself is not (start again).
     pub async fn snapshot_stream(&self) -> Result<SnapshotStream> {
-        let call = self.call(Method::GET, "/v1/snapshot".into(), Kind::Read);
-        let timeout = self.inner.options.snapshot_timeout;
-        let http = &self.inner.http;
+        let mut call = self.call(Method::GET, "/v1/snapshot".into(), Kind::Read);
+        call.timeout = self.inner.options.snapshot_timeout;
+        let call = &call;
         let response = retry::run(
             &self.inner.endpoints,
             &self.inner.options.retry,
             call.kind,
-            |base| {
-                let url = format!("{base}{}", call.path);
-                async move {
-                    let resp = http
-                        .get(url)
-                        .timeout(timeout)
-                        .send()
-                        .await
-                        .map_err(|e| transport_failure(&base, &e))?;
-                    let status = resp.status();
-                    if status.is_success() {
-                        return Ok(resp);
-                    }
-                    let body = resp.bytes().await.unwrap_or_default();
-                    Err(Failure {
-                        error: Error::from_response(status.as_u16(), &body),
-                        maybe_applied: false,
-                    })
-                }
-            },
+            |base| async move { self.open(&base, call).await },
         )
         .await?;
         let revision = header_u64(response.headers(), HEADER_REVISION)?;

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use pyxis_client::api::{AddMemberRequest, ClusterInfo, HEADER_REVISION, NodeStatus};
+use pyxis_client::api::{AddMemberRequest, HEADER_REVISION, NodeStatus};
 
 use super::error::ApiError;
 use super::params::Params;
@@ -27,36 +27,30 @@ const LEADER_VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub async fn cluster(
     State(node): State<Arc<Node>>,
     uri: axum::http::Uri,
-) -> Result<Json<ClusterInfo>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::parse(uri.query())?;
     params.only(&["consistency"])?;
-    if !params.serializable()? && !node.is_leader() {
-        match leader_view(&node).await {
-            Ok(info) => return Ok(Json(info)),
-            Err(e) => {
-                tracing::debug!(error = %e, "cluster view from the leader; answering with ours")
-            }
+    let serializable = params.serializable()?;
+    // The leader as known now: waiting out an election would only delay the local answer.
+    if let Some((id, addr)) = node.leader().filter(|_| !serializable)
+        && id != node.id
+    {
+        let path = "/v1/cluster?consistency=serializable";
+        let reply = forward(
+            &node,
+            &addr,
+            Method::GET,
+            path,
+            Vec::new(),
+            LEADER_VIEW_TIMEOUT,
+        );
+        match reply.await {
+            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) => tracing::debug!(status = %resp.status(), "no cluster view from the leader"),
+            Err(e) => tracing::debug!(error = ?e, "no cluster view from the leader"),
         }
     }
-    Ok(Json(node.cluster_info()))
-}
-
-/// The leader's `serializable` cluster view, within [`LEADER_VIEW_TIMEOUT`]; the error is
-/// only logged.
-async fn leader_view(node: &Node) -> Result<ClusterInfo, String> {
-    let (_, addr) = node.leader().ok_or("no leader known")?;
-    let reply = node
-        .http
-        .get(format!("http://{addr}/v1/cluster?consistency=serializable"))
-        .timeout(LEADER_VIEW_TIMEOUT)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("{addr}: {e}"))?
-        .bytes()
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    serde_json::from_slice(&reply).map_err(|e| format!("{addr}: {e}"))
+    Ok(Json(node.cluster_info()).into_response())
 }
 
 /// `GET /v1/status`.
@@ -142,6 +136,10 @@ pub async fn metrics() -> Response {
     }
 }
 
+/// How long a request proxied to the leader may take (a member add waits for catch-up).
+const PROXY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sends the request to the leader (waiting for one to be elected) and answers with its reply.
 pub(crate) async fn proxy_to_leader(
     node: &Node,
     method: Method,
@@ -149,12 +147,24 @@ pub(crate) async fn proxy_to_leader(
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
     let (_, addr) = node.wait_leader().await?;
+    forward(node, &addr, method, path, body, PROXY_TIMEOUT).await
+}
+
+/// Sends the request to the node at `addr` and answers with its reply, status and body as is.
+async fn forward(
+    node: &Node,
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<Response, ApiError> {
     let resp = node
         .http
         .request(method, format!("http://{addr}{path}"))
         .header("content-type", "application/json")
         .body(body)
-        .timeout(std::time::Duration::from_secs(120))
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| ApiError::unavailable(format!("forwarding to leader {addr}: {e}")))?;

@@ -121,20 +121,11 @@ fn write_file<W: Write>(
 /// checking magic and checksum.
 pub fn decode_file(mut bytes: Vec<u8>) -> io::Result<SnapshotFile> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
-    if bytes.len() < MAGIC.len() + 4 {
-        return Err(bad("not a pyxis snapshot (too short)"));
-    }
+    let mut check = StreamCheck::default();
+    check.update(&bytes);
+    check.finish()?;
     let body_len = bytes.len() - 4;
-    let mut want = [0u8; 4];
-    want.copy_from_slice(&bytes[body_len..]);
-    let magic = &bytes[..MAGIC.len()];
-    if magic != MAGIC && magic != MAGIC_V2 {
-        return Err(bad("not a pyxis snapshot (bad magic)"));
-    }
-    if crc32fast::hash(&bytes[..body_len]) != u32::from_le_bytes(want) {
-        return Err(bad("snapshot checksum mismatch (file is damaged)"));
-    }
-    if magic == MAGIC_V2 {
+    if &bytes[..MAGIC.len()] == MAGIC_V2 {
         return Ok(codec::decode(&bytes[MAGIC.len()..body_len])?);
     }
     let at = MAGIC.len();
@@ -196,7 +187,7 @@ impl StreamCheck {
             return Err(bad("not a pyxis snapshot (bad magic)"));
         }
         let mut want = [0u8; 4];
-        if self.pending.len() != 4 {
+        if self.len < (MAGIC.len() + 4) as u64 {
             return Err(bad("not a pyxis snapshot (too short)"));
         }
         want.copy_from_slice(&self.pending);

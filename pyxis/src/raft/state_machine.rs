@@ -200,11 +200,16 @@ impl StoreView {
         (meta, kv)
     }
 
-    /// What pacing snapshots needs: bytes of keys and values held, and about how many bytes
-    /// of commands were applied since the current snapshot (the log it does not cover).
-    pub fn sizes(&self) -> (u64, u64) {
+    /// What pacing snapshots needs, read under one lock: live keys, bytes of keys and values
+    /// held, and about how many bytes of commands were applied since the current snapshot
+    /// (the log it does not cover).
+    pub fn sizes(&self) -> (u64, u64, u64) {
         let st = self.shared.read();
-        (st.kv.bytes(), st.applied_bytes - st.snapshot_bytes_mark)
+        (
+            st.kv.len() as u64,
+            st.kv.bytes(),
+            st.applied_bytes - st.snapshot_bytes_mark,
+        )
     }
 }
 

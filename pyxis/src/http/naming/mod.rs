@@ -45,6 +45,14 @@ fn name<T>(field: &str, raw: &str, parse: fn(&str) -> Result<T, NameError>) -> R
     parse(raw).map_err(|e| invalid(e.at(field)))
 }
 
+/// For a read whose only query parameter is `consistency`: refuses any other, then makes
+/// the read linearizable unless it is `serializable`.
+async fn consistent_read(node: &Node, uri: &Uri) -> Result<(), ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["consistency"])?;
+    read_barrier(node, &params).await
+}
+
 /// Reads `consistency` and, unless it is `serializable`, makes the read linearizable.
 async fn read_barrier(node: &Node, params: &Params) -> Result<(), ApiError> {
     if params.serializable()? {

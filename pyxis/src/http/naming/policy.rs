@@ -20,7 +20,7 @@ use pyxis_client::api::{DeleteResponse, PutResponse};
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::{
-    WriteParams, delete_keys, get_one, invalid, name, path_params, put_value, read_barrier,
+    WriteParams, consistent_read, delete_keys, get_one, invalid, name, path_params, put_value,
 };
 use crate::node::Node;
 
@@ -44,9 +44,7 @@ pub async fn get_traffic(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
-    let params = Params::parse(uri.query())?;
-    params.only(&["consistency"])?;
-    read_barrier(&node, &params).await?;
+    consistent_read(&node, &uri).await?;
     get_one(
         &node,
         &keys::traffic(&svc),
@@ -87,9 +85,7 @@ pub async fn get_datacenter(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let dc = name("dc", &path_params(path)?, DcName::parse)?;
-    let params = Params::parse(uri.query())?;
-    params.only(&["consistency"])?;
-    read_barrier(&node, &params).await?;
+    consistent_read(&node, &uri).await?;
     get_one(
         &node,
         &keys::datacenter(&dc),

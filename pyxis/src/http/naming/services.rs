@@ -21,7 +21,8 @@ use serde::Serialize;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::{
-    WriteParams, delete_keys, get_one, invalid, listing, name, path_params, put_value, read_barrier,
+    WriteParams, consistent_read, delete_keys, get_one, invalid, listing, name, path_params,
+    put_value, read_barrier,
 };
 use crate::node::Node;
 
@@ -75,9 +76,7 @@ pub async fn get(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
-    let params = Params::parse(uri.query())?;
-    params.only(&["consistency"])?;
-    read_barrier(&node, &params).await?;
+    consistent_read(&node, &uri).await?;
     get_one(
         &node,
         &keys::service(&svc),
@@ -109,9 +108,7 @@ pub async fn delete(
 
 /// `GET /v1/services`: every service any key mentions, by name, with instance counts.
 pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
-    let params = Params::parse(uri.query())?;
-    params.only(&["consistency"])?;
-    read_barrier(&node, &params).await?;
+    consistent_read(&node, &uri).await?;
     let (revision, rows) = node.view.with_kv(|kv| {
         let mut rows: BTreeMap<ServiceName, ServiceRow> = BTreeMap::new();
         for prefix in [keys::SERVICES, keys::TRAFFIC, keys::INSTANCES] {
@@ -178,9 +175,7 @@ pub async fn get_instance(
     let (raw_name, raw_id) = path_params(path)?;
     let svc = name("name", &raw_name, ServiceName::parse)?;
     let id = name("id", &raw_id, InstanceId::parse)?;
-    let params = Params::parse(uri.query())?;
-    params.only(&["consistency"])?;
-    read_barrier(&node, &params).await?;
+    consistent_read(&node, &uri).await?;
     get_one(
         &node,
         &keys::instance(&svc, &id),
