@@ -335,6 +335,10 @@ pub struct NodeStatus {
     pub keys: u64,
     /// Milliseconds since the leader was last heard from (0 on the leader itself).
     pub millis_since_quorum_ack: Option<u64>,
+    /// Members known to have started with data: one of them found with an empty data dir
+    /// lost its data, and refuses to start until it is removed and added back.
+    #[serde(default)]
+    pub started_members: Vec<NodeId>,
 }
 
 /// Body of `POST /v1/lease`.
@@ -442,6 +446,10 @@ pub enum ErrorCode {
     NoLeader,
     /// The node is shutting down or its storage failed: 503.
     Unavailable,
+    /// A write may or may not have been applied (its reply was lost, or its id is older than
+    /// the store remembers): 503. Sending it again with the same request id is safe and
+    /// answers its outcome.
+    UnknownOutcome,
     /// An unexpected server error: 500.
     Internal,
 }
@@ -455,7 +463,7 @@ impl ErrorCode {
             ErrorCode::CompareFailed => 409,
             ErrorCode::Compacted => 410,
             ErrorCode::ValueTooLarge => 413,
-            ErrorCode::NoLeader | ErrorCode::Unavailable => 503,
+            ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::UnknownOutcome => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -20,6 +20,7 @@ use crate::api::{
     RangeResponse, Revision, TxnRequest, TxnResponse,
 };
 use crate::error::{Error, Result};
+use crate::request_id::{HEADER_REQUEST_ID, IdSource, RequestId};
 use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
 use crate::url::{kv_path, normalize_endpoint, prefix_path};
 
@@ -135,8 +136,10 @@ impl ClientOptions {
 ///
 /// Every call goes to the endpoint that answered last. A connect error, a read timeout or
 /// a 503 `no_leader`/`unavailable` moves on to the next endpoint and, after a full round,
-/// backs off (50 ms doubling up to 1 s by default) until the retry budget is spent. Writes
-/// are retried only when they cannot have been applied (connect error or 503).
+/// backs off (50 ms doubling up to 1 s by default) until the retry budget is spent. Every
+/// key-space write carries a [`RequestId`] that its retries repeat, so the store applies it
+/// once however often it is sent; such writes are retried like reads. Membership changes
+/// carry none and are retried only when they cannot have been applied (connect error, 503).
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -147,6 +150,8 @@ struct Inner {
     http: reqwest::Client,
     endpoints: Endpoints,
     options: ClientOptions,
+    /// This client's request-id session.
+    ids: IdSource,
 }
 
 /// A successful (2xx) reply, read in full.
@@ -163,6 +168,8 @@ struct Call {
     /// Body and its content type.
     body: Option<(Bytes, &'static str)>,
     kind: Kind,
+    /// Sent as `x-pyxis-request-id` on every attempt, so a repeat is applied once.
+    request_id: Option<RequestId>,
     timeout: Duration,
 }
 
@@ -193,6 +200,7 @@ impl Client {
                 http,
                 endpoints: Endpoints::new(list),
                 options,
+                ids: IdSource::new(),
             }),
         })
     }
@@ -287,15 +295,14 @@ impl Client {
 
     /// Deletes one key; `deleted` is 0 if it did not exist.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        let call = self.call(Method::DELETE, kv_path(key)?, Kind::Write);
+        let call = self.once_call(Method::DELETE, kv_path(key)?);
         self.send_json(call).await
     }
 
     /// Deletes every key under `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<DeleteResponse> {
         let path = with_query(prefix_path(prefix)?, &["prefix=true".to_owned()]);
-        self.send_json(self.call(Method::DELETE, path, Kind::Write))
-            .await
+        self.send_json(self.once_call(Method::DELETE, path)).await
     }
 
     /// Runs a multi-key transaction.
@@ -316,7 +323,10 @@ impl Client {
             id,
             addr: addr.into(),
         };
-        let call = self.json_call(Method::POST, "/v1/cluster/members".into(), &body)?;
+        let mut call = self.json_call(Method::POST, "/v1/cluster/members".into(), &body)?;
+        // Membership changes are not deduplicated by request id: retry only what cannot
+        // have been applied.
+        (call.kind, call.request_id) = (Kind::Write, None);
         self.send_json(call).await
     }
 
@@ -355,13 +365,21 @@ impl Client {
             path,
             body: None,
             kind,
+            request_id: None,
             timeout: self.inner.options.request_timeout,
         }
     }
 
+    /// A body-less write with a fresh request id, safe to repeat.
+    fn once_call(&self, method: Method, path: String) -> Call {
+        let mut call = self.call(method, path, Kind::Once);
+        call.request_id = Some(self.inner.ids.next_id());
+        call
+    }
+
     /// A `PUT` of raw value bytes.
     fn put_call(&self, path: String, value: Bytes) -> Call {
-        let mut call = self.call(Method::PUT, path, Kind::Write);
+        let mut call = self.once_call(Method::PUT, path);
         call.body = Some((value, "application/octet-stream"));
         call
     }
@@ -375,7 +393,7 @@ impl Client {
     ) -> Result<Call> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::InvalidArgument(format!("encoding the request body: {e}")))?;
-        let mut call = self.call(method, path, Kind::Write);
+        let mut call = self.once_call(method, path);
         call.body = Some((Bytes::from(bytes), "application/json"));
         Ok(call)
     }
@@ -432,6 +450,9 @@ impl Client {
         if let Some((body, content_type)) = &call.body {
             req = req.header(CONTENT_TYPE, *content_type).body(body.clone());
         }
+        if let Some(id) = call.request_id {
+            req = req.header(HEADER_REQUEST_ID, id.to_string());
+        }
         let resp = req.send().await.map_err(|e| transport_failure(base, &e))?;
         let status = resp.status();
         if status.is_success() {
@@ -441,10 +462,14 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| transport_failure(base, &e))?;
-        // A 503 is the server's promise that nothing was applied, so even writes may retry it.
+        // A 503 other than `unknown_outcome` is the server's promise that nothing was applied,
+        // so even writes without a request id may retry it.
+        let error = Error::from_response(status.as_u16(), &body);
+        let maybe_applied =
+            status.as_u16() != 503 || error.code() == Some(ErrorCode::UnknownOutcome);
         Err(Failure {
-            error: Error::from_response(status.as_u16(), &body),
-            maybe_applied: status.as_u16() != 503,
+            error,
+            maybe_applied,
         })
     }
 }

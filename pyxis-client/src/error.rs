@@ -46,15 +46,20 @@ pub enum Error {
 impl Error {
     /// Whether trying again (possibly on another node) may succeed.
     ///
-    /// True for transport failures and for 503 `no_leader` / `unavailable`; false for every
-    /// 4xx, for decode errors and for local argument errors. Note that a transport failure
-    /// after a write was sent (a timeout, a reset) may mean the write *was* applied: the
-    /// client itself only retries writes on connect errors and 503s.
+    /// True for transport failures and for 503 `no_leader` / `unavailable` /
+    /// `unknown_outcome`; false for every 4xx, for decode errors and for local argument
+    /// errors. A transport failure after a write was sent (a timeout, a reset) may mean the
+    /// write *was* applied: repeating it is safe only with the same
+    /// [`RequestId`](crate::RequestId), which is what the client's own retries do.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport(_) => true,
             Error::Api { status, code, .. } => {
-                *status == 503 && matches!(code, ErrorCode::NoLeader | ErrorCode::Unavailable)
+                *status == 503
+                    && matches!(
+                        code,
+                        ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::UnknownOutcome
+                    )
             }
             Error::Decode(_) | Error::Compacted { .. } | Error::InvalidArgument(_) => false,
         }
@@ -114,6 +119,7 @@ pub fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::ValueTooLarge => "value_too_large",
         ErrorCode::NoLeader => "no_leader",
         ErrorCode::Unavailable => "unavailable",
+        ErrorCode::UnknownOutcome => "unknown_outcome",
         ErrorCode::Internal => "internal",
     }
 }
@@ -228,6 +234,7 @@ mod tests {
             ErrorCode::ValueTooLarge,
             ErrorCode::NoLeader,
             ErrorCode::Unavailable,
+            ErrorCode::UnknownOutcome,
             ErrorCode::Internal,
         ] {
             let wire = serde_json::to_value(code).unwrap();

@@ -4,6 +4,7 @@
 //! - [`api`]: request/response types of the `/v1/` HTTP API, shared with the server.
 //! - [`client`]: [`Client`], the async HTTP client, with [`ClientOptions`] and [`GetResult`].
 //! - [`error`]: [`Error`], every way a client call can fail, and [`Error::is_retryable`].
+//! - [`request_id`]: [`RequestId`], carried by every write and its retries so a repeat applies once.
 //! - `retry` (private): endpoint rotation and the retry loop with exponential backoff.
 //! - `url` (private): endpoint normalisation and key-to-path percent-encoding.
 //!
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod request_id;
 mod retry;
 mod url;
 
@@ -20,3 +22,4 @@ pub use client::{
     Client, ClientOptions, GetResult, KeepAlive, LeaseLost, ReadConsistency, SnapshotStream, Watch,
 };
 pub use error::{Error, Result};
+pub use request_id::{IdSource, RequestId};

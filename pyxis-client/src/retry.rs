@@ -3,8 +3,9 @@
 //! The client keeps the index of the last endpoint that answered. A retryable failure
 //! (connect error, timeout on a read, 503 `no_leader`/`unavailable`) moves on to the next
 //! endpoint at once; after a full round of failures it sleeps with exponential backoff,
-//! until the retry budget runs out. Writes are retried only when they cannot have been
-//! applied: a connect error or a 503 from a node. Building requests lives in `client.rs`.
+//! until the retry budget runs out. Writes with a request id are retried like reads (the
+//! store applies them once); writes without one only when they cannot have been applied:
+//! a connect error or a 503 from a node. Building requests lives in `client.rs`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +21,11 @@ use crate::error::{Error, Result};
 pub(crate) enum Kind {
     /// A read: repeating it changes nothing, so any retryable failure is retried.
     Read,
-    /// A write: retried only when it is known not to have been applied.
+    /// A write without a request id: retried only when it is known not to have been applied.
     Write,
+    /// A write carrying a request id: the store applies it once however often it arrives,
+    /// so it is retried like a read.
+    Once,
 }
 
 /// A failed attempt, with whether the request may have reached a node and been applied.
@@ -37,7 +41,7 @@ pub(crate) struct Failure {
 impl Failure {
     /// Whether this failure of a request of `kind` may be retried.
     fn retryable(&self, kind: Kind) -> bool {
-        self.error.is_retryable() && (kind == Kind::Read || !self.maybe_applied)
+        self.error.is_retryable() && (kind != Kind::Write || !self.maybe_applied)
     }
 }
 

@@ -56,7 +56,13 @@ impl Node {
 
     /// This node's own view, for `GET /v1/status`.
     pub fn status(&self) -> NodeStatus {
-        let (applied_rev, keys) = self.view.with_kv(|kv| (kv.revision(), kv.len() as u64));
+        let (applied_rev, keys, started_members) = self.view.with_kv(|kv| {
+            (
+                kv.revision(),
+                kv.len() as u64,
+                kv.started_members().collect(),
+            )
+        });
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         NodeStatus {
@@ -75,6 +81,7 @@ impl Node {
                 .last_quorum_acked
                 .as_ref()
                 .map(|t| t.elapsed().as_millis() as u64),
+            started_members,
         }
     }
 

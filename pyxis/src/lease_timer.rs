@@ -148,7 +148,10 @@ pub fn spawn_expiry(node: Arc<Node>, shutdown: CancellationToken) {
             for id in node.leases.due(now) {
                 let node = node.clone();
                 tokio::spawn(async move {
-                    match node.write(Command::LeaseRevoke { id }).await {
+                    match node
+                        .write(node.ids.next_id(), Command::LeaseRevoke { id })
+                        .await
+                    {
                         Ok(CommandResult::LeaseRevoked { deleted, .. }) => {
                             tracing::info!(lease = id, deleted, "lease expired");
                             metrics::counter!("pyxis_leases_expired_total").increment(1);

@@ -7,6 +7,7 @@
 //! - `cluster`: membership listing and runtime changes; `cluster_id`: which cluster a node
 //!   belongs to, checked on every peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
+//! - `member_started`: a member with an empty data dir that peers know as started refuses to start.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
@@ -19,6 +20,7 @@ pub mod cluster_id;
 pub mod config;
 pub mod http;
 pub mod lease_timer;
+pub mod member_started;
 pub mod metrics;
 pub mod node;
 pub mod raft;

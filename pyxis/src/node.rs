@@ -14,8 +14,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
+use pyxis_client::{IdSource, RequestId};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::{self, ClusterId, ClusterIdentity};
@@ -30,6 +32,14 @@ use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
 /// How long a request waits for a leader to appear before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a write may take, retries included, before the caller hears 503. Below the
+/// client's default request timeout (5 s), so that clients get an answer, not a timeout.
+const WRITE_WAIT: Duration = Duration::from_secs(4);
+
+/// Longest wait for one forwarded write: a leader that stopped answering (paused,
+/// partitioned) is given up after this and the write sent again, with the same id.
+const FORWARD_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// How long in-flight requests may run after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -43,6 +53,9 @@ pub enum ForwardError {
     NotLeader(Option<(u64, String)>),
     /// The request failed for good; the message says why.
     Failed(String),
+    /// The request may or may not have been applied (no reply, leadership lost after the
+    /// append); sending it again with the same request id is safe.
+    Ambiguous(String),
 }
 
 /// The shared state of a running node.
@@ -61,6 +74,8 @@ pub struct Node {
     pub leases: crate::lease_timer::LeaseTimers,
     /// The cluster this node belongs to, sent with and checked on every peer call.
     pub cluster: Arc<ClusterIdentity>,
+    /// Request ids for writes that arrive without one (plain `curl`, the lease timer).
+    pub ids: IdSource,
 }
 
 impl Node {
@@ -87,96 +102,146 @@ impl Node {
 
     /// Waits (up to [`LEADER_WAIT`]) for some node to be leader; 503 `no_leader` otherwise.
     pub async fn wait_leader(&self) -> Result<(u64, String), ApiError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let deadline = Instant::now() + LEADER_WAIT;
         loop {
             if let Some(l) = self.leader() {
                 return Ok(l);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return Err(ApiError::no_leader());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Commits `cmd` through Raft (on the leader, forwarding if needed) and returns its result.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResult, ApiError> {
+    /// Commits `cmd` as request `id` through Raft (on the leader, forwarding if needed) and
+    /// returns its result.
+    ///
+    /// Every attempt proposes the same id, so retrying after a lost reply, a leader change
+    /// or a timeout is safe: the state machine applies the first copy that commits and
+    /// answers later copies with its result. When no attempt could be confirmed in
+    /// [`WRITE_WAIT`], the answer is `unknown_outcome` if one may have been applied (the
+    /// client learns the outcome by sending the same id again), else `no_leader`.
+    pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, ApiError> {
         metrics::counter!("pyxis_proposals_total").increment(1);
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let request = Command::Request {
+            id,
+            cmd: Box::new(cmd),
+        };
+        let deadline = Instant::now() + WRITE_WAIT;
+        let mut maybe_applied = false;
         loop {
-            let outcome = match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(node)) if id != self.id => {
-                            self.forward_write(&node.addr, &cmd).await
-                        }
-                        _ => Err(ForwardError::NotLeader(None)),
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = if self.is_leader() {
+                self.propose(request.clone(), left).await
+            } else {
+                match self.leader() {
+                    Some((leader, addr)) if leader != self.id => {
+                        self.forward_write(&addr, &request, left.min(FORWARD_ATTEMPT))
+                            .await
                     }
-                }
-                Err(RaftError::APIError(e)) => Err(ForwardError::Failed(e.to_string())),
-                Err(RaftError::Fatal(e)) => {
-                    return Err(ApiError::unavailable(format!("raft stopped: {e}")));
+                    _ => Err(ForwardError::NotLeader(None)),
                 }
             };
             match outcome {
+                Ok(CommandResult::OutcomeUnknown) => {
+                    return Err(ApiError::unknown_outcome(format!(
+                        "request {id} is older than the requests this store remembers (or its result was too large to keep): it may have been applied before, so it was not applied again"
+                    )));
+                }
                 Ok(r) => return Ok(r),
                 Err(ForwardError::Failed(m)) => return Err(ApiError::unavailable(m)),
-                Err(ForwardError::NotLeader(_)) => {
-                    // Leadership is moving: wait for the election, then try again.
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(ApiError::no_leader());
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
+                Err(ForwardError::Ambiguous(why)) => {
+                    maybe_applied = true;
+                    tracing::debug!(request = %id, why, "write outcome unknown; sending it again");
                 }
+                Err(ForwardError::NotLeader(_)) => {}
             }
+            if Instant::now() >= deadline {
+                metrics::counter!("pyxis_write_gave_up_total").increment(1);
+                return Err(if maybe_applied {
+                    ApiError::unknown_outcome(format!(
+                        "request {id}: no reply from the leader in {}s; it may or may not have been applied: send it again with the same x-pyxis-request-id to learn its outcome",
+                        WRITE_WAIT.as_secs()
+                    ))
+                } else {
+                    ApiError::no_leader()
+                });
+            }
+            // Leadership is moving: give the election a moment, then try again.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Proposes `request` on this node, which believes it leads, waiting at most `wait`.
+    async fn propose(
+        &self,
+        request: Command,
+        wait: Duration,
+    ) -> Result<CommandResult, ForwardError> {
+        match tokio::time::timeout(wait, self.raft.client_write(request)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            // openraft answers this at once when it does not lead, but also when it lost
+            // leadership after appending the entry, which the next leader may commit.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
+                ForwardError::Ambiguous("leadership was lost while the write was pending".into()),
+            ),
+            Ok(Err(RaftError::APIError(e))) => Err(ForwardError::Failed(e.to_string())),
+            Ok(Err(RaftError::Fatal(e))) => Err(ForwardError::Failed(format!("raft stopped: {e}"))),
+            Err(_) => Err(ForwardError::Ambiguous(format!(
+                "not committed within {} ms",
+                wait.as_millis()
+            ))),
         }
     }
 
     /// Serves a forwarded write on this node, which believes it is the leader.
-    pub async fn write_as_leader(&self, cmd: Command) -> Result<CommandResult, ForwardError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
-                ForwardError::NotLeader(f.leader_id.zip(f.leader_node.map(|n| n.addr))),
-            ),
-            Err(e) => Err(ForwardError::Failed(e.to_string())),
+    pub async fn write_as_leader(&self, request: Command) -> Result<CommandResult, ForwardError> {
+        if !self.is_leader() {
+            // Certainly not proposed here: the sender may try the leader we know at once.
+            return Err(ForwardError::NotLeader(self.leader()));
         }
+        self.propose(request, WRITE_WAIT).await
     }
 
     async fn forward_write(
         &self,
         addr: &str,
-        cmd: &Command,
+        request: &Command,
+        wait: Duration,
     ) -> Result<CommandResult, ForwardError> {
-        let body = codec::encode(cmd).map_err(|e| ForwardError::Failed(e.to_string()))?;
-        self.call_leader(addr, "write", body).await
+        let body = codec::encode(request).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        self.call_leader(addr, "write", body, wait).await
     }
 
     /// Sends a peer RPC to the leader at `addr` and decodes its `Result<T, ForwardError>`.
-    /// A failed connection counts as a leadership change, so the caller retries.
+    /// A refused connection means the call never arrived (`NotLeader`, retry elsewhere);
+    /// any failure after it was sent may hide a call that was served (`Ambiguous`).
     async fn call_leader<T: serde::de::DeserializeOwned>(
         &self,
         addr: &str,
         rpc: &str,
         body: Vec<u8>,
+        wait: Duration,
     ) -> Result<T, ForwardError> {
         let mut req = self
             .http
             .post(format!("http://{addr}/raft/{rpc}"))
+            .timeout(wait)
             .body(body);
         if let Some(id) = self.cluster.get() {
             req = req.header(cluster_id::HEADER, id.to_string());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|_| ForwardError::NotLeader(None))?;
+        let lost = |e: reqwest::Error| {
+            if e.is_connect() {
+                ForwardError::NotLeader(None)
+            } else {
+                ForwardError::Ambiguous(format!("leader {addr}: {e}"))
+            }
+        };
+        let resp = req.send().await.map_err(lost)?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|_| ForwardError::NotLeader(None))?;
+        let bytes = resp.bytes().await.map_err(lost)?;
         if !status.is_success() {
             return Err(ForwardError::Failed(format!(
                 "leader {addr} refused the call (HTTP {status}): {}",
@@ -190,7 +255,7 @@ impl Node {
     /// Makes the next local read linearizable: confirms the read index with the leader
     /// (itself or over RPC) and waits until this node has applied up to it.
     pub async fn linearize(&self) -> Result<(), ApiError> {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let attempt = if self.is_leader() {
                 self.read_index_as_leader().await
@@ -203,8 +268,8 @@ impl Node {
             match attempt {
                 Ok(index) => return self.wait_applied(index).await,
                 Err(ForwardError::Failed(m)) => return Err(ApiError::unavailable(m)),
-                Err(ForwardError::NotLeader(_)) => {
-                    if tokio::time::Instant::now() >= deadline {
+                Err(ForwardError::NotLeader(_) | ForwardError::Ambiguous(_)) => {
+                    if Instant::now() >= deadline {
                         return Err(ApiError::no_leader());
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;
@@ -229,7 +294,8 @@ impl Node {
     }
 
     async fn remote_read_index(&self, addr: &str) -> Result<u64, ForwardError> {
-        self.call_leader(addr, "read-index", Vec::new()).await
+        self.call_leader(addr, "read-index", Vec::new(), LEADER_WAIT)
+            .await
     }
 
     async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
@@ -308,13 +374,17 @@ pub async fn start_node(
                 .map(|(id, a)| (*id, RaftNode::new(a)))
                 .collect()
         };
-        // The id goes to disk before the node can take part in anything.
-        let addrs = members
+        let addrs: BTreeMap<u64, String> = members
             .iter()
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
+        let id = ClusterId::derive(&addrs, &cfg.cluster_token);
+        // An empty data dir is a new member only if no peer knows this one as started.
+        let peers: Vec<(u64, String)> = addrs.clone().into_iter().collect();
+        crate::member_started::refuse_if_wiped(cfg.id, &peers, id).await?;
+        // The id goes to disk before the node can take part in anything.
         cluster
-            .bootstrap(ClusterId::derive(&addrs, &cfg.cluster_token))
+            .bootstrap(id)
             .context("writing this node's cluster id")?;
         // Every node of a new cluster initializes with the same members; openraft
         // accepts identical initializations, and one of them wins the first election.
@@ -337,9 +407,11 @@ pub async fn start_node(
         http,
         leases: Default::default(),
         cluster,
+        ids: IdSource::new(),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
+    crate::member_started::spawn(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
     tracing::info!(id = cfg.id, addr = %local, "serving");

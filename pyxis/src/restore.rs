@@ -16,7 +16,7 @@ use openraft::testing::log_id;
 
 use crate::cluster_id::{ClusterId, ClusterIdentity};
 use crate::raft::snapshot::{SnapshotDir, SnapshotFile, decode_file};
-use crate::raft::{Node, SnapshotMeta, StoredMembership, TypeConfig, Vote, codec, log_store};
+use crate::raft::{Node, SnapshotMeta, StoredMembership, TypeConfig, Vote, log_store};
 use crate::store::kv::KvState;
 
 /// What a restore produced.
@@ -72,7 +72,8 @@ pub fn restore(
     }
     let bytes = std::fs::read(backup).map_err(bad)?;
     let file = decode_file(bytes).map_err(bad)?;
-    let kv: KvState = codec::decode(&file.data).map_err(|e| bad(e.into()))?;
+    let kv: KvState =
+        crate::raft::state_machine::decode_state(&file.data).map_err(|e| bad(e.into()))?;
 
     let at = log_id::<TypeConfig>(1, id, 1);
     let membership = Membership::new(

@@ -50,7 +50,7 @@ impl Client {
 
     /// Ends a lease and deletes its keys.
     pub async fn lease_revoke(&self, id: u64) -> Result<LeaseRevokeResponse> {
-        self.send_json(self.call(Method::DELETE, format!("/v1/lease/{id}"), Kind::Write))
+        self.send_json(self.once_call(Method::DELETE, format!("/v1/lease/{id}")))
             .await
     }
 

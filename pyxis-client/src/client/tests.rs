@@ -42,6 +42,7 @@ struct Seen {
     method: String,
     uri: String,
     content_type: Option<String>,
+    request_id: Option<String>,
     body: Vec<u8>,
 }
 
@@ -69,6 +70,10 @@ async fn handle(
         content_type: parts
             .headers
             .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        request_id: parts
+            .headers
+            .get(HEADER_REQUEST_ID)
             .map(|v| v.to_str().unwrap().to_owned()),
         body: body.to_vec(),
     });
@@ -296,16 +301,51 @@ async fn retries_a_write_on_no_leader() {
 }
 
 #[tokio::test]
-async fn a_write_that_timed_out_is_not_sent_again() {
+async fn a_write_that_timed_out_is_sent_again_with_the_same_request_id() {
+    let mut slow = json_reply(200, &PutResponse { revision: 1 });
+    slow.delay = Duration::from_secs(2);
+    let (addr, fake) = fake_node(vec![slow, json_reply(200, &PutResponse { revision: 1 })]).await;
+    let c = client(&[&addr]);
+    assert_eq!(c.put("/a", "1").await.unwrap().revision, 1);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    let id = seen[0]
+        .request_id
+        .clone()
+        .expect("a write carries a request id");
+    assert!(id.parse::<RequestId>().is_ok(), "{id}");
+    assert_eq!(seen[1].request_id.as_deref(), Some(id.as_str()));
+    // The next write is another request.
+    c.put("/a", "2").await.unwrap_err();
+    let third = fake.seen()[2].request_id.clone().unwrap();
+    assert_ne!(third, id);
+}
+
+#[tokio::test]
+async fn a_write_answered_unknown_outcome_is_sent_again_with_its_id() {
+    let (addr, fake) = fake_node(vec![
+        error_reply(503, "unknown_outcome", "no reply from the leader"),
+        json_reply(200, &PutResponse { revision: 4 }),
+    ])
+    .await;
+    let c = client(&[&addr]);
+    assert_eq!(c.put("/a", "1").await.unwrap().revision, 4);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].request_id, seen[1].request_id);
+}
+
+#[tokio::test]
+async fn a_membership_change_that_timed_out_is_not_sent_again() {
     let mut slow = json_reply(200, &PutResponse { revision: 1 });
     slow.delay = Duration::from_secs(2);
     let (addr, fake) = fake_node(vec![slow.clone(), slow]).await;
     let c = client(&[&addr]);
-    let err = c.put("/a", "1").await.unwrap_err();
+    let err = c.add_member(4, "127.0.0.1:1").await.unwrap_err();
     assert!(matches!(err, Error::Transport(_)), "{err}");
     assert!(err.to_string().contains("timed out"), "{err}");
-    assert!(err.is_retryable());
     assert_eq!(fake.seen().len(), 1);
+    assert_eq!(fake.seen()[0].request_id, None);
 }
 
 #[tokio::test]

@@ -202,6 +202,7 @@ fn status(id: u64, term: u64, leader: Option<u64>) -> NodeStatus {
         revision: 5,
         keys: 3,
         millis_since_quorum_ack: Some(0),
+        started_members: vec![],
     }
 }
 

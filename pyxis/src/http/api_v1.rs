@@ -20,6 +20,7 @@ use pyxis_client::api::{
 
 use super::error::ApiError;
 use super::params::{Params, key_from_path};
+use super::request_id::WriteId;
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
 
@@ -54,6 +55,7 @@ const MAX_TXN_BYTES: usize = 4 * MAX_VALUE_BYTES;
 /// `PUT /v1/kv/{key}[?prev_rev=N]`.
 pub async fn put(
     State(node): State<Arc<Node>>,
+    WriteId(id): WriteId,
     uri: Uri,
     body: Body,
 ) -> Result<Json<PutResponse>, ApiError> {
@@ -69,7 +71,7 @@ pub async fn put(
         prev_rev,
         lease,
     };
-    match node.write(cmd).await? {
+    match node.write(id, cmd).await? {
         CommandResult::Put { revision } => Ok(Json(PutResponse { revision })),
         CommandResult::PutConflict { mod_rev } => {
             Err(ApiError::cas_failed(&key, prev_rev.unwrap_or(0), mod_rev))
@@ -143,13 +145,14 @@ pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, Ap
 /// `DELETE /v1/kv/{key}[?prefix=true]`.
 pub async fn delete(
     State(node): State<Arc<Node>>,
+    WriteId(id): WriteId,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let params = Params::parse(uri.query())?;
     params.only(&["prefix"])?;
     let prefix = params.flag("prefix")?;
     let key = key_from_path(uri.path(), prefix)?;
-    match node.write(Command::Delete { key, prefix }).await? {
+    match node.write(id, Command::Delete { key, prefix }).await? {
         CommandResult::Delete { revision, deleted } => {
             Ok(Json(DeleteResponse { revision, deleted }))
         }
@@ -160,11 +163,15 @@ pub async fn delete(
 }
 
 /// `POST /v1/txn`.
-pub async fn txn(State(node): State<Arc<Node>>, body: Body) -> Result<Json<TxnResponse>, ApiError> {
+pub async fn txn(
+    State(node): State<Arc<Node>>,
+    WriteId(id): WriteId,
+    body: Body,
+) -> Result<Json<TxnResponse>, ApiError> {
     let bytes = read_body(body, MAX_TXN_BYTES, "txn body").await?;
     let req: TxnRequest = parse_json(&bytes, "txn body")?;
     let cmd = validate_txn(req)?;
-    match node.write(cmd).await? {
+    match node.write(id, cmd).await? {
         CommandResult::Txn {
             succeeded,
             revision,

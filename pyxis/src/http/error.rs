@@ -76,6 +76,11 @@ impl ApiError {
         )
     }
 
+    /// 503 when a write may or may not have been applied; the same request id tells.
+    pub fn unknown_outcome(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnknownOutcome, message)
+    }
+
     /// 503 when this node cannot serve (storage failure, shutdown, timeout).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)

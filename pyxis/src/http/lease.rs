@@ -18,6 +18,7 @@ use pyxis_client::api::{
 use super::admin::proxy_to_leader;
 use super::api_v1::parse_json;
 use super::error::ApiError;
+use super::request_id::WriteId;
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult};
 
@@ -30,6 +31,7 @@ pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// `POST /v1/lease` with `{"ttl_ms": N}`.
 pub async fn grant(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     body: Bytes,
 ) -> Result<Json<LeaseGrantResponse>, ApiError> {
     let req: LeaseGrantRequest = parse_json(&body, "lease body")?;
@@ -40,7 +42,7 @@ pub async fn grant(
         )));
     }
     match node
-        .write(Command::LeaseGrant { ttl_ms: req.ttl_ms })
+        .write(rid, Command::LeaseGrant { ttl_ms: req.ttl_ms })
         .await?
     {
         CommandResult::LeaseGranted { id, ttl_ms } => Ok(Json(LeaseGrantResponse { id, ttl_ms })),
@@ -100,10 +102,11 @@ pub async fn show(
 /// `DELETE /v1/lease/{id}`: ends the lease and deletes its keys in one revision.
 pub async fn revoke(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     Path(id): Path<String>,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
-    match node.write(Command::LeaseRevoke { id }).await? {
+    match node.write(rid, Command::LeaseRevoke { id }).await? {
         CommandResult::LeaseRevoked { revision, deleted } => {
             Ok(Json(LeaseRevokeResponse { revision, deleted }))
         }

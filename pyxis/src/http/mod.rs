@@ -6,7 +6,7 @@
 //! - `watch`: change streams and blocking reads.
 //! - `naming`: typed, validated `/v1/services`, `/v1/traffic` and `/v1/datacenters` routes.
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
-//! - `error`: the JSON error type; `params`: key and query parsing.
+//! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
 pub mod admin;
 pub mod api_v1;
@@ -15,6 +15,7 @@ pub mod lease;
 pub mod naming;
 pub mod params;
 pub mod raft_rpc;
+pub mod request_id;
 pub mod watch;
 
 use std::sync::Arc;

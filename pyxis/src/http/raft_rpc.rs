@@ -137,7 +137,15 @@ pub async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
 /// `POST /raft/write`: a write forwarded by a follower.
 pub async fn write(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     let cmd: Command = match decode(&body) {
-        Ok(c) => c,
+        Ok(c @ Command::Request { .. }) => c,
+        // Every forwarded write carries its request id, so that the sender may repeat it.
+        Ok(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "raft rpc body: a forwarded write must carry a request id",
+            )
+                .into_response();
+        }
         Err(r) => return *r,
     };
     let res: Result<_, ForwardError> = node.write_as_leader(cmd).await;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::snapshot::{SnapshotDir, SnapshotFile};
 use super::{LogId, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
-use crate::store::kv::{CommandResult, KvState};
+use crate::store::kv::{CommandResult, KvState, KvStateWithoutSessions};
 use crate::store::watch::{Compacted, Event, History};
 
 /// How far the state machine has applied: the log index and the store revision.
@@ -213,6 +213,17 @@ impl StoreView {
     }
 }
 
+/// Decodes a snapshot's state, in the current layout or in the one before request ids.
+pub fn decode_state(data: &[u8]) -> Result<KvState, codec::CodecError> {
+    // postcard reads fields in order: the older layout is the newer one cut before its last
+    // field, so it fails to decode as the newer one and is then read as what it is.
+    codec::decode::<KvState>(data).or_else(|new| {
+        codec::decode::<KvStateWithoutSessions>(data)
+            .map(KvState::from)
+            .map_err(|_| new)
+    })
+}
+
 /// Runs `work` on a thread of its own at low CPU priority and awaits its result.
 ///
 /// Building a snapshot encodes and writes the whole state: on a small machine that
@@ -333,7 +344,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let kv: KvState = codec::decode(&data)?;
+        let kv = decode_state(&data)?;
         // Persist first: once installed, the log before it may be purged. A restart installs
         // the file it just read (`get_current_snapshot`); that one is on disk already.
         let on_disk = self.shared.current().as_ref() == Some(meta);

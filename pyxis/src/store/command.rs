@@ -5,6 +5,7 @@
 //! older build still decode.
 
 use bytes::Bytes;
+use pyxis_client::RequestId;
 use pyxis_client::api::{CompareOp, Revision, TxnOpResult};
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,20 @@ pub enum Command {
         /// The lease.
         id: LeaseId,
     },
+    /// A client's command with the id that makes it apply once: a repeat of `id` answers
+    /// the first result and changes nothing (`store::session`). Never nested.
+    Request {
+        /// The request's id, the same across every retry.
+        id: RequestId,
+        /// The command itself.
+        cmd: Box<Command>,
+    },
+    /// Member `id` has started with data: from now on, that member coming back with an
+    /// empty data dir has lost its data and must not rejoin as if new (`member_started`).
+    MemberStarted {
+        /// The member's node id.
+        id: u64,
+    },
 }
 
 /// Bytes counted for a command's or op's fields other than keys and values.
@@ -136,7 +151,10 @@ impl Command {
                     .sum::<u64>()
                     + success.iter().chain(failure).map(op).sum::<u64>()
             }
-            Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => FIXED_BYTES,
+            Command::LeaseGrant { .. }
+            | Command::LeaseRevoke { .. }
+            | Command::MemberStarted { .. } => FIXED_BYTES,
+            Command::Request { cmd, .. } => FIXED_BYTES + cmd.approx_bytes(),
         }
     }
 }
@@ -176,6 +194,8 @@ impl std::fmt::Display for Command {
                 success.len(),
                 failure.len()
             ),
+            Command::Request { id, cmd } => write!(f, "{cmd} [request {id}]"),
+            Command::MemberStarted { id } => write!(f, "member {id} started"),
         }
     }
 }
@@ -231,6 +251,9 @@ pub enum CommandResult {
         /// One result per op of the branch.
         results: Vec<TxnResult>,
     },
+    /// The request's id is one the store has forgotten (or whose result was too large to
+    /// keep): it may have been applied before, so it was not applied now.
+    OutcomeUnknown,
 }
 
 /// Result of one transaction op (owned by the state machine; converted to the wire type at the edge).

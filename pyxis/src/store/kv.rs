@@ -13,6 +13,7 @@ use pyxis_client::api::{CompareOp, KeyValue, Revision};
 
 pub use super::command::{Command, CommandResult, Compare, CompareTarget, LeaseId, Op, TxnResult};
 use super::lease::LeaseTable;
+use super::session::{Seen, Sessions};
 use super::watch::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,10 @@ pub struct KvState {
     map: imbl::OrdMap<String, Entry>,
     revision: Revision,
     leases: LeaseTable,
+    /// Request ids applied, so that a repeated request is applied once.
+    sessions: Sessions,
+    /// Members that have started with data (see [`Command::MemberStarted`]).
+    started: imbl::OrdSet<u64>,
     /// Bytes of keys and values held; derived, so not stored (recounted on decode).
     #[serde(skip)]
     bytes: u64,
@@ -65,6 +70,8 @@ struct KvStateRepr {
     map: imbl::OrdMap<String, Entry>,
     revision: Revision,
     leases: LeaseTable,
+    sessions: Sessions,
+    started: imbl::OrdSet<u64>,
 }
 
 impl From<KvStateRepr> for KvState {
@@ -74,8 +81,32 @@ impl From<KvStateRepr> for KvState {
             map: r.map,
             revision: r.revision,
             leases: r.leases,
+            sessions: r.sessions,
+            started: r.started,
             bytes,
         }
+    }
+}
+
+/// A [`KvState`] as builds before request ids stored it (no sessions, no started members):
+/// snapshots and backups of that layout still load, with no request remembered.
+#[derive(Deserialize)]
+pub struct KvStateWithoutSessions {
+    map: imbl::OrdMap<String, Entry>,
+    revision: Revision,
+    leases: LeaseTable,
+}
+
+impl From<KvStateWithoutSessions> for KvState {
+    fn from(r: KvStateWithoutSessions) -> Self {
+        KvStateRepr {
+            map: r.map,
+            revision: r.revision,
+            leases: r.leases,
+            sessions: Sessions::default(),
+            started: imbl::OrdSet::new(),
+        }
+        .into()
     }
 }
 
@@ -108,6 +139,16 @@ impl KvState {
     /// The lease table.
     pub fn leases(&self) -> &LeaseTable {
         &self.leases
+    }
+
+    /// The request ids applied and remembered.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Members that have started with data, in id order.
+    pub fn started_members(&self) -> impl Iterator<Item = u64> + '_ {
+        self.started.iter().copied()
     }
 
     /// One key's entry.
@@ -173,6 +214,23 @@ impl KvState {
                 id: self.leases.grant(ttl_ms),
                 ttl_ms,
             },
+            Command::Request { id, cmd } => match self.sessions.check(id) {
+                Seen::Applied(first) => first,
+                Seen::Forgotten => CommandResult::OutcomeUnknown,
+                // Only the outermost command carries an id; a nested one is refused whole.
+                Seen::New if matches!(*cmd, Command::Request { .. }) => {
+                    CommandResult::OutcomeUnknown
+                }
+                Seen::New => {
+                    let result = self.apply(*cmd, events);
+                    self.sessions.record(id, &result);
+                    result
+                }
+            },
+            Command::MemberStarted { id } => {
+                self.started.insert(id);
+                CommandResult::None
+            }
             Command::LeaseRevoke { id } => match self.leases.revoke(id) {
                 None => CommandResult::LeaseNotFound { id },
                 Some(keys) => {

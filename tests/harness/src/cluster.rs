@@ -15,7 +15,7 @@ use pyxis_client::api::{ClusterInfo, NodeId};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-use crate::{Api, Proc, bin, eventually, reserve_ports};
+use crate::{Api, Proc, Proxy, bin, eventually, reserve_ports};
 
 /// How long a node may take to start serving on a loaded CI machine (debug build).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,21 +60,51 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with `extra` appended to every node's `pyxis server` arguments.
     pub async fn start_with(n: u64, extra: &[&str]) -> anyhow::Result<Cluster> {
-        let mut cluster = Cluster::empty(extra)?;
-        let ports = reserve_ports(n as usize);
-        let addrs: Vec<(NodeId, String)> = (1..=n)
-            .zip(ports)
-            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
-            .collect();
-        let peers = peers_arg(&addrs);
+        let addrs = loopback_addrs(n);
+        Cluster::launch(&addrs, &addrs, extra).await
+    }
+
+    /// Starts `n` voters whose peer traffic goes through a [`Proxy`] per node: each node
+    /// listens on its own port and is known to the others (`--peers`, `--advertise`) by its
+    /// proxy's address, so a test can cut a node's peer links or lose its replies while
+    /// talking to the node directly.
+    pub async fn start_behind_proxies(
+        n: u64,
+    ) -> anyhow::Result<(Cluster, BTreeMap<NodeId, Proxy>)> {
+        let addrs = loopback_addrs(n);
+        let mut proxies = BTreeMap::new();
         for (id, addr) in &addrs {
+            proxies.insert(*id, Proxy::start(addr).await?);
+        }
+        let peer_addrs: Vec<(NodeId, String)> = proxies
+            .iter()
+            .map(|(id, p)| (*id, p.addr().to_owned()))
+            .collect();
+        let cluster = Cluster::launch(&addrs, &peer_addrs, &[]).await?;
+        Ok((cluster, proxies))
+    }
+
+    /// Starts one node per `(id, listen address)`, known to its peers by `peer_addrs`, and
+    /// waits until every node is healthy and they agree on a leader.
+    async fn launch(
+        addrs: &[(NodeId, String)],
+        peer_addrs: &[(NodeId, String)],
+        extra: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        let n = addrs.len();
+        let mut cluster = Cluster::empty(extra)?;
+        let peers = peers_arg(peer_addrs);
+        for ((id, addr), (_, peer_addr)) in addrs.iter().zip(peer_addrs) {
             let mut args = cluster.server_args(*id, addr);
             args.extend(["--peers".into(), peers.clone()]);
+            if peer_addr != addr {
+                args.extend(["--advertise".into(), peer_addr.clone()]);
+            }
             args.extend(cluster.extra.iter().cloned());
             cluster.spawn_node(*id, addr.clone(), args, true)?;
         }
         let mut ready = Ok(());
-        for (id, _) in &addrs {
+        for (id, _) in addrs {
             ready = cluster.wait_ready(*id).await;
             if ready.is_err() {
                 break;
@@ -355,6 +385,31 @@ impl Cluster {
         self.wait_ready(id).await
     }
 
+    /// Starts node `id` again on its own address with an empty data dir and `--join` (the
+    /// recovery of a member that lost its data, once it was removed); waits for `/healthz`.
+    /// It counts as a member again after [`Cluster::add_member`].
+    pub async fn rejoin_empty(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let data_dir = self.data_dir(id);
+        let node = self.node_mut(id)?;
+        if node.running {
+            node.proc.kill9()?;
+            node.running = false;
+        }
+        std::fs::remove_dir_all(&data_dir).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        if !node.args.iter().any(|a| a == "--join") {
+            node.args.push("--join".into());
+        }
+        node.member = false;
+        self.respawn(id)?;
+        self.wait_ready(id).await
+    }
+
     /// `POST /v1/cluster/members` for node `id` to the current leader; returns the new
     /// membership once the learner is caught up and promoted.
     pub async fn add_member(&mut self, id: NodeId) -> anyhow::Result<ClusterInfo> {
@@ -422,6 +477,14 @@ pub async fn wait_healthy(proc: &mut Proc, url: &str) -> anyhow::Result<()> {
 }
 
 /// `1=host:port,2=host:port,..` for `--peers`.
+/// `n` ids from 1 with a free loopback `host:port` each.
+fn loopback_addrs(n: u64) -> Vec<(NodeId, String)> {
+    (1..=n)
+        .zip(reserve_ports(n as usize))
+        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+        .collect()
+}
+
 fn peers_arg(addrs: &[(NodeId, String)]) -> String {
     addrs
         .iter()

@@ -5,11 +5,38 @@
 //! are accepted, so that client sees transport errors as if the server were gone, while the
 //! server keeps running for everyone else; [`Proxy::restore`] lets connections through
 //! again. While the link is up and the server is down, a connection closes at once too.
-//! Dropping the proxy closes everything.
+//! [`Proxy::lose_replies`] makes it swallow the reply to chosen requests (the server did
+//! the work, the client never hears of it) and close that connection: the lost-reply
+//! fault that retries must survive. Dropping the proxy closes everything.
 
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Which replies to swallow: those to requests whose first bytes start with `prefix`.
+#[derive(Debug, Default)]
+struct LoseReplies {
+    prefix: Vec<u8>,
+    /// How many more replies to swallow.
+    left: usize,
+    /// How many were swallowed so far.
+    lost: usize,
+}
+
+impl LoseReplies {
+    /// Whether the reply to a request starting with `head` is to be swallowed (counts it).
+    fn take(&mut self, head: &[u8]) -> bool {
+        if self.left > 0 && head.starts_with(&self.prefix) {
+            self.left -= 1;
+            self.lost += 1;
+            return true;
+        }
+        false
+    }
+}
 
 /// A cuttable TCP relay from a loopback port to `target`.
 #[derive(Debug)]
@@ -17,6 +44,7 @@ pub struct Proxy {
     addr: String,
     /// True while the link is up; every relayed connection follows it.
     up: watch::Sender<bool>,
+    lose: Arc<Mutex<LoseReplies>>,
     task: JoinHandle<()>,
 }
 
@@ -27,8 +55,33 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
         let (up, _) = watch::channel(true);
-        let task = tokio::spawn(accept_loop(listener, target.to_owned(), up.clone()));
-        Ok(Proxy { addr, up, task })
+        let lose = Arc::new(Mutex::new(LoseReplies::default()));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            target.to_owned(),
+            up.clone(),
+            lose.clone(),
+        ));
+        Ok(Proxy {
+            addr,
+            up,
+            lose,
+            task,
+        })
+    }
+
+    /// Swallows the replies to the next `n` requests whose bytes start with `prefix` (e.g.
+    /// `b"POST /raft/write"`): each request reaches the server, its reply is dropped and the
+    /// connection closed, as when a reply is lost on the way back.
+    pub fn lose_replies(&self, prefix: &[u8], n: usize) {
+        let mut lose = self.lose.lock().unwrap_or_else(|p| p.into_inner());
+        lose.prefix = prefix.to_vec();
+        lose.left = n;
+    }
+
+    /// How many replies were swallowed so far.
+    pub fn replies_lost(&self) -> usize {
+        self.lose.lock().unwrap_or_else(|p| p.into_inner()).lost
     }
 
     /// `host:port` clients should use instead of the target's.
@@ -54,7 +107,12 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: String, up: watch::Sender<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    target: String,
+    up: watch::Sender<bool>,
+    lose: Arc<Mutex<LoseReplies>>,
+) {
     loop {
         let mut inbound = match listener.accept().await {
             Ok((s, _)) => s,
@@ -70,24 +128,64 @@ async fn accept_loop(listener: TcpListener, target: String, up: watch::Sender<bo
             continue;
         }
         let target = target.clone();
+        let lose = lose.clone();
         tokio::spawn(async move {
             let Ok(mut outbound) = TcpStream::connect(&target).await else {
                 return;
             };
-            tokio::select! {
-                // A cut (or the proxy dropped) wins: once it is made, no byte is relayed.
-                biased;
-                _ = link.wait_for(|up| !*up) => {}
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-            }
+            relay(&mut inbound, &mut outbound, &mut link, &lose).await;
         });
+    }
+}
+
+/// Relays both ways until either side closes, the link is cut, or a reply is swallowed.
+async fn relay(
+    inbound: &mut TcpStream,
+    outbound: &mut TcpStream,
+    link: &mut watch::Receiver<bool>,
+    lose: &Mutex<LoseReplies>,
+) {
+    let (mut in_r, mut in_w) = inbound.split();
+    let (mut out_r, mut out_w) = outbound.split();
+    let (mut up_buf, mut down_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    // Set once a request whose reply is to be lost went through on this connection.
+    let mut swallow = false;
+    loop {
+        tokio::select! {
+            // A cut (or the proxy dropped) wins: once it is made, no byte is relayed.
+            biased;
+            () = async { drop(link.wait_for(|up| !*up).await) } => return,
+            n = in_r.read(&mut up_buf) => {
+                let n = match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if lose.lock().unwrap_or_else(|p| p.into_inner()).take(&up_buf[..n]) {
+                    swallow = true;
+                }
+                if out_w.write_all(&up_buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            n = out_r.read(&mut down_buf) => {
+                let n = match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if swallow {
+                    // The server answered; the client never hears of it.
+                    return;
+                }
+                if in_w.write_all(&down_buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     use super::*;
 
     /// An echo server on loopback; returns its address.
@@ -128,5 +226,17 @@ mod tests {
         p.restore();
         let mut c = TcpStream::connect(p.addr()).await.unwrap();
         assert_eq!(round_trip(&mut c).await, Some(*b"ping"));
+    }
+
+    #[tokio::test]
+    async fn a_lost_reply_reaches_the_server_but_not_the_client() {
+        let p = Proxy::start(&echo().await).await.unwrap();
+        p.lose_replies(b"pi", 1);
+        let mut a = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut a).await, None);
+        assert_eq!(p.replies_lost(), 1);
+        // Only the chosen number of replies is lost.
+        let mut b = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut b).await, Some(*b"ping"));
     }
 }

@@ -28,6 +28,7 @@ use super::error::ApiError;
 use super::params::Params;
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult, Op, TxnResult};
+use pyxis_client::RequestId;
 
 /// A 400 for a value the naming model rejected; the message reads `field: why`.
 fn invalid(e: ValidationError) -> ApiError {
@@ -90,6 +91,7 @@ impl WriteParams {
 /// Stores the canonical JSON of an already validated value at `key`.
 async fn put_value<T: Serialize>(
     node: &Node,
+    id: RequestId,
     key: String,
     value: &T,
     write: WriteParams,
@@ -101,7 +103,7 @@ async fn put_value<T: Serialize>(
         prev_rev: write.prev_rev,
         lease: write.lease,
     };
-    match node.write(cmd).await? {
+    match node.write(id, cmd).await? {
         CommandResult::Put { revision } => Ok(Json(PutResponse { revision })),
         CommandResult::PutConflict { mod_rev } => Err(ApiError::cas_failed(
             &key,
@@ -118,6 +120,7 @@ async fn put_value<T: Serialize>(
 /// Deletes every `(key, prefix)` in one transaction, so at one revision.
 async fn delete_keys(
     node: &Node,
+    id: RequestId,
     keys: Vec<(String, bool)>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let success = keys
@@ -129,7 +132,7 @@ async fn delete_keys(
         success,
         failure: Vec::new(),
     };
-    match node.write(cmd).await? {
+    match node.write(id, cmd).await? {
         CommandResult::Txn {
             revision, results, ..
         } => {

@@ -19,6 +19,7 @@ use pyxis_client::api::{DeleteResponse, PutResponse};
 
 use super::super::error::ApiError;
 use super::super::params::Params;
+use super::super::request_id::WriteId;
 use super::{
     WriteParams, consistent_read, delete_keys, get_one, invalid, name, path_params, put_value,
 };
@@ -27,6 +28,7 @@ use crate::node::Node;
 /// `PUT /v1/traffic/{name}[?prev_rev=N]` with a [`TrafficPolicy`] body.
 pub async fn put_traffic(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
     body: Bytes,
@@ -34,7 +36,7 @@ pub async fn put_traffic(
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let policy = TrafficPolicy::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::traffic(&svc), &policy, write).await
+    put_value(&node, rid, keys::traffic(&svc), &policy, write).await
 }
 
 /// `GET /v1/traffic/{name}`: the stored [`TrafficPolicy`], expired or not; 404 if none.
@@ -57,17 +59,19 @@ pub async fn get_traffic(
 /// `DELETE /v1/traffic/{name}`: the service's defaults apply again.
 pub async fn delete_traffic(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
     Params::parse(uri.query())?.only(&[])?;
-    delete_keys(&node, vec![(keys::traffic(&svc), false)]).await
+    delete_keys(&node, rid, vec![(keys::traffic(&svc), false)]).await
 }
 
 /// `PUT /v1/datacenters/{dc}[?prev_rev=N]` with a [`Datacenter`] body.
 pub async fn put_datacenter(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
     body: Bytes,
@@ -75,7 +79,7 @@ pub async fn put_datacenter(
     let dc = name("dc", &path_params(path)?, DcName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let value = Datacenter::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::datacenter(&dc), &value, write).await
+    put_value(&node, rid, keys::datacenter(&dc), &value, write).await
 }
 
 /// `GET /v1/datacenters/{dc}`: the stored [`Datacenter`]; 404 if none.
@@ -98,10 +102,11 @@ pub async fn get_datacenter(
 /// `DELETE /v1/datacenters/{dc}`.
 pub async fn delete_datacenter(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let dc = name("dc", &path_params(path)?, DcName::parse)?;
     Params::parse(uri.query())?.only(&[])?;
-    delete_keys(&node, vec![(keys::datacenter(&dc), false)]).await
+    delete_keys(&node, rid, vec![(keys::datacenter(&dc), false)]).await
 }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::super::error::ApiError;
 use super::super::params::Params;
+use super::super::request_id::WriteId;
 use super::{
     WriteParams, consistent_read, delete_keys, get_one, invalid, listing, name, path_params,
     put_value, read_barrier,
@@ -59,6 +60,7 @@ pub struct InstanceRow {
 /// `PUT /v1/services/{name}[?prev_rev=N]` with a [`ServiceDef`] body.
 pub async fn put(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
     body: Bytes,
@@ -66,7 +68,7 @@ pub async fn put(
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let def = ServiceDef::from_json(&body).map_err(invalid)?;
-    put_value(&node, keys::service(&svc), &def, write).await
+    put_value(&node, rid, keys::service(&svc), &def, write).await
 }
 
 /// `GET /v1/services/{name}`: the stored [`ServiceDef`]; 404 if the service has none.
@@ -90,6 +92,7 @@ pub async fn get(
 /// one revision.
 pub async fn delete(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
@@ -97,6 +100,7 @@ pub async fn delete(
     Params::parse(uri.query())?.only(&[])?;
     delete_keys(
         &node,
+        rid,
         vec![
             (keys::service(&svc), false),
             (keys::traffic(&svc), false),
@@ -152,6 +156,7 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
 /// `PUT /v1/services/{name}/instances/{id}[?lease=ID][&prev_rev=N]` with an [`Instance`] body.
 pub async fn put_instance(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<(String, String)>, PathRejection>,
     uri: Uri,
     body: Bytes,
@@ -163,7 +168,7 @@ pub async fn put_instance(
     let instance = Instance::from_json(&body).map_err(invalid)?;
     // The lease's existence is checked by the state machine when the put applies, so a lease
     // that expires between here and there still writes nothing (404 `lease`).
-    put_value(&node, keys::instance(&svc, &id), &instance, write).await
+    put_value(&node, rid, keys::instance(&svc, &id), &instance, write).await
 }
 
 /// `GET /v1/services/{name}/instances/{id}`: the stored [`Instance`].
@@ -188,6 +193,7 @@ pub async fn get_instance(
 /// `DELETE /v1/services/{name}/instances/{id}`.
 pub async fn delete_instance(
     State(node): State<Arc<Node>>,
+    WriteId(rid): WriteId,
     path: Result<Path<(String, String)>, PathRejection>,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
@@ -195,7 +201,7 @@ pub async fn delete_instance(
     let svc = name("name", &raw_name, ServiceName::parse)?;
     let id = name("id", &raw_id, InstanceId::parse)?;
     Params::parse(uri.query())?.only(&[])?;
-    delete_keys(&node, vec![(keys::instance(&svc, &id), false)]).await
+    delete_keys(&node, rid, vec![(keys::instance(&svc, &id), false)]).await
 }
 
 /// `GET /v1/services/{name}/instances[?dc=DC][&healthy=true]`: the service's instances by id;

@@ -4,6 +4,8 @@
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install,
 //!   a reused address refusing the old cluster's calls.
+//! - `store_once`: a write whose reply is lost and that is sent again (by the forwarding node, by a
+//!   client with the same request id) applies once.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
@@ -24,5 +26,6 @@ mod store_cluster;
 mod store_faults;
 mod store_input;
 mod store_leases;
+mod store_once;
 mod store_watch;
 mod writer;

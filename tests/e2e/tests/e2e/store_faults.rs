@@ -373,3 +373,56 @@ async fn a_heavy_log_is_snapshotted_before_the_entry_threshold() {
     .await
     .unwrap();
 }
+
+/// A follower whose data dir was wiped, restarted with the same flags, refuses to start
+/// (instead of serving an empty state as a healthy member) and says how to recover; the
+/// recovery it names (remove, start empty with `--join`, add back) brings its data back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_member_refuses_to_start_until_removed_and_added_back() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    let victim = c.followers(leader)[0];
+    for i in 0..20 {
+        api.put_ok(&c.url(leader), &format!("/wiped/{i}"), "v")
+            .await
+            .unwrap();
+    }
+    // Every member records that it started with data once it has caught up.
+    eventually(CATCH_UP, async || {
+        let status = api.status(&c.url(leader)).await?;
+        anyhow::ensure!(
+            status.started_members.contains(&victim),
+            "node {victim} not recorded as started yet: {:?}",
+            status.started_members
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    c.kill9(victim).unwrap();
+    std::fs::remove_dir_all(c.data_dir(victim)).unwrap();
+    let refused = c.restart(victim).await;
+    assert!(refused.is_err(), "a wiped member started as if new");
+    let logs = c.proc(victim).logs();
+    assert!(
+        logs.contains("empty data dir") && logs.contains(&format!("pyxis members remove {victim}")),
+        "{logs}"
+    );
+    // The cluster keeps working with two of three.
+    api.put_ok(&c.url(leader), "/wiped/after", "v")
+        .await
+        .unwrap();
+
+    c.remove_member(leader, victim).await.unwrap();
+    c.rejoin_empty(victim).await.unwrap();
+    c.add_member(victim).await.unwrap();
+    eventually(CATCH_UP, async || {
+        let r = api.range_serializable_ok(&c.url(victim), "/wiped/").await?;
+        anyhow::ensure!(r.entries.len() == 21, "{} of 21 keys", r.entries.len());
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
