@@ -1,7 +1,9 @@
 //! Raft RPC to peers: HTTP POST to `/raft/*` on the peer's one address, codec bodies.
 //!
-//! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Each request gets
-//! openraft's soft TTL as its timeout and this node's cluster id in a header; connect
+//! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Votes get openraft's
+//! soft TTL as their timeout; an append gets time for its payload too ([`append_timeout`]),
+//! since timing out a large batch only makes openraft send it all again. Every request
+//! carries this node's cluster id in a header; connect
 //! failures and a peer of another cluster (409) map to `Unreachable` so openraft backs off.
 //! The receiving side is `http::raft_rpc`.
 
@@ -20,6 +22,20 @@ use serde::de::DeserializeOwned;
 
 use super::{Node, SnapshotData, TypeConfig, Vote, codec};
 use crate::cluster_id::{self, ClusterIdentity};
+
+/// Least time an append may take: a heartbeat-sized TTL (tens of ms) is shorter than one
+/// scheduling hiccup of a busy machine, and a timed-out append is sent again whole.
+const APPEND_MIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes per second an append is given on top of [`APPEND_MIN_TIMEOUT`]: well below loopback
+/// or LAN speed, so encoding, sending, decoding and fsyncing a batch of large values fit.
+const APPEND_BYTES_PER_SEC: u64 = 20 * 1024 * 1024;
+
+/// The timeout of an append RPC whose body is `body_bytes` long.
+pub fn append_timeout(soft_ttl: Duration, body_bytes: usize) -> Duration {
+    soft_ttl.max(APPEND_MIN_TIMEOUT)
+        + Duration::from_millis(body_bytes as u64 * 1000 / APPEND_BYTES_PER_SEC)
+}
 
 /// A remote failure reported in an RPC reply body.
 pub type RemoteResult<T> = Result<T, String>;
@@ -66,13 +82,15 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
+    /// Sends `req` to `path`, with the timeout `timeout` gives for the encoded body's size.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         path: &str,
         req: &Req,
-        timeout: Duration,
+        timeout: impl FnOnce(usize) -> Duration,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let timeout = timeout(body.len());
         let url = format!("{}/{path}", self.base);
         let mut req = self
             .http
@@ -83,18 +101,26 @@ impl PeerClient {
         if let Some(id) = self.cluster.get() {
             req = req.header(cluster_id::HEADER, id.to_string());
         }
-        let resp = req.send().await.map_err(|e| {
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                metrics::counter!("pyxis_peer_rpc_timeouts_total", "rpc" => path.to_owned())
+                    .increment(1);
+                tracing::debug!(
+                    target = self.target,
+                    rpc = path,
+                    ?timeout,
+                    "peer rpc timed out"
+                );
+            }
             if e.is_connect() {
                 RPCError::Unreachable(Unreachable::new(&e))
             } else {
                 RPCError::Network(NetworkError::new(&e))
             }
-        })?;
+        };
+        let resp = req.send().await.map_err(failed)?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = resp.bytes().await.map_err(failed)?;
         if !status.is_success() {
             let msg = format!(
                 "node {}: HTTP {status} from {url}: {}",
@@ -122,7 +148,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("append", &rpc, option.soft_ttl()).await
+        let ttl = option.soft_ttl();
+        self.call("append", &rpc, |bytes| append_timeout(ttl, bytes))
+            .await
     }
 
     async fn vote(
@@ -130,7 +158,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("vote", &rpc, option.soft_ttl()).await
+        self.call("vote", &rpc, |_| option.soft_ttl()).await
     }
 
     async fn pre_vote(
@@ -138,7 +166,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("pre-vote", &rpc, option.soft_ttl()).await
+        self.call("pre-vote", &rpc, |_| option.soft_ttl()).await
     }
 
     async fn full_snapshot(
@@ -152,7 +180,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         tokio::pin!(cancel);
         tokio::select! {
             closed = &mut cancel => Err(StreamingError::Closed(closed)),
-            res = self.call("snapshot", &req, option.hard_ttl()) => Ok(res?),
+            res = self.call("snapshot", &req, |_| option.hard_ttl()) => Ok(res?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_gets_time_for_its_payload() {
+        let ttl = Duration::from_millis(75);
+        assert_eq!(append_timeout(ttl, 0), APPEND_MIN_TIMEOUT);
+        // Six 4 MiB values: over a second more than an empty heartbeat.
+        let six = append_timeout(ttl, 6 * 4 * 1024 * 1024);
+        assert!(six >= Duration::from_millis(2200), "{six:?}");
+        assert_eq!(
+            append_timeout(Duration::from_secs(3), 0),
+            Duration::from_secs(3)
+        );
     }
 }

@@ -236,3 +236,51 @@ async fn wait_membership(
     })
     .await
 }
+
+/// Sum of the `pyxis_peer_rpc_timeouts_total{rpc="append"}` samples in a `/metrics` text.
+fn append_timeouts(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pyxis_peer_rpc_timeouts_total") && l.contains(r#"rpc="append""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Full-size values replicate without a timed-out append: the append timeout grows with its
+/// payload (a heartbeat-sized one made openraft resend megabytes again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_replicate_without_timed_out_appends() {
+    let c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    let value = vec![b'v'; pyxis_client::api::MAX_VALUE_BYTES];
+    for i in 0..6 {
+        api.put_ok(&c.url(leader), &format!("/large/{i}"), value.clone())
+            .await
+            .unwrap();
+    }
+    for id in c.live_ids() {
+        let r = eventually(Duration::from_secs(60), async || {
+            let r = api.range_serializable_ok(&c.url(id), "/large/").await?;
+            anyhow::ensure!(r.entries.len() == 6, "node {id}: {} of 6", r.entries.len());
+            Ok(r)
+        })
+        .await
+        .unwrap();
+        assert!(r.entries.iter().all(|e| e.value.len() == value.len()));
+    }
+    let metrics = api
+        .get_path(&c.url(leader), "/metrics")
+        .await
+        .unwrap()
+        .text();
+    assert_eq!(
+        append_timeouts(&metrics),
+        0.0,
+        "appends timed out:\n{metrics}"
+    );
+    // openraft logs each failed append; before the timeout grew with the payload, a busy
+    // machine logged `/raft/append ... operation timed out` for most large batches.
+    let logs = c.proc(leader).logs();
+    assert!(!logs.contains("timed out"), "{logs}");
+}
