@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub snapshot_threshold: u64,
     /// Recent change events kept in memory for watches; older starts get "compacted".
     pub watch_history: usize,
+    /// Bytes of keys and values those events may hold at most (whole revisions are dropped).
+    pub watch_history_bytes: u64,
     /// Leader heartbeat interval.
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout (upper bound is twice it).
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("pyxis-data"),
             snapshot_threshold: 100_000,
             watch_history: 100_000,
+            watch_history_bytes: crate::store::watch::DEFAULT_HISTORY_BYTES,
             heartbeat_ms: 100,
             election_timeout_ms: 500,
             cluster_token: String::new(),

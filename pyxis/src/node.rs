@@ -28,6 +28,7 @@ use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{StateMachine, StoreView};
 use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
+use crate::store::watch::HistoryLimits;
 
 /// How long a request waits for a leader to appear before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
@@ -346,7 +347,11 @@ pub async fn start_node(
     let log = LogStore::open(&cfg.data_dir.join("raft"))
         .with_context(|| format!("opening the raft log in {}", cfg.data_dir.display()))?;
     let snaps = SnapshotDir::new(cfg.data_dir.join("snapshots"))?;
-    let sm = StateMachine::new(snaps, cfg.watch_history);
+    let history = HistoryLimits {
+        events: cfg.watch_history,
+        bytes: cfg.watch_history_bytes,
+    };
+    let sm = StateMachine::new(snaps, history);
     let view = sm.view();
     let cluster =
         Arc::new(ClusterIdentity::load(&cfg.data_dir).context("reading this node's cluster id")?);

@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// Recent change events kept for watches; a watch from an older revision gets 410.
     #[arg(long, default_value_t = 100_000)]
     pub watch_history: usize,
+    /// Bytes of keys and values the watch history may hold (default 64 MiB); beyond it the
+    /// oldest events go too, and a watch from before them gets 410.
+    #[arg(long, default_value_t = crate::store::watch::DEFAULT_HISTORY_BYTES)]
+    pub watch_history_bytes: u64,
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
@@ -74,6 +78,7 @@ impl ServerArgs {
                 .unwrap_or_else(|| PathBuf::from(format!("pyxis-data/node-{}", self.id))),
             snapshot_threshold: self.snapshot_threshold,
             watch_history: self.watch_history,
+            watch_history_bytes: self.watch_history_bytes,
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
             cluster_token: self.cluster_token,

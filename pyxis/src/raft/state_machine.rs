@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::snapshot::{SnapshotDir, SnapshotFile};
 use super::{LogId, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
 use crate::store::kv::{CommandResult, KvState, KvStateWithoutSessions};
-use crate::store::watch::{Compacted, Event, History};
+use crate::store::watch::{Compacted, Event, History, HistoryLimits};
 
 /// How far the state machine has applied: the log index and the store revision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,15 +66,15 @@ pub struct StoreView {
 }
 
 impl StateMachine {
-    /// An empty state machine keeping its snapshot in `snapshots` and about
-    /// `history_events` recent events for watches.
-    pub fn new(snapshots: SnapshotDir, history_events: usize) -> Self {
+    /// An empty state machine keeping its snapshot in `snapshots` and recent events for
+    /// watches within `history`.
+    pub fn new(snapshots: SnapshotDir, history: impl Into<HistoryLimits>) -> Self {
         let (applied, _) = watch::channel(Applied::default());
         StateMachine {
             shared: Arc::new(Shared {
                 state: RwLock::new(State {
                     kv: KvState::default(),
-                    history: History::new(0, history_events),
+                    history: History::new(0, history),
                     last_applied: None,
                     membership: StoredMembership::default(),
                     applied_bytes: 0,

@@ -2,7 +2,8 @@
 //!
 //! Applying a command yields one event per key it changed, all at the command's
 //! revision. The state machine appends them to a [`History`] that keeps the most recent
-//! events in memory; a watcher reads what follows its cursor, so it can never miss or
+//! events in memory, bounded by count and by bytes ([`HistoryLimits`]: values can be
+//! megabytes each); a watcher reads what follows its cursor, so it can never miss or
 //! reorder an event while the history still holds its position, and gets a clear
 //! "compacted" answer when it does not. The history is not replicated or snapshotted:
 //! a snapshot install starts it at the snapshot's revision, and a restart, which installs
@@ -47,30 +48,68 @@ pub struct Compacted {
     pub compact_revision: Revision,
 }
 
+/// How much history to keep: the oldest whole revisions go once either bound is passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Most events kept.
+    pub events: usize,
+    /// Most bytes of keys and values kept (about; see [`event_bytes`]).
+    pub bytes: u64,
+}
+
+/// The default byte bound of the history.
+pub const DEFAULT_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
+
+impl From<usize> for HistoryLimits {
+    /// `events` events, and the default byte bound.
+    fn from(events: usize) -> Self {
+        HistoryLimits {
+            events,
+            bytes: DEFAULT_HISTORY_BYTES,
+        }
+    }
+}
+
+/// Bytes an event counts for: its key and value (a value is shared with the key space only
+/// until the key changes again, so old events hold their values alone) plus a fixed cost.
+pub fn event_bytes(e: &Event) -> u64 {
+    64 + (e.key.len() + e.value.len()) as u64
+}
+
 /// The most recent events, oldest first.
 #[derive(Debug)]
 pub struct History {
     events: VecDeque<Event>,
     /// Events with revision <= this are not kept.
     compacted: Revision,
-    /// How many events to keep at least (whole revisions are dropped together).
-    capacity: usize,
+    limits: HistoryLimits,
+    /// [`event_bytes`] of every event kept.
+    bytes: u64,
 }
 
 impl History {
-    /// An empty history starting after `revision`, keeping about `capacity` events.
-    pub fn new(revision: Revision, capacity: usize) -> Self {
+    /// An empty history starting after `revision`, keeping events within `limits`.
+    pub fn new(revision: Revision, limits: impl Into<HistoryLimits>) -> Self {
+        let mut limits = limits.into();
+        limits.events = limits.events.max(1);
         History {
             events: VecDeque::new(),
             compacted: revision,
-            capacity: capacity.max(1),
+            limits,
+            bytes: 0,
         }
     }
 
     /// Forgets everything and starts after `revision` (after a snapshot install).
     pub fn reset(&mut self, revision: Revision) {
         self.events.clear();
+        self.bytes = 0;
         self.compacted = revision;
+    }
+
+    /// Bytes of the events kept.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The newest revision no longer kept.
@@ -78,15 +117,24 @@ impl History {
         self.compacted
     }
 
-    /// Appends events (in revision order) and drops the oldest whole revisions beyond capacity.
+    /// Appends events (in revision order) and drops the oldest whole revisions beyond the
+    /// limits (the newest revision stays, even when it alone is over them).
     pub fn extend(&mut self, events: impl IntoIterator<Item = Event>) {
-        self.events.extend(events);
-        while self.events.len() > self.capacity {
+        for e in events {
+            self.bytes += event_bytes(&e);
+            self.events.push_back(e);
+        }
+        while self.events.len() > self.limits.events || self.bytes > self.limits.bytes {
             let Some(oldest) = self.events.front().map(|e| e.mod_rev) else {
                 break;
             };
+            if self.events.back().is_some_and(|e| e.mod_rev == oldest) {
+                break;
+            }
             while self.events.front().is_some_and(|e| e.mod_rev == oldest) {
-                self.events.pop_front();
+                if let Some(e) = self.events.pop_front() {
+                    self.bytes -= event_bytes(&e);
+                }
             }
             self.compacted = oldest;
         }
@@ -153,6 +201,42 @@ mod tests {
             vec![2, 3]
         );
         assert!(h.since(4, |_| true, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_bytes() {
+        let big = |rev| Event {
+            value: Bytes::from(vec![0u8; 1024 * 1024]),
+            ..ev(rev, "/big")
+        };
+        let mut h = History::new(
+            0,
+            HistoryLimits {
+                events: 100_000,
+                bytes: 8 * 1024 * 1024,
+            },
+        );
+        for rev in 1..=300 {
+            h.extend([big(rev)]);
+        }
+        assert!(h.bytes() <= 8 * 1024 * 1024, "{}", h.bytes());
+        // What was dropped answers "compacted", as with the count bound.
+        let compacted = h.compact_revision();
+        assert!(compacted >= 290, "{compacted}");
+        assert!(h.since(compacted, |_| true, 10).is_err());
+        assert_eq!(h.since(300, |_| true, 10).unwrap().len(), 1);
+        // One revision larger than the bound is kept whole until the next one arrives.
+        let mut tiny = History::new(
+            0,
+            HistoryLimits {
+                events: 10,
+                bytes: 1,
+            },
+        );
+        tiny.extend([big(1), big(1)]);
+        assert_eq!(tiny.since(1, |_| true, 10).unwrap().len(), 2);
+        tiny.extend([big(2)]);
+        assert_eq!(tiny.compact_revision(), 1);
     }
 
     #[test]
