@@ -25,6 +25,8 @@ pub struct ServerConfig {
     /// Build a snapshot (and purge the log before it) after this many entries, or after half
     /// as many as there are live keys if that is more (`snapshot_policy`).
     pub snapshot_threshold: u64,
+    /// Limits on client connections (count, header and body timeouts).
+    pub conn_limits: crate::http::serve::ConnLimits,
     /// Recent change events kept in memory for watches; older starts get "compacted".
     pub watch_history: usize,
     /// Bytes of keys and values those events may hold at most (whole revisions are dropped).
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             join: false,
             data_dir: PathBuf::from("pyxis-data"),
             snapshot_threshold: 100_000,
+            conn_limits: Default::default(),
             watch_history: 100_000,
             watch_history_bytes: crate::store::watch::DEFAULT_HISTORY_BYTES,
             heartbeat_ms: 100,

@@ -419,27 +419,35 @@ pub async fn start_node(
     crate::member_started::spawn(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
-    tracing::info!(id = cfg.id, addr = %local, "serving");
+    let fd_limit = crate::http::serve::raise_fd_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read the open-file limit");
+        1024
+    });
+    let max_connections = crate::http::serve::effective_max_connections(&cfg.conn_limits, fd_limit);
+    tracing::info!(id = cfg.id, addr = %local, fd_limit, max_connections, "serving");
     announce(local);
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve = crate::http::serve::serve(
+        listener,
+        app,
+        cfg.conn_limits,
+        max_connections,
+        shutdown.clone(),
+    );
     // Peers keep their Raft connections open, so a graceful shutdown alone would wait
     // forever: give in-flight requests a moment, then stop regardless.
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let res = tokio::select! {
-        res = serve => res,
+    tokio::select! {
+        () = serve => {}
         () = deadline => {
             tracing::info!("shutdown grace period over; closing remaining connections");
-            Ok(())
         }
-    };
+    }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
-    res?;
     Ok(())
 }
 

@@ -43,6 +43,17 @@ pub struct ServerArgs {
     /// oldest events go too, and a watch from before them gets 410.
     #[arg(long, default_value_t = crate::store::watch::DEFAULT_HISTORY_BYTES)]
     pub watch_history_bytes: u64,
+    /// Most client connections open at once (bounded by the open-file limit too); one more is
+    /// answered 503 and closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Milliseconds a client has to send a request's headers, and to start the next request on
+    /// a kept-alive connection, before the connection is closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+    /// Longest pause, in milliseconds, between two chunks of a request body (400 beyond).
+    #[arg(long, default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
@@ -77,6 +88,11 @@ impl ServerArgs {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(format!("pyxis-data/node-{}", self.id))),
             snapshot_threshold: self.snapshot_threshold,
+            conn_limits: crate::http::serve::ConnLimits {
+                max_connections: self.max_connections,
+                header_timeout: std::time::Duration::from_millis(self.http_header_timeout_ms),
+                body_timeout: std::time::Duration::from_millis(self.http_body_timeout_ms),
+            },
             watch_history: self.watch_history,
             watch_history_bytes: self.watch_history_bytes,
             heartbeat_ms: self.heartbeat_ms,

@@ -6,6 +6,7 @@
 //! - `watch`: change streams and blocking reads.
 //! - `naming`: typed, validated `/v1/services`, `/v1/traffic` and `/v1/datacenters` routes.
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
+//! - `serve`: the accept loop with connection limits and timeouts.
 //! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod naming;
 pub mod params;
 pub mod raft_rpc;
 pub mod request_id;
+pub mod serve;
 pub mod watch;
 
 use std::sync::Arc;

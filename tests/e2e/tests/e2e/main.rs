@@ -6,6 +6,7 @@
 //!   a reused address refusing the old cluster's calls.
 //! - `store_once`: a write whose reply is lost and that is sent again (by the forwarding node, by a
 //!   client with the same request id) applies once.
+//! - `store_conns`: idle, trickling and slow connections are closed; connections over the bound get 503.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
@@ -23,6 +24,7 @@ mod cli;
 mod mirror;
 mod naming;
 mod store_cluster;
+mod store_conns;
 mod store_faults;
 mod store_input;
 mod store_leases;
