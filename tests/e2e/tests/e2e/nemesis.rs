@@ -2,7 +2,7 @@
 //!
 //! Each round waits for a burst of acknowledged writes (so the fault lands on entries in
 //! flight), injects one fault, holds it, then heals the cluster and waits for an agreed
-//! leader. The first rounds go through every fault kind once, later ones pick at random.
+//! leader. The first rounds go through every fault kind, later ones pick at random.
 //! What the workload saw is judged by `harness::history`, not here.
 
 use std::time::Duration;
@@ -31,12 +31,27 @@ enum Fault {
     PauseLeaderKillSuccessor,
 }
 
-/// Every kind, in the order the first rounds use.
-const KINDS: [Fault; 5] = [
+/// The first rounds, in order: every kind, and the leader kill (which loses the replies of
+/// writes in flight, the classic way to get a retried write applied twice) three times.
+const FIRST_ROUNDS: [Fault; 7] = [
     Fault::KillLeader,
     Fault::PauseLeader,
     Fault::KillFollower,
+    Fault::KillLeader,
     Fault::PauseFollower,
+    Fault::PauseLeaderKillSuccessor,
+    Fault::KillLeader,
+];
+
+/// Later rounds pick from these at random; leader faults weigh twice.
+const LATER_ROUNDS: [Fault; 8] = [
+    Fault::KillLeader,
+    Fault::KillLeader,
+    Fault::PauseLeader,
+    Fault::PauseLeader,
+    Fault::KillFollower,
+    Fault::PauseFollower,
+    Fault::PauseLeaderKillSuccessor,
     Fault::PauseLeaderKillSuccessor,
 ];
 
@@ -87,9 +102,9 @@ pub(crate) async fn run(
         .with_context(|| format!("writes stalled with all members up\n{}", c.log_tails(40)))?;
         let gap = n.rng.random_range(200..1500);
         tokio::time::sleep(Duration::from_millis(gap)).await;
-        let fault = match KINDS.get(round) {
+        let fault = match FIRST_ROUNDS.get(round) {
             Some(f) => *f,
-            None => KINDS[n.rng.random_range(0..KINDS.len())],
+            None => LATER_ROUNDS[n.rng.random_range(0..LATER_ROUNDS.len())],
         };
         round += 1;
         let leader = c.leader().await?;

@@ -49,9 +49,9 @@ impl Settings {
         };
         Settings {
             secs: num("PYXIS_HISTORY_SECS", 20),
-            clients: num("PYXIS_HISTORY_CLIENTS", 6) as usize,
+            clients: num("PYXIS_HISTORY_CLIENTS", 8) as usize,
             min_acks: num("PYXIS_HISTORY_MIN_ACKS", 200) as usize,
-            min_faults: num("PYXIS_HISTORY_MIN_FAULTS", 5) as usize,
+            min_faults: num("PYXIS_HISTORY_MIN_FAULTS", 7) as usize,
         }
     }
 }
