@@ -135,12 +135,8 @@ async fn history_holds_under_kill_and_sigstop() {
         report.violations.len(),
         report.stats
     );
-    assert!(
-        report.violations.is_empty(),
-        "{}\nfaults:\n  {}",
-        report.summary(10),
-        faults.log.join("\n  ")
-    );
+    // The fault log is on stderr just above, to match violation times against faults.
+    assert!(report.violations.is_empty(), "{}", report.summary(10));
     assert!(
         report.stats.acked >= settings.min_acks,
         "only {} acknowledged writes (want >= {}): the run proves little",
