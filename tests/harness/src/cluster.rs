@@ -3,6 +3,8 @@
 //! A cluster of N nodes reserves N ports, starts every node with the same `--peers` list and
 //! waits until every node answers `/healthz` and all agree on a leader. Single nodes use
 //! `--listen 127.0.0.1:0` and learn their address from the `listening http=ADDR` line.
+//! Faults: [`Cluster::kill9`] and [`Cluster::restart`], [`Cluster::pause`] and
+//! [`Cluster::resume`] (SIGSTOP/SIGCONT), and [`Cluster::heal`] to undo them all.
 //! The cluster owns a temporary directory with the data dirs and the logs; dropping it kills
 //! every node (and dumps their logs if the test is panicking, see [`crate::Proc`]).
 
@@ -36,6 +38,8 @@ struct Node {
     proc: Proc,
     /// False after [`Cluster::kill9`] until [`Cluster::restart`].
     running: bool,
+    /// True after [`Cluster::pause`] until [`Cluster::resume`] (or a kill).
+    paused: bool,
     /// False for a `--join` node not yet added, and after [`Cluster::remove_member`].
     member: bool,
 }
@@ -142,6 +146,7 @@ impl Cluster {
                 args,
                 proc,
                 running: true,
+                paused: false,
                 member: true,
             },
         );
@@ -193,6 +198,7 @@ impl Cluster {
                 args,
                 proc,
                 running: true,
+                paused: false,
                 member,
             },
         );
@@ -234,11 +240,11 @@ impl Cluster {
         self.nodes.keys().copied().collect()
     }
 
-    /// Members whose process is running.
+    /// Members whose process is running and not paused, so they can answer.
     pub fn live_ids(&self) -> Vec<NodeId> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.running && n.member)
+            .filter(|(_, n)| n.running && !n.paused && n.member)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -316,7 +322,57 @@ impl Cluster {
         let node = self.node_mut(id)?;
         node.proc.kill9()?;
         node.running = false;
+        node.paused = false;
         Ok(())
+    }
+
+    /// Freezes node `id` with SIGSTOP (see [`Proc::pause`]); it stops counting as live until
+    /// [`Cluster::resume`], so [`Cluster::leader`] asks only the others.
+    pub fn pause(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        if !node.running {
+            bail!("node {id} is not running, so it cannot be paused");
+        }
+        node.proc.pause()?;
+        node.paused = true;
+        Ok(())
+    }
+
+    /// Lets node `id`, frozen by [`Cluster::pause`], run again (SIGCONT).
+    pub fn resume(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        node.proc.resume()?;
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Members that are frozen by [`Cluster::pause`].
+    pub fn paused_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.paused && n.member)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Members whose process was killed and not restarted.
+    pub fn down_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| !n.running && n.member)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Undoes every fault: resumes the paused members, restarts the killed ones (all at
+    /// once, see [`Cluster::restart_many`]) and waits for an agreed leader.
+    pub async fn heal(&mut self) -> anyhow::Result<NodeId> {
+        for id in self.paused_ids() {
+            self.resume(id)?;
+        }
+        let down = self.down_ids();
+        self.restart_many(&down).await?;
+        self.leader().await
     }
 
     /// Starts node `id` again with the same arguments and data dir, and waits for `/healthz`.
@@ -346,6 +402,7 @@ impl Cluster {
         }
         node.proc = Proc::spawn_in(&format!("n{id}"), &bin, &node.args, &log_dir)?;
         node.running = true;
+        node.paused = false;
         Ok(())
     }
 

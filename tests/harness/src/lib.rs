@@ -8,6 +8,8 @@
 //! - [`http`]: a thin reqwest wrapper for the `/v1/` API that returns status, headers and body.
 //! - [`cluster`]: start, kill, restart and grow a cluster of `pyxis server` processes.
 //! - [`proxy`]: a TCP relay in front of one server whose link a test can cut and restore.
+//! - [`history`]: record puts and reads with their real-time spans and check the history
+//!   (a value applied once at its acknowledged revision, no stale or backward reads).
 //!
 //! The harness never links the server crate: it drives binaries only as processes and speaks
 //! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
@@ -15,6 +17,7 @@
 pub mod binary;
 pub mod cluster;
 pub mod eventually;
+pub mod history;
 pub mod http;
 pub mod ports;
 pub mod process;

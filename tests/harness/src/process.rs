@@ -4,7 +4,9 @@
 //! pipe and a test can read the output at any time. The child is killed with SIGKILL when the
 //! `Proc` is dropped; if the test is panicking at that moment, the whole log is written to
 //! the test's stderr, each line prefixed with `SRV[name]:` (as hickory's harness does).
-//! Starting whole clusters lives in [`crate::cluster`].
+//! [`Proc::pause`] and [`Proc::resume`] freeze and thaw it with SIGSTOP/SIGCONT, the way a
+//! long GC pause or an overloaded host looks to its peers. Starting whole clusters lives in
+//! [`crate::cluster`].
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -129,6 +131,34 @@ impl Proc {
         self.child
             .wait()
             .with_context(|| format!("wait for {}", self.name))?;
+        Ok(())
+    }
+
+    /// Freezes the process with SIGSTOP: it keeps its sockets and memory but runs no code
+    /// (no heartbeats, no replies) until [`Proc::resume`]. A paused process still counts as
+    /// running; SIGKILL (and so [`Proc::kill9`] and drop) ends it as usual.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP, "SIGSTOP")
+    }
+
+    /// Lets a process frozen by [`Proc::pause`] run again (SIGCONT).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT, "SIGCONT")
+    }
+
+    fn signal(&mut self, signal: libc::c_int, name: &str) -> anyhow::Result<()> {
+        if !self.is_running() {
+            bail!("cannot send {name} to {}: it has exited", self.name);
+        }
+        let pid = libc::pid_t::try_from(self.child.id())
+            .with_context(|| format!("pid of {} does not fit pid_t", self.name))?;
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The pid is our
+        // own unreaped child (checked above), so it cannot have been reused by another process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("send {name} to {} (pid {pid})", self.name));
+        }
         Ok(())
     }
 
@@ -266,6 +296,39 @@ mod tests {
         p.kill9().unwrap();
         assert!(!p.is_running());
         p.kill9().unwrap();
+    }
+
+    /// The kernel's state letter of `pid` (`T` when stopped), from `/proc/PID/stat`.
+    fn state_of(pid: u32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The command name is in parentheses and may hold spaces; the state follows it.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.chars().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn pause_stops_and_resume_continues_the_child() {
+        let mut p = Proc::spawn(Path::new("/bin/sh"), ["-c", "exec sleep 60"]).unwrap();
+        p.pause().unwrap();
+        crate::eventually(Duration::from_secs(10), async || {
+            anyhow::ensure!(state_of(p.pid()) == 'T', "state {}", state_of(p.pid()));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(p.is_running(), "a stopped child is still running");
+        p.resume().unwrap();
+        crate::eventually(Duration::from_secs(10), async || {
+            anyhow::ensure!(state_of(p.pid()) != 'T', "still stopped");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // A paused child is killed as usual.
+        p.pause().unwrap();
+        p.kill9().unwrap();
+        assert!(!p.is_running());
+        assert!(p.pause().is_err(), "signalling an exited child is an error");
     }
 
     #[tokio::test]

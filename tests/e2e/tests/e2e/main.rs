@@ -10,12 +10,16 @@
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
+//! - `store_history`: clients put unique values and read on 8 keys under kill -9 and SIGSTOP of
+//!   leaders and followers; the history checker finds no double apply, stale or backward read
+//!   and no lost write (short here, long via `bench/history.sh`).
 //! - `naming`: the typed `/v1/services|traffic|datacenters` endpoints: every validation rule is a
 //!   400 naming the field with nothing written; registration, filtered listings and deletes.
 //! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing;
 //!   it re-lists when its resume point was compacted away.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
+//! - `nemesis`: kills, restarts, pauses and resumes leaders and followers for history tests.
 //!
 //! Each test starts its own processes on its own ports and waits with `harness::eventually`,
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
@@ -23,9 +27,11 @@
 mod cli;
 mod mirror;
 mod naming;
+mod nemesis;
 mod store_cluster;
 mod store_conns;
 mod store_faults;
+mod store_history;
 mod store_input;
 mod store_leases;
 mod store_once;
