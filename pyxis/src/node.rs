@@ -61,6 +61,8 @@ pub struct Node {
     pub leases: crate::lease_timer::LeaseTimers,
     /// The cluster this node belongs to, sent with and checked on every peer call.
     pub cluster: Arc<ClusterIdentity>,
+    /// Bounds on one request (`--max-txn-ops`, `--max-response-bytes`).
+    pub limits: crate::config::Limits,
 }
 
 impl Node {
@@ -337,6 +339,7 @@ pub async fn start_node(
         http,
         leases: Default::default(),
         cluster,
+        limits: cfg.limits,
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
