@@ -31,9 +31,17 @@ impl Node {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let local = m.local_committed.map_or(0, |l| l.index);
+        let limit = self.leader_contact.limit();
+        let fresh = if m.state == ServerState::Leader {
+            // A lone voter needs no one's acknowledgement.
+            let alone = m.membership_config.voter_ids().all(|id| id == self.id);
+            alone || m.last_quorum_acked.is_some_and(|t| t.elapsed() <= limit)
+        } else {
+            self.leader_contact.silence().is_some_and(|s| s <= limit)
+        };
         Position {
             running: m.running_state.is_ok() && m.state != ServerState::Shutdown,
-            leader: m.current_leader,
+            leader: m.current_leader.filter(|_| fresh),
             applied: m.last_applied.map_or(0, |l| l.index),
             // A follower hears of commits before it holds them: the leader's index counts.
             commit: local.max(m.cluster_committed.map_or(0, |l| l.index)),

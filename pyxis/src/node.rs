@@ -63,6 +63,8 @@ pub struct Node {
     pub cluster: Arc<ClusterIdentity>,
     /// Bounds on one request (`--max-txn-ops`, `--max-response-bytes`).
     pub limits: crate::config::Limits,
+    /// When a leader last reached this node, for `/healthz`.
+    pub leader_contact: crate::health::LeaderContact,
 }
 
 impl Node {
@@ -340,6 +342,10 @@ pub async fn start_node(
         leases: Default::default(),
         cluster,
         limits: cfg.limits,
+        // Twice the longest election timeout: a leader silent that long is gone.
+        leader_contact: crate::health::LeaderContact::new(Duration::from_millis(
+            4 * cfg.election_timeout_ms,
+        )),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());

@@ -134,7 +134,14 @@ pub async fn healthz(
         return Ok(Json(health).into_response());
     }
     let (code, message) = match health.reason.as_deref() {
-        Some("no_leader") => (ErrorCode::NoLeader, "no leader is known".to_owned()),
+        Some("no_leader") => (
+            ErrorCode::NoLeader,
+            format!(
+                "no_leader: no leader known, or none heard from (on the leader: no quorum \
+                 acknowledged it) within {}ms",
+                node.leader_contact.limit().as_millis()
+            ),
+        ),
         Some("behind") => (
             ErrorCode::Unavailable,
             format!(

@@ -6,6 +6,9 @@
 //!   a reused address refusing the old cluster's calls.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
+//! - `store_limits`: read-only txns take no log entry; op and reply caps keep one request from
+//!   exhausting the nodes or the log.
+//! - `store_health`: `/healthz` and `/v1/cluster` report a member that is behind or leaderless.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `naming`: the typed `/v1/services|traffic|datacenters` endpoints: every validation rule is a
 //!   400 naming the field with nothing written; registration, filtered listings and deletes.
@@ -22,7 +25,9 @@ mod mirror;
 mod naming;
 mod store_cluster;
 mod store_faults;
+mod store_health;
 mod store_input;
 mod store_leases;
+mod store_limits;
 mod store_watch;
 mod writer;
