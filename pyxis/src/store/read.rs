@@ -49,6 +49,11 @@ impl Budget {
         self.exceeded
     }
 
+    /// Spends what `key` and its entry weigh in a reply if it fits; false otherwise.
+    pub fn spend_entry(&mut self, key: &str, e: &Entry) -> bool {
+        self.spend(reply_bytes(key, e))
+    }
+
     /// Spends `n` bytes if they fit; false (spending nothing) otherwise.
     fn spend(&mut self, n: u64) -> bool {
         if self.exceeded || self.used.saturating_add(n) > self.limit {

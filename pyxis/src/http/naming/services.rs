@@ -25,6 +25,7 @@ use super::{
     put_value, read_barrier,
 };
 use crate::node::Node;
+use crate::store::read::Budget;
 
 /// One row of `GET /v1/services`.
 #[derive(Debug, Serialize)]
@@ -216,9 +217,12 @@ pub async fn list_instances(
     let healthy = params.flag("healthy")?;
     read_barrier(&node, &params).await?;
     let prefix = keys::instances_of(&svc);
+    // Every instance scanned is charged, so the rows built stay within the reply limit.
+    let mut budget = Budget::new(node.limits.max_response_bytes);
     let (revision, rows) = node.view.with_kv(|kv| {
         let rows: Vec<InstanceRow> = kv
             .range(&prefix)
+            .take_while(|(key, entry)| budget.spend_entry(key, entry))
             .filter_map(|(key, entry)| {
                 let Some(Key::Instance(_, id)) = Key::parse(key) else {
                     return None;
@@ -236,6 +240,13 @@ pub async fn list_instances(
             .collect();
         (kv.revision(), rows)
     });
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: the instances of {svc} hold more than {} bytes, the limit \
+             (--max-response-bytes)",
+            budget.limit()
+        )));
+    }
     Ok(listing(revision, rows))
 }
 

@@ -341,4 +341,33 @@ async fn txn_caps_name_the_limit_and_writes_still_work() {
         "the refused txn wrote"
     );
     assert_eq!(api.get(&url, "/cap/late").await.unwrap().status, 404);
+
+    // The typed instance listing is bounded too: 100 instances of about 300 bytes each.
+    let instance = json!({"address": "10.0.0.1", "port": 8080, "datacenter": "dc1",
+        "version": "v1", "weight": 100, "tags": ["http"], "meta": {"zone": "a"},
+        "status": "passing", "node": "n1"});
+    for i in 0..100 {
+        let path = format!("{url}/v1/services/web/instances/web-{i}");
+        let body = bytes::Bytes::from(instance.to_string());
+        let reply = api
+            .request(
+                reqwest::Method::PUT,
+                &path,
+                Some(body),
+                Some("application/json"),
+            )
+            .await
+            .unwrap();
+        reply.ok().unwrap();
+    }
+    let reply = api
+        .get_path(&url, "/v1/services/web/instances")
+        .await
+        .unwrap();
+    expect_error(
+        &reply,
+        413,
+        ErrorCode::ValueTooLarge,
+        &["instances of web", "--max-response-bytes"],
+    );
 }
