@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use harness::{Cluster, Reply, eventually};
-use pyxis_client::api::{ErrorCode, NodeStatus, RangeResponse, TxnOpResult, TxnResponse};
+use pyxis_client::api::{
+    ErrorCode, LeaseGrantResponse, NodeStatus, RangeResponse, TxnOpResult, TxnResponse,
+};
 use serde_json::{Value, json};
 
 /// Keys loaded for the memory test, and the size of each value.
@@ -369,5 +371,35 @@ async fn txn_caps_name_the_limit_and_writes_still_work() {
         413,
         ErrorCode::ValueTooLarge,
         &["instances of web", "--max-response-bytes"],
+    );
+
+    // So is a lease's key list: 100 keys of about 210 bytes.
+    let lease: LeaseGrantResponse = api
+        .post_json(&url, "/v1/lease", &json!({"ttl_ms": 600_000}))
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    let long = "k".repeat(200);
+    for i in 0..100 {
+        let path = format!("{url}/v1/kv/lk/{i:03}{long}?lease={}", lease.id);
+        let body = bytes::Bytes::from_static(b"x");
+        let reply = api
+            .request(reqwest::Method::PUT, &path, Some(body), None)
+            .await
+            .unwrap();
+        reply.ok().unwrap();
+    }
+    let reply = api
+        .get_path(&url, &format!("/v1/lease/{}", lease.id))
+        .await
+        .unwrap();
+    expect_error(
+        &reply,
+        413,
+        ErrorCode::ValueTooLarge,
+        &["keys of lease", "--max-response-bytes"],
     );
 }
