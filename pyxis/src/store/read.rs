@@ -54,6 +54,11 @@ impl Budget {
         self.spend(reply_bytes(key, e))
     }
 
+    /// Spends what a summary row naming `name_bytes` bytes weighs if it fits; false otherwise.
+    pub fn spend_row(&mut self, name_bytes: usize) -> bool {
+        self.spend(name_bytes as u64 + ENTRY_OVERHEAD_BYTES)
+    }
+
     /// Spends `n` bytes if they fit; false (spending nothing) otherwise.
     fn spend(&mut self, n: u64) -> bool {
         if self.exceeded || self.used.saturating_add(n) > self.limit {

@@ -373,6 +373,32 @@ async fn txn_caps_name_the_limit_and_writes_still_work() {
         &["instances of web", "--max-response-bytes"],
     );
 
+    // And the service summary: 25 definitions of about 1 KiB each.
+    let services = api.get_path(&url, "/v1/services").await.unwrap();
+    assert_eq!(services.status, 200, "{}", services.text());
+    for i in 0..25 {
+        let path = format!("{url}/v1/services/svc-{i}");
+        let def = json!({"owner": "team", "description": "d".repeat(1000)});
+        let body = bytes::Bytes::from(def.to_string());
+        let reply = api
+            .request(
+                reqwest::Method::PUT,
+                &path,
+                Some(body),
+                Some("application/json"),
+            )
+            .await
+            .unwrap();
+        reply.ok().unwrap();
+    }
+    let reply = api.get_path(&url, "/v1/services").await.unwrap();
+    expect_error(
+        &reply,
+        413,
+        ErrorCode::ValueTooLarge,
+        &["services", "--max-response-bytes"],
+    );
+
     // So is a lease's key list: 100 keys of about 210 bytes.
     let lease: LeaseGrantResponse = api
         .post_json(&url, "/v1/lease", &json!({"ttl_ms": 600_000}))
