@@ -142,6 +142,9 @@ pub struct RangeResponse {
     pub revision: Revision,
     /// The keys under the prefix, in key order.
     pub entries: Vec<KeyValue>,
+    /// Whether more keys are under the prefix than `?limit=N` let through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 /// Comparison operator of a transaction compare; `eq` when omitted.
@@ -255,6 +258,10 @@ pub enum TxnOpResult {
     Get {
         /// The keys read, in key order.
         entries: Vec<KeyValue>,
+        /// Whether more keys matched than the server's reply limit let through (only a get
+        /// inside a writing transaction is cut this way; a read is refused with 413 instead).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
 }
 
@@ -280,6 +287,13 @@ pub struct Member {
     pub voter: bool,
     /// Last log index the node is known to have applied or replicated (leader's view).
     pub applied: Option<u64>,
+    /// How many committed entries the node is missing (leader's view: its commit index minus
+    /// the node's matched index); `None` where this view cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    /// Whether `lag` is over the threshold `/healthz` uses by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub behind: bool,
 }
 
 /// Reply to `GET /v1/cluster`.
@@ -291,6 +305,26 @@ pub struct ClusterInfo {
     pub term: u64,
     /// Voters and learners.
     pub members: Vec<Member>,
+}
+
+/// Reply to `GET /healthz`: 200 when healthy; 503 when not, with `error` and `message` too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Whether the node serves: Raft runs, a leader is known and the node is not behind.
+    pub healthy: bool,
+    /// Why not: `stopped`, `no_leader` or `behind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index this node applied.
+    pub applied_index: u64,
+    /// The leader's commit index as this node last heard it (its own on the leader).
+    pub commit_index: u64,
+    /// `commit_index - applied_index`.
+    pub lag: u64,
+    /// The most `lag` allowed (`?lag=N`).
+    pub max_lag: u64,
 }
 
 /// Body of `POST /v1/cluster/members`.
@@ -440,7 +474,7 @@ pub enum ErrorCode {
     CompareFailed,
     /// The requested revision is older than the kept history: 410.
     Compacted,
-    /// The value is larger than [`MAX_VALUE_BYTES`]: 413.
+    /// A value, a request body or a reply is over its limit (the message names it): 413.
     ValueTooLarge,
     /// No leader is known (election in progress or no quorum): 503.
     NoLeader,

@@ -11,10 +11,11 @@ use openraft::Instant as _;
 use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeSet;
 
-use openraft::ChangeMembers;
 use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
 use pyxis_client::api::{ClusterInfo, Member, NodeStatus};
 
+use crate::health::{DEFAULT_MAX_LAG, Position};
 use crate::http::error::ApiError;
 
 /// How long `add_member` waits for a new learner to catch up before giving up.
@@ -25,11 +26,37 @@ use crate::node::Node;
 use crate::raft::Node as RaftNode;
 
 impl Node {
-    /// The members with their roles, as this node sees them.
+    /// This node's position from its Raft metrics, for `/healthz` (`health::judge`).
+    pub fn position(&self) -> Position {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let local = m.local_committed.map_or(0, |l| l.index);
+        let limit = self.leader_contact.limit();
+        let fresh = if m.state == ServerState::Leader {
+            // A lone voter needs no one's acknowledgement.
+            let alone = m.membership_config.voter_ids().all(|id| id == self.id);
+            alone || m.last_quorum_acked.is_some_and(|t| t.elapsed() <= limit)
+        } else {
+            self.leader_contact.silence().is_some_and(|s| s <= limit)
+        };
+        Position {
+            running: m.running_state.is_ok() && m.state != ServerState::Shutdown,
+            leader: m.current_leader.filter(|_| fresh),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            // A follower hears of commits before it holds them: the leader's index counts.
+            commit: local.max(m.cluster_committed.map_or(0, |l| l.index)),
+        }
+    }
+
+    /// The members with their roles, as this node sees them. On the leader, every member's
+    /// position is its matched index from replication, and `lag` is how far that trails the
+    /// commit index; elsewhere only this node's own position is known.
     pub fn cluster_info(&self) -> ClusterInfo {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
+        let local = m.local_committed.map_or(0, |l| l.index);
+        let commit = local.max(m.cluster_committed.map_or(0, |l| l.index));
         let members = m
             .membership_config
             .nodes()
@@ -39,11 +66,20 @@ impl Node {
                     None if *id == self.id => m.last_applied.map(|l| l.index),
                     None => None,
                 };
+                // The leader knows every member's position (one it never matched, blank or
+                // unreachable, is at 0); a follower knows only its own.
+                let lag = if m.replication.is_some() || *id == self.id {
+                    Some(commit.saturating_sub(applied.unwrap_or(0)))
+                } else {
+                    None
+                };
                 Member {
                     id: *id,
                     addr: node.addr.clone(),
                     voter: voters.contains(id),
                     applied,
+                    lag,
+                    behind: lag.is_some_and(|l| l > DEFAULT_MAX_LAG),
                 }
             })
             .collect();

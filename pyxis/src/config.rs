@@ -38,6 +38,27 @@ pub struct ServerConfig {
     /// Mixed into the cluster id a new cluster derives from `peers` (etcd's
     /// `--initial-cluster-token`): re-creating a cluster on the same addresses takes a new one.
     pub cluster_token: String,
+    /// Bounds on what one request may ask of the node.
+    pub limits: Limits,
+}
+
+/// Bounds on one request (etcd's `--max-txn-ops` and its reply size limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most compares, and most ops in each branch, of one transaction (etcd counts the same way).
+    pub max_txn_ops: usize,
+    /// Most bytes of entries one reply may hold (a listing, a transaction's gets); beyond it
+    /// the request is refused with 413 before more is built.
+    pub max_response_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_txn_ops: 128,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -56,6 +77,7 @@ impl Default for ServerConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 500,
             cluster_token: String::new(),
+            limits: Limits::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cluster_id;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod lease_timer;
 pub mod member_started;

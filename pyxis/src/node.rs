@@ -77,6 +77,10 @@ pub struct Node {
     pub cluster: Arc<ClusterIdentity>,
     /// Request ids for writes that arrive without one (plain `curl`, the lease timer).
     pub ids: IdSource,
+    /// Bounds on one request (`--max-txn-ops`, `--max-response-bytes`).
+    pub limits: crate::config::Limits,
+    /// When a leader last reached this node, for `/healthz`.
+    pub leader_contact: crate::health::LeaderContact,
 }
 
 impl Node {
@@ -413,6 +417,11 @@ pub async fn start_node(
         leases: Default::default(),
         cluster,
         ids: IdSource::new(),
+        limits: cfg.limits,
+        // Twice the longest election timeout: a leader silent that long is gone.
+        leader_contact: crate::health::LeaderContact::new(Duration::from_millis(
+            4 * cfg.election_timeout_ms,
+        )),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());

@@ -35,6 +35,7 @@ fn listing(revision: Revision, kvs: &[(&str, &str)]) -> RangeResponse {
                 lease: None,
             })
             .collect(),
+        more: false,
     }
 }
 
@@ -218,6 +219,7 @@ proptest! {
                     lease: None,
                 })
                 .collect(),
+            more: false,
         };
         let mut rev = 10;
         let mut snap = Snapshot::from_listing(&as_listing(&store, rev));

@@ -201,6 +201,7 @@ async fn range_delete_txn_and_members_use_the_documented_routes() {
             version: 3,
             lease: None,
         }],
+        more: false,
     };
     let del = DeleteResponse {
         revision: 6,

@@ -44,7 +44,8 @@ pub(crate) async fn run(client: &Client, cmd: Option<MembersCmd>) -> anyhow::Res
     print(members_table(&info))
 }
 
-/// One row per member, the leader marked with `*`, then the leader and term.
+/// One row per member (its lag marked when it is behind), the leader marked with `*`, then
+/// the leader and term.
 pub(super) fn members_table(info: &ClusterInfo) -> String {
     let rows: Vec<Vec<String>> = info
         .members
@@ -55,11 +56,15 @@ pub(super) fn members_table(info: &ClusterInfo) -> String {
                 m.addr.clone(),
                 if m.voter { "yes" } else { "no" }.to_owned(),
                 opt(m.applied),
+                match m.lag {
+                    Some(lag) if m.behind => format!("{lag} behind"),
+                    lag => opt(lag),
+                },
                 if info.leader == Some(m.id) { "*" } else { "" }.to_owned(),
             ]
         })
         .collect();
-    let mut out = table(&["ID", "ADDR", "VOTER", "APPLIED", "LEADER"], &rows);
+    let mut out = table(&["ID", "ADDR", "VOTER", "APPLIED", "LAG", "LEADER"], &rows);
     match info.leader {
         Some(id) => out.push_str(&format!("leader {id} term {}\n", info.term)),
         None => out.push_str(&format!("no leader known, term {}\n", info.term)),

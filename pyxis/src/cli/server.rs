@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServerConfig, parse_peers};
+use crate::config::{Limits, ServerConfig, parse_peers};
 
 /// Flags of `pyxis server`; with none, a single-node store on 127.0.0.1:7070.
 #[derive(Debug, Clone, Args)]
@@ -64,6 +64,13 @@ pub struct ServerArgs {
     /// cluster on the same addresses a new one, so old members cannot talk to it.
     #[arg(long, default_value = "")]
     pub cluster_token: String,
+    /// Most compares, and most ops in each branch, of one transaction (etcd's --max-txn-ops).
+    #[arg(long, default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Most bytes of entries one reply may hold (a prefix listing, a transaction's gets);
+    /// a request whose reply would be larger gets 413 (use ?limit=N on listings).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: u64,
 }
 
 impl ServerArgs {
@@ -76,6 +83,11 @@ impl ServerArgs {
         anyhow::ensure!(
             self.heartbeat_ms > 0 && self.election_timeout_ms > 2 * self.heartbeat_ms,
             "--election-timeout-ms: must be more than twice --heartbeat-ms"
+        );
+        anyhow::ensure!(self.max_txn_ops > 0, "--max-txn-ops: must be at least 1");
+        anyhow::ensure!(
+            self.max_response_bytes > 0,
+            "--max-response-bytes: must be at least 1"
         );
         let peers = parse_peers(&self.peers)?;
         Ok(ServerConfig {
@@ -98,6 +110,10 @@ impl ServerArgs {
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_ms: self.election_timeout_ms,
             cluster_token: self.cluster_token,
+            limits: Limits {
+                max_txn_ops: self.max_txn_ops,
+                max_response_bytes: self.max_response_bytes,
+            },
         })
     }
 }

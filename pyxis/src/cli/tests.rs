@@ -158,27 +158,33 @@ fn members_table_marks_the_leader() {
                 addr: "127.0.0.1:7071".into(),
                 voter: true,
                 applied: Some(40),
+                lag: Some(1),
+                behind: false,
             },
             Member {
                 id: 2,
                 addr: "127.0.0.1:7072".into(),
                 voter: true,
                 applied: Some(41),
+                lag: Some(0),
+                behind: false,
             },
             Member {
                 id: 3,
                 addr: "127.0.0.1:7073".into(),
                 voter: false,
                 applied: None,
+                lag: Some(1500),
+                behind: true,
             },
         ],
     };
     assert_eq!(
         members_table(&info),
-        "ID  ADDR            VOTER  APPLIED  LEADER\n\
-         1   127.0.0.1:7071  yes    40\n\
-         2   127.0.0.1:7072  yes    41       *\n\
-         3   127.0.0.1:7073  no     -\n\
+        "ID  ADDR            VOTER  APPLIED  LAG          LEADER\n\
+         1   127.0.0.1:7071  yes    40       1\n\
+         2   127.0.0.1:7072  yes    41       0            *\n\
+         3   127.0.0.1:7073  no     -        1500 behind\n\
          leader 2 term 7\n"
     );
 }

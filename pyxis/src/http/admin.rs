@@ -3,7 +3,6 @@
 //! Membership changes run on the leader; a follower proxies the request there as is.
 //! Key-value routes are in `api_v1`, peer RPC in `raft_rpc`.
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::sync::Arc;
 
 use axum::Json;
@@ -11,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use pyxis_client::api::{AddMemberRequest, HEADER_REVISION, NodeStatus};
+use pyxis_client::api::{AddMemberRequest, ErrorCode, HEADER_REVISION, Health, NodeStatus};
 
 use super::error::ApiError;
 use super::params::Params;
@@ -118,10 +117,63 @@ pub async fn snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiErro
     Ok(resp)
 }
 
-/// `GET /healthz`: 200 while Raft runs, 503 once it has stopped.
-pub async fn healthz(State(node): State<Arc<Node>>) -> Response {
-    let running = node.raft.metrics().borrow_watched().running_state.is_ok();
-    if running {
+/// `GET /healthz[?lag=N]`: 200 when this node can serve; 503 when Raft has stopped, no
+/// leader is known, or the node has applied more than `N` (default
+/// [`DEFAULT_MAX_LAG`](crate::health::DEFAULT_MAX_LAG)) entries fewer than the leader's
+/// commit index. Both bodies are a [`Health`]; the 503 one carries `error` and `message` too.
+/// Read from local metrics only, so polling it costs no RPC.
+pub async fn healthz(
+    State(node): State<Arc<Node>>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["lag"])?;
+    let max_lag = params.u64("lag")?.unwrap_or(crate::health::DEFAULT_MAX_LAG);
+    let health = crate::health::judge(node.position(), max_lag);
+    if health.healthy {
+        return Ok(Json(health).into_response());
+    }
+    let (code, message) = match health.reason.as_deref() {
+        Some("no_leader") => (
+            ErrorCode::NoLeader,
+            format!(
+                "no_leader: no leader known, or none heard from (on the leader: no quorum \
+                 acknowledged it) within {}ms",
+                node.leader_contact.limit().as_millis()
+            ),
+        ),
+        Some("behind") => (
+            ErrorCode::Unavailable,
+            format!(
+                "behind: applied index {} is {} entries behind the leader's commit index {} \
+                 (more than lag={max_lag})",
+                health.applied_index, health.lag, health.commit_index
+            ),
+        ),
+        _ => (
+            ErrorCode::Unavailable,
+            "raft has stopped; see the server log".to_owned(),
+        ),
+    };
+    #[derive(serde::Serialize)]
+    struct Unhealthy {
+        error: ErrorCode,
+        message: String,
+        #[serde(flatten)]
+        health: Health,
+    }
+    let body = Unhealthy {
+        error: code,
+        message,
+        health,
+    };
+    Ok((axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+}
+
+/// `GET /livez`: 200 while Raft runs, 503 once it has stopped; says nothing about a leader or
+/// lag (`/healthz` does), so a starting node or one waiting to be added is live.
+pub async fn livez(State(node): State<Arc<Node>>) -> Response {
+    if node.position().running {
         "ok\n".into_response()
     } else {
         ApiError::unavailable("raft has stopped; see the server log").into_response()

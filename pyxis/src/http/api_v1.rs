@@ -2,7 +2,9 @@
 //!
 //! Handlers validate everything before anything is proposed, so a rejected request
 //! writes nothing. Writes go through `Node::write`; reads are served from this node's
-//! applied state after `Node::linearize` unless `consistency=serializable`.
+//! applied state after `Node::linearize` unless `consistency=serializable`; a transaction
+//! without put or delete is such a read. Every reply is built within `--max-response-bytes`
+//! (`store::read` counts while it copies) and refused with 413 beyond it.
 //! Cluster, status and backup routes are in `admin`.
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use super::params::{Params, key_from_path};
 use super::request_id::WriteId;
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
+use crate::store::read::{Budget, is_read_only};
 
 /// How long a blocking read waits when no `timeout` is given.
 const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -86,8 +89,9 @@ pub async fn put(
 /// `GET /v1/kv/{key}` (raw value) or `?prefix=true` (JSON listing).
 pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
     let params = Params::parse(uri.query())?;
-    params.only(&["prefix", "consistency", "wait_rev", "timeout"])?;
+    params.only(&["prefix", "consistency", "wait_rev", "timeout", "limit"])?;
     let prefix = params.flag("prefix")?;
+    let limit = listing_limit(&params, prefix)?;
     let wait_rev = params.u64("wait_rev")?;
     let timeout = match params.str("timeout") {
         None => DEFAULT_WAIT,
@@ -112,14 +116,7 @@ pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, Ap
         node.linearize().await?;
     }
     if prefix {
-        let resp = node.view.with_kv(|kv| RangeResponse {
-            revision: kv.revision(),
-            entries: kv
-                .range(&key)
-                .map(|(k, e)| to_key_value(k.clone(), e))
-                .collect(),
-        });
-        return Ok(Json(resp).into_response());
+        return Ok(Json(list(&node, &key, limit)?).into_response());
     }
     let found = node
         .view
@@ -142,6 +139,43 @@ pub async fn get(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, Ap
     }
 }
 
+/// `limit=N` of a prefix listing: at least 1, and only with `prefix`.
+fn listing_limit(params: &Params, prefix: bool) -> Result<Option<usize>, ApiError> {
+    match params.u64("limit")? {
+        None => Ok(None),
+        Some(_) if !prefix => Err(ApiError::bad_request(
+            "limit: applies to prefix listings only (add prefix=true)",
+        )),
+        Some(0) => Err(ApiError::bad_request("limit: must be at least 1")),
+        Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+    }
+}
+
+/// The keys under `prefix` (at most `limit`), built only while they fit `--max-response-bytes`.
+fn list(node: &Node, prefix: &str, limit: Option<usize>) -> Result<RangeResponse, ApiError> {
+    let mut budget = Budget::new(node.limits.max_response_bytes);
+    let (revision, read) = node.view.with_kv(|kv| {
+        let read = kv.read_bounded(prefix, true, limit, &mut budget);
+        (kv.revision(), read)
+    });
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: the keys under {prefix} hold more than {} bytes, the limit \
+             (--max-response-bytes); pass limit=N to list fewer",
+            budget.limit()
+        )));
+    }
+    Ok(RangeResponse {
+        revision,
+        entries: read
+            .entries
+            .into_iter()
+            .map(|(k, e)| to_key_value(k, &e))
+            .collect(),
+        more: read.more,
+    })
+}
+
 /// `DELETE /v1/kv/{key}[?prefix=true]`.
 pub async fn delete(
     State(node): State<Arc<Node>>,
@@ -162,16 +196,45 @@ pub async fn delete(
     }
 }
 
-/// `POST /v1/txn`.
+/// `POST /v1/txn[?consistency=serializable]`.
+///
+/// A transaction without put or delete ops is a read: it is answered from this node's
+/// applied state (after `Node::linearize` unless `serializable`) and never enters the log.
+/// Every other one is proposed, once its gets were checked to fit `--max-response-bytes`.
 pub async fn txn(
     State(node): State<Arc<Node>>,
     WriteId(id): WriteId,
+    uri: Uri,
     body: Body,
 ) -> Result<Json<TxnResponse>, ApiError> {
+    let params = Params::parse(uri.query())?;
+    params.only(&["consistency"])?;
+    let serializable = params.serializable()?;
     let bytes = read_body(body, MAX_TXN_BYTES, "txn body").await?;
     let req: TxnRequest = parse_json(&bytes, "txn body")?;
+    check_txn_ops(&req, node.limits.max_txn_ops)?;
     let cmd = validate_txn(req)?;
-    match node.write(id, cmd).await? {
+    let mut budget = Budget::new(node.limits.max_response_bytes);
+    let result = if is_read_only(&cmd) {
+        if !serializable {
+            node.linearize().await?;
+        }
+        node.view
+            .with_kv(|kv| kv.txn_read(&cmd, &mut budget))
+            .ok_or_else(|| ApiError::internal("a read-only txn was not evaluated as one"))?
+            .map_err(|b| txn_too_large(b.limit()))?
+    } else {
+        if serializable {
+            return Err(ApiError::bad_request(
+                "consistency: serializable applies to transactions without put or delete ops",
+            ));
+        }
+        if !node.view.with_kv(|kv| kv.txn_gets_fit(&cmd, &mut budget)) {
+            return Err(txn_too_large(budget.limit()));
+        }
+        node.write(id, cmd).await?
+    };
+    match result {
         CommandResult::Txn {
             succeeded,
             revision,
@@ -184,6 +247,30 @@ pub async fn txn(
         other => Err(ApiError::internal(format!(
             "unexpected result for txn: {other:?}"
         ))),
+    }
+}
+
+/// 413 for a transaction whose gets hold more than `limit` bytes.
+fn txn_too_large(limit: u64) -> ApiError {
+    ApiError::too_large(format!(
+        "response: the gets of this txn hold more than {limit} bytes, the limit \
+         (--max-response-bytes); read fewer or narrower prefixes per txn"
+    ))
+}
+
+/// Refuses a transaction with more compares, or more ops in one branch, than `max`
+/// (`--max-txn-ops`; like etcd, each branch is counted on its own).
+pub fn check_txn_ops(req: &TxnRequest, max: usize) -> Result<(), ApiError> {
+    let counts = [
+        ("compare", req.compare.len()),
+        ("success", req.success.len()),
+        ("failure", req.failure.len()),
+    ];
+    match counts.into_iter().find(|(_, n)| *n > max) {
+        Some((field, n)) => Err(ApiError::bad_request(format!(
+            "{field}: {n} entries is over the limit of {max} per txn (--max-txn-ops)"
+        ))),
+        None => Ok(()),
     }
 }
 

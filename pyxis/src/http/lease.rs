@@ -81,14 +81,31 @@ pub async fn show(
     if !node.is_leader() {
         return proxy_to_leader(&node, Method::GET, &format!("/v1/lease/{id}"), Vec::new()).await;
     }
+    // The key list is built within the reply limit, like every listing.
+    let limit = node.limits.max_response_bytes;
     let (ttl_ms, keys) = node
         .view
         .with_kv(|kv| {
-            kv.leases()
-                .get(id)
-                .map(|l| (l.ttl_ms, l.keys.iter().cloned().collect::<Vec<_>>()))
+            kv.leases().get(id).map(|l| {
+                let mut used = 0u64;
+                let keys: Option<Vec<String>> = l
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        used += k.len() as u64 + KEY_OVERHEAD_BYTES;
+                        (used <= limit).then(|| k.clone())
+                    })
+                    .collect();
+                (l.ttl_ms, keys)
+            })
         })
         .ok_or_else(|| ApiError::lease_not_found(id))?;
+    let keys = keys.ok_or_else(|| {
+        ApiError::too_large(format!(
+            "response: the keys of lease {id} hold more than {limit} bytes, the limit \
+             (--max-response-bytes)"
+        ))
+    })?;
     let remaining_ms = node.leases.remaining_ms(id, ttl_ms);
     Ok(Json(LeaseInfo {
         id,
@@ -98,6 +115,9 @@ pub async fn show(
     })
     .into_response())
 }
+
+/// Bytes a key of a lease's key list counts for on top of its own: its JSON quotes and comma.
+const KEY_OVERHEAD_BYTES: u64 = 4;
 
 /// `DELETE /v1/lease/{id}`: ends the lease and deletes its keys in one revision.
 pub async fn revoke(

@@ -93,6 +93,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/status", get(admin::status))
         .route("/v1/snapshot", get(admin::snapshot))
         .route("/healthz", get(admin::healthz))
+        .route("/livez", get(admin::livez))
         .route("/metrics", get(admin::metrics))
         .merge(raft)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))

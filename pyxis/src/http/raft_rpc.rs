@@ -88,13 +88,13 @@ fn reply<T: Serialize>(value: &T) -> Response {
 /// `POST /raft/append`.
 pub async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(req) => reply(
-            &node
-                .raft
-                .append_entries(req)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
+        Ok(req) => {
+            let res = node.raft.append_entries(req).await;
+            if res.is_ok() {
+                node.leader_contact.heard();
+            }
+            reply(&res.map_err(|e| e.to_string()))
+        }
         Err(r) => *r,
     }
 }

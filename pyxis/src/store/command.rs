@@ -265,6 +265,8 @@ pub enum TxnResult {
     Delete(u64),
     /// A read returned entries.
     Get(Vec<(String, Entry)>),
+    /// A read returned the entries that fit the result limit; more matched.
+    GetPartial(Vec<(String, Entry)>),
 }
 
 impl From<TxnResult> for TxnOpResult {
@@ -277,6 +279,14 @@ impl From<TxnResult> for TxnOpResult {
                     .into_iter()
                     .map(|(k, e)| to_key_value(k, &e))
                     .collect(),
+                more: false,
+            },
+            TxnResult::GetPartial(entries) => TxnOpResult::Get {
+                entries: entries
+                    .into_iter()
+                    .map(|(k, e)| to_key_value(k, &e))
+                    .collect(),
+                more: true,
             },
         }
     }

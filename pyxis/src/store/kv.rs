@@ -279,6 +279,9 @@ impl KvState {
             self.revision
         };
         let mut results = Vec::with_capacity(ops.len());
+        // The gets' results are bounded here, on every node alike: a transaction accepted
+        // into the log must never build an unbounded result when it is applied or replayed.
+        let mut budget = super::read::Budget::new(super::read::APPLY_RESULT_LIMIT);
         for op in ops {
             results.push(match op {
                 Op::Put { key, value, lease } => {
@@ -290,7 +293,7 @@ impl KvState {
                     self.delete_at(&doomed, rev, events);
                     TxnResult::Delete(doomed.len() as u64)
                 }
-                Op::Get { key, prefix } => TxnResult::Get(self.read(&key, prefix)),
+                Op::Get { key, prefix } => self.txn_get(&key, prefix, &mut budget),
             });
         }
         self.revision = rev;
@@ -298,20 +301,6 @@ impl KvState {
             succeeded,
             revision: rev,
             results,
-        }
-    }
-
-    /// Reads one key or a subtree as owned entries.
-    pub fn read(&self, key: &str, prefix: bool) -> Vec<(String, Entry)> {
-        if prefix {
-            self.range(key)
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect()
-        } else {
-            self.map
-                .get(key)
-                .map(|e| vec![(key.to_owned(), e.clone())])
-                .unwrap_or_default()
         }
     }
 
@@ -391,7 +380,7 @@ impl KvState {
         }
     }
 
-    fn holds(&self, c: &Compare) -> bool {
+    pub(super) fn holds(&self, c: &Compare) -> bool {
         let e = self.map.get(&c.key);
         let ord = match &c.target {
             CompareTarget::Value(v) => match e {

@@ -3,11 +3,13 @@
 //! - `command`: the commands carried in the log and their results.
 //! - `kv`: the ordered map with revisions, and applying commands to it.
 //! - `lease`: which leases exist and which keys they hold.
+//! - `read`: reads bounded by a reply budget, and read-only transactions.
 //! - `session`: the request ids already applied, so that a repeated write applies once.
 //! - `watch`: change events and the bounded history watches read.
 
 pub mod command;
 pub mod kv;
 pub mod lease;
+pub mod read;
 pub mod session;
 pub mod watch;

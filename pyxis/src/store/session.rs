@@ -124,7 +124,7 @@ pub fn result_bytes(r: &CommandResult) -> u64 {
                 + results
                     .iter()
                     .map(|t| match t {
-                        TxnResult::Get(entries) => entries
+                        TxnResult::Get(entries) | TxnResult::GetPartial(entries) => entries
                             .iter()
                             .map(|(k, e)| FIXED + (k.len() + e.value.len()) as u64)
                             .sum(),

@@ -1,7 +1,7 @@
 //! [`Cluster`]: a set of `pyxis server` processes on loopback, each with its own data dir.
 //!
 //! A cluster of N nodes reserves N ports, starts every node with the same `--peers` list and
-//! waits until every node answers `/healthz` and all agree on a leader. Single nodes use
+//! waits until every node answers `/livez` and all agree on a leader. Single nodes use
 //! `--listen 127.0.0.1:0` and learn their address from the `listening http=ADDR` line.
 //! Faults: [`Cluster::kill9`] and [`Cluster::restart`], [`Cluster::pause`] and
 //! [`Cluster::resume`] (SIGSTOP/SIGCONT), and [`Cluster::heal`] to undo them all.
@@ -375,7 +375,7 @@ impl Cluster {
         self.leader().await
     }
 
-    /// Starts node `id` again with the same arguments and data dir, and waits for `/healthz`.
+    /// Starts node `id` again with the same arguments and data dir, and waits for `/livez`.
     pub async fn restart(&mut self, id: NodeId) -> anyhow::Result<()> {
         self.respawn(id)?;
         self.wait_ready(id).await
@@ -406,7 +406,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits until node `id` answers `GET /healthz` with 200; fails at once if it exits.
+    /// Waits until node `id` answers `GET /livez` with 200; fails at once if it exits.
     pub async fn wait_ready(&mut self, id: NodeId) -> anyhow::Result<()> {
         let url = self.url(id);
         let node = self.node_mut(id)?;
@@ -421,7 +421,7 @@ impl Cluster {
             .collect()
     }
 
-    /// Starts node `id` empty with `--join` on a new port and waits for `/healthz`; it is not
+    /// Starts node `id` empty with `--join` on a new port and waits for `/livez`; it is not
     /// a member until [`Cluster::add_member`] adds it.
     pub async fn spawn_joiner(&mut self, id: NodeId) -> anyhow::Result<()> {
         if self.nodes.contains_key(&id) {
@@ -443,7 +443,7 @@ impl Cluster {
     }
 
     /// Starts node `id` again on its own address with an empty data dir and `--join` (the
-    /// recovery of a member that lost its data, once it was removed); waits for `/healthz`.
+    /// recovery of a member that lost its data, once it was removed); waits for `/livez`.
     /// It counts as a member again after [`Cluster::add_member`].
     pub async fn rejoin_empty(&mut self, id: NodeId) -> anyhow::Result<()> {
         let data_dir = self.data_dir(id);
@@ -504,13 +504,15 @@ impl Cluster {
     }
 }
 
-/// Waits until `url/healthz` answers 200, failing at once (with the log tail) if `proc` exits.
+/// Waits until `url/livez` answers 200 (the node serves and its Raft runs), failing at once
+/// (with the log tail) if `proc` exits. `/livez`, not `/healthz`: a node restarted without a
+/// quorum, or one waiting to be added, is live but has no leader, so it is not healthy yet.
 pub async fn wait_healthy(proc: &mut Proc, url: &str) -> anyhow::Result<()> {
     let quick = Api::with_timeout(Duration::from_secs(2));
-    let health = format!("{url}/healthz");
+    let health = format!("{url}/livez");
     let end = Instant::now() + START_TIMEOUT;
     loop {
-        let last = match quick.get_path(url, "/healthz").await {
+        let last = match quick.get_path(url, "/livez").await {
             Ok(r) if r.status == 200 => return Ok(()),
             Ok(r) => format!("HTTP {}: {}", r.status, r.text()),
             Err(e) => format!("{e:#}"),

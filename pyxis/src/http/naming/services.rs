@@ -26,6 +26,7 @@ use super::{
     put_value, read_barrier,
 };
 use crate::node::Node;
+use crate::store::read::Budget;
 
 /// One row of `GET /v1/services`.
 #[derive(Debug, Serialize)]
@@ -113,9 +114,11 @@ pub async fn delete(
 /// `GET /v1/services`: every service any key mentions, by name, with instance counts.
 pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
     consistent_read(&node, &uri).await?;
+    // Each row and each definition is charged, so the rows built stay within the reply limit.
+    let mut budget = Budget::new(node.limits.max_response_bytes);
     let (revision, rows) = node.view.with_kv(|kv| {
         let mut rows: BTreeMap<ServiceName, ServiceRow> = BTreeMap::new();
-        for prefix in [keys::SERVICES, keys::TRAFFIC, keys::INSTANCES] {
+        'scan: for prefix in [keys::SERVICES, keys::TRAFFIC, keys::INSTANCES] {
             for (key, entry) in kv.range(prefix) {
                 // Keys outside the layout (written through `/v1/kv`) are not services.
                 let Some(parsed) = Key::parse(key) else {
@@ -124,6 +127,14 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
                 let Some(svc) = parsed.service() else {
                     continue;
                 };
+                let charged = match parsed {
+                    Key::Service(_) => budget.spend_entry(key, entry),
+                    _ if !rows.contains_key(svc) => budget.spend_row(svc.as_str().len()),
+                    _ => true,
+                };
+                if !charged {
+                    break 'scan;
+                }
                 let r = rows.entry(svc.clone()).or_insert_with(|| ServiceRow {
                     name: svc.clone(),
                     def: None,
@@ -150,6 +161,12 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
         }
         (kv.revision(), rows.into_values().collect::<Vec<_>>())
     });
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: the services hold more than {} bytes, the limit (--max-response-bytes)",
+            budget.limit()
+        )));
+    }
     Ok(listing(revision, rows))
 }
 
@@ -222,9 +239,12 @@ pub async fn list_instances(
     let healthy = params.flag("healthy")?;
     read_barrier(&node, &params).await?;
     let prefix = keys::instances_of(&svc);
+    // Every instance scanned is charged, so the rows built stay within the reply limit.
+    let mut budget = Budget::new(node.limits.max_response_bytes);
     let (revision, rows) = node.view.with_kv(|kv| {
         let rows: Vec<InstanceRow> = kv
             .range(&prefix)
+            .take_while(|(key, entry)| budget.spend_entry(key, entry))
             .filter_map(|(key, entry)| {
                 let Some(Key::Instance(_, id)) = Key::parse(key) else {
                     return None;
@@ -242,6 +262,13 @@ pub async fn list_instances(
             .collect();
         (kv.revision(), rows)
     });
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: the instances of {svc} hold more than {} bytes, the limit \
+             (--max-response-bytes)",
+            budget.limit()
+        )));
+    }
     Ok(listing(revision, rows))
 }
 

@@ -9,6 +9,9 @@
 //! - `store_conns`: idle, trickling and slow connections are closed; connections over the bound get 503.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
+//! - `store_limits`: read-only txns take no log entry; op and reply caps keep one request from
+//!   exhausting the nodes or the log.
+//! - `store_health`: `/healthz` and `/v1/cluster` report a member that is behind or leaderless.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `store_history`: clients put unique values and read on 8 keys under kill -9 and SIGSTOP of
 //!   leaders and followers; the history checker finds no double apply, stale or backward read
@@ -31,9 +34,11 @@ mod nemesis;
 mod store_cluster;
 mod store_conns;
 mod store_faults;
+mod store_health;
 mod store_history;
 mod store_input;
 mod store_leases;
+mod store_limits;
 mod store_once;
 mod store_watch;
 mod writer;
