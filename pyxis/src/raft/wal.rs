@@ -12,8 +12,8 @@
 //! the in-memory copy of the log are the job of `log_store`; this module only reads and
 //! writes files, through the [`fs::Fs`] trait so tests can crash it at any step.
 
-pub mod fs;
 mod format;
+pub mod fs;
 #[cfg(test)]
 pub(crate) mod sim;
 
@@ -416,5 +416,7 @@ fn replay_segment(
     Ok((layout, max_index, pos))
 }
 
+#[cfg(test)]
+mod crash_tests;
 #[cfg(test)]
 mod tests;

@@ -176,9 +176,8 @@ pub(super) fn judge_tail(data: &[u8], pos: usize, layout: Layout) -> Tail {
         Frame::Incomplete => Tail::Torn,
         Frame::Record(..) => Tail::Damaged("a valid record was reported as failing".to_owned()),
         Frame::Bad(why) => {
-            let extent = body_len(&data[pos..], layout).map_or(layout.header(), |len| {
-                layout.header() + len
-            });
+            let extent =
+                body_len(&data[pos..], layout).map_or(layout.header(), |len| layout.header() + len);
             let end = (pos + extent).min(data.len());
             if has_zeroed_sector(data, pos, end) {
                 Tail::Torn

@@ -231,7 +231,10 @@ impl Fs for SimFs {
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.step()?;
-        st.live.remove(path).map(drop).ok_or_else(|| not_found(path))
+        st.live
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| not_found(path))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

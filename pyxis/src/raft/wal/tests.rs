@@ -121,7 +121,10 @@ fn a_flipped_bit_anywhere_stops_the_open_naming_file_and_offset() {
     let (dir, path) = log_of(20);
     let pristine = fs::read(&path).unwrap();
     // Every byte of every frame is covered, the last frame's included.
-    for at in (MAGIC.len()..pristine.len()).step_by(7).chain([pristine.len() - 1]) {
+    for at in (MAGIC.len()..pristine.len())
+        .step_by(7)
+        .chain([pristine.len() - 1])
+    {
         let mut data = pristine.clone();
         data[at] ^= 0x10;
         fs::write(&path, &data).unwrap();
@@ -175,7 +178,10 @@ fn damage_in_a_closed_segment_stops_the_open() {
     fs::write(first, &data).unwrap();
     let err = Wal::open(dir.path()).map(drop).unwrap_err();
     assert!(err.to_string().contains("damaged"), "{err}");
-    assert!(err.to_string().contains("00000000000000000000.wal"), "{err}");
+    assert!(
+        err.to_string().contains("00000000000000000000.wal"),
+        "{err}"
+    );
 }
 
 #[test]
