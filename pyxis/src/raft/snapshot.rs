@@ -89,6 +89,11 @@ impl SnapshotDir {
     }
 }
 
+/// The path of the snapshot file in the snapshot dir `dir`.
+pub fn file_in(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
 /// Writes a whole snapshot file of `state` at `meta` to `out` (backups stream it).
 pub fn write_state<W: Write, T: Serialize + ?Sized>(
     out: &mut W,

@@ -27,7 +27,7 @@ use self::fs::{Fs, FsFile, OsFs};
 pub use self::format::MAX_BODY;
 
 /// A segment is closed and a new one started once it grows past this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Suffix of a segment being created; such files never count and are removed on open.
 const TEMP_SUFFIX: &str = ".wal.tmp";
