@@ -4,6 +4,8 @@
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install,
 //!   a reused address refusing the old cluster's calls.
+//! - `store_damage`: a damaged WAL stops the node (a torn tail does not), a full disk during a log
+//!   write exits it, a failing snapshot build is retried while it serves.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
@@ -21,6 +23,7 @@ mod cli;
 mod mirror;
 mod naming;
 mod store_cluster;
+mod store_damage;
 mod store_faults;
 mod store_input;
 mod store_leases;
