@@ -210,6 +210,11 @@ impl<F: Fs> Wal<F> {
             _ => {
                 let head = head_records(&replayed.vote, &replayed.committed, &purged);
                 let (file, path, size) = create_segment(&fs, dir, next_seq, &head)?;
+                if count == 0 {
+                    // A new log: its directory's own entry must be durable too.
+                    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                    fs.sync_dir(parent.unwrap_or(Path::new(".")))?;
+                }
                 segments.push(Segment {
                     path,
                     max_index: None,

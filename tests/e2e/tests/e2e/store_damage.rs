@@ -119,25 +119,29 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
+    /// Mounts a tmpfs of `size`, or says why it cannot (not root, no CAP_SYS_ADMIN).
+    fn mount(size: &str) -> Result<Tmpfs, String> {
+        if !is_root() {
+            return Err("mounting a tmpfs needs root".into());
+        }
         let dir = tempfile::Builder::new()
             .prefix("pyxis-enospc-")
             .tempdir()
             .unwrap();
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
-        sh(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                path.to_str().unwrap(),
-            ],
-        );
-        Tmpfs { path, _dir: dir }
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs { path, _dir: dir })
     }
 
     fn grow(&self, size: &str) {
@@ -175,15 +179,17 @@ fn server(data_dir: &Path, addr: &str, logs: &Path) -> Proc {
 /// A log write that hits a full disk (a small tmpfs as the data dir) ends the process with
 /// a non-zero code and a message naming the cause, instead of a node that stays up with Raft
 /// stopped answering 503; once space is freed, a restart serves every acknowledged write.
-/// Needs root for the mount; without it the same path is covered by the fault-injecting
+/// Needs root (and CAP_SYS_ADMIN) for the mount; without them the same path is covered by the fault-injecting
 /// unit test `a_failed_log_write_is_fatal_and_never_acknowledged`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_during_a_log_write_exits_the_node() {
-    if !is_root() {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
-    let fs = Tmpfs::mount("3m");
+    let fs = match Tmpfs::mount("3m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
     let logs = tempfile::tempdir().unwrap();
     let data = fs.path.join("n1");
     let addr = format!("127.0.0.1:{}", reserve_ports(1)[0]);
