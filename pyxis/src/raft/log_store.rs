@@ -5,9 +5,8 @@
 //! `fdatasync`), and only then fires the flush callbacks. So under
 //! load many entries share one fsync, and no callback ever runs before its fsync.
 //! A copy of the unpurged log is kept in memory so readers never wait for the disk.
-//! A failed commit is never retried (a retried fsync can falsely succeed after the kernel
-//! dropped the unwritten pages): the process exits non-zero at once ([`fail_stop`]), before
-//! any callback of the failed batch runs, so a supervisor restarts it on the durable log.
+//! A failed commit is never retried (a retried fsync can falsely succeed): the process exits
+//! at once ([`fail_stop`]), before any callback of the failed batch runs.
 //! The state machine and snapshots live in `state_machine` and `snapshot`.
 
 use std::collections::BTreeMap;

@@ -1,16 +1,13 @@
 //! The write-ahead log file format under the Raft log store: append-only segments.
 //!
-//! Every change to the log (an entry, a truncation, a purge, a vote, a committed id)
-//! is one framed record appended to the active segment; a batch of records is written
-//! with one `write` and made durable with one `fdatasync`. Opening replays all segments
-//! in order. Only a torn tail of the last segment (the last write cut short by a crash,
-//! see `format::judge_tail`) is cut off; damage anywhere else stops the open with an
-//! error naming the file and byte offset, since skipping it could lose acknowledged
-//! entries. Each new segment is written under a temp name with the current vote,
-//! committed id and purge point, synced, then renamed into place, so every segment that
-//! counts starts with that head and a purge can delete whole old segments. Threading and
-//! the in-memory copy of the log are the job of `log_store`; this module only reads and
-//! writes files, through the [`fs::Fs`] trait so tests can crash it at any step.
+//! Every change to the log (an entry, a truncation, a purge, a vote, a committed id) is one
+//! framed record appended to the active segment; a batch is one `write` and one `fdatasync`.
+//! Opening replays all segments in order; only a torn tail of the last segment (see
+//! `format::judge_tail`) is cut off, damage anywhere else fails the open naming file and
+//! offset. A new segment is written with a head (vote, committed id, purge point) under a temp
+//! name, synced and renamed into place, so a purge can delete whole old segments. Threads and
+//! the in-memory log are `log_store`'s; files are reached through [`fs::Fs`] so tests can
+//! crash them at any step.
 
 mod format;
 pub mod fs;
@@ -34,9 +31,9 @@ const TEMP_SUFFIX: &str = ".wal.tmp";
 
 /// What an operator does about a log that cannot be trusted; part of every such error.
 pub const RECOVERY: &str = "recovery: remove this member from the cluster on a healthy member \
-     (`pyxis members remove ID`), move this data dir away and add the node back as a new member \
-     (`pyxis members add ID ADDR`); a single-node store is restored from a backup \
-     (`pyxis snapshot restore`)";
+     (`pyxis members remove ID`), move this data dir away, start the node with `--join` on an \
+     empty data dir and add it back as a new member (`pyxis members add ID ADDR`); a single-node \
+     store is restored from a backup (`pyxis snapshot restore`)";
 
 /// One change to the log, as written to disk. Payloads are opaque bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
