@@ -17,6 +17,10 @@
 //! openraft otherwise keeps up to 1,000 entries behind a snapshot for followers that lag a
 //! little, which is cheap for small values and gigabytes for large ones. A follower that
 //! lags then gets the snapshot instead.
+//!
+//! A build that fails (too many open files, a full disk) does not stop Raft (`state_machine`
+//! reports it as a warning and in `pyxis_snapshot_build_failures_total`); this task triggers
+//! again later, waiting twice as long after each trigger that produced no snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +33,9 @@ use crate::node::Node;
 /// How long a trigger that has not produced a snapshot yet is left alone: openraft ignores
 /// triggers while a build runs, and a large build takes a while.
 const RETRIGGER_AFTER: Duration = Duration::from_secs(10);
+
+/// The longest wait between triggers that keep producing no snapshot (failing builds).
+const RETRIGGER_MAX: Duration = Duration::from_secs(320);
 
 /// How often the task looks again with nothing applied.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
@@ -77,6 +84,8 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
         let mut applied = node.view.subscribe();
         // The snapshot index at the last trigger, and when it was sent.
         let mut triggered: Option<(u64, Instant)> = None;
+        // How long the last trigger is given before another; doubles while triggers fail.
+        let mut wait = RETRIGGER_AFTER;
         // Set when the byte rule triggered: the snapshot index to get past before purging.
         let mut purge_after: Option<u64> = None;
         // A build ends without anything being applied: look again now and then, so the purge
@@ -98,9 +107,7 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
                     return;
                 }
             }
-            if triggered
-                .is_some_and(|(at, when)| at == snapshot && when.elapsed() < RETRIGGER_AFTER)
-            {
+            if triggered.is_some_and(|(at, when)| at == snapshot && when.elapsed() < wait) {
                 continue;
             }
             let (keys, state_bytes, log_bytes) = node.view.sizes();
@@ -118,6 +125,11 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
             if rule == Rule::Bytes {
                 purge_after = Some(snapshot);
             }
+            wait = match triggered {
+                // The last trigger produced no snapshot: its build failed (or is slow).
+                Some((at, _)) if at == snapshot => (wait * 2).min(RETRIGGER_MAX),
+                _ => RETRIGGER_AFTER,
+            };
             if let Err(e) = node.raft.trigger().snapshot().await {
                 tracing::warn!(error = %e, "could not trigger a snapshot; raft has stopped");
                 return;

@@ -5,15 +5,15 @@
 //! `fdatasync`), and only then fires the flush callbacks. So under
 //! load many entries share one fsync, and no callback ever runs before its fsync.
 //! A copy of the unpurged log is kept in memory so readers never wait for the disk.
-//! A failed commit is never retried (a retried fsync can falsely succeed): the
-//! callbacks get the error, openraft stops, and the writer thread exits.
+//! A failed commit is never retried (a retried fsync can falsely succeed): the process exits
+//! at once ([`fail_stop`]), before any callback of the failed batch runs.
 //! The state machine and snapshots live in `state_machine` and `snapshot`.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -23,7 +23,9 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use tokio::sync::oneshot;
 
 use super::codec;
-use super::wal::{Record, Wal};
+use super::snapshot;
+use super::wal::fs::{Fs, OsFs};
+use super::wal::{self, MAX_BODY, RECOVERY, Record, Wal};
 use super::{Entry, LogId, TypeConfig, Vote};
 
 /// Most requests committed in one transaction; bounds the latency of the first one.
@@ -31,6 +33,15 @@ const MAX_BATCH: usize = 4096;
 
 /// How long a lazily written committed id may wait for other work before it is written alone.
 const LAZY_META_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Exit code of a node whose log could not be written (`EX_IOERR` of sysexits.h).
+pub const EXIT_LOG_FAILED: i32 = 74;
+
+/// Bytes a WAL entry record adds around the encoded entry (its kind and index).
+const ENTRY_RECORD_OVERHEAD: usize = 9;
+
+/// What happens when the log cannot be written: in a server, [`fail_stop`].
+pub type FatalHook = Arc<dyn Fn(&io::Error) + Send + Sync>;
 
 /// The in-memory view of the log, updated before the disk (readers see appends at once).
 #[derive(Default)]
@@ -64,6 +75,7 @@ enum WriteOp {
 pub struct LogStore {
     mem: Arc<RwLock<MemLog>>,
     writer: mpsc::Sender<WriteOp>,
+    on_fatal: FatalHook,
     /// Joined on drop, so the WAL is closed (and queued writes flushed) when the store is gone.
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -86,44 +98,64 @@ pub struct LogReader {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir`, loads it into memory and starts the writer thread.
+    /// Opens (or creates) the log in `dir` (`DATA_DIR/raft`), loads it into memory and starts
+    /// the writer thread; a write failure later exits the process ([`fail_stop`]).
+    ///
+    /// Refuses a missing or blank log in a data dir that shows the node had state (see
+    /// [`prior_state`]): starting blank would forget the vote and acknowledged entries.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        let started = Instant::now();
-        let (wal, replayed) = Wal::open(dir)?;
-        let mut mem = MemLog::default();
-        let (count, first, last) = (
-            replayed.entries.len(),
-            replayed.entries.keys().next().copied(),
-            replayed.entries.keys().next_back().copied(),
-        );
-        for (index, bytes) in replayed.entries {
-            mem.entries.insert(index, codec::decode(&bytes)?);
+        let evidence = prior_state(dir);
+        let refuse = |evidence: &Path| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the raft log is missing or empty, but {} shows this node had state; \
+                     refusing to start as a blank node, which could vote twice in a term or lose \
+                     acknowledged writes; if `pyxis snapshot restore` into this data dir was \
+                     interrupted, move the data dir away and restore again; otherwise {RECOVERY}",
+                    dir.display(),
+                    evidence.display()
+                ),
+            )
+        };
+        if let Some(e) = &evidence
+            && !wal::exists(dir)
+        {
+            return Err(refuse(e));
         }
-        // Startup time grows with the log kept since the last snapshot: say what it cost.
-        tracing::info!(
-            entries = count,
-            first,
-            last,
-            millis = started.elapsed().as_millis() as u64,
-            "raft log loaded"
-        );
-        if let Some(v) = replayed.vote {
-            mem.vote = Some(codec::decode(&v)?);
+        let (wal, mem, blank) = load(OsFs, dir, wal::SEGMENT_BYTES)?;
+        if let Some(e) = &evidence
+            && blank
+        {
+            return Err(refuse(e));
         }
-        if let Some(c) = replayed.committed {
-            mem.committed = codec::decode(&c)?;
-        }
-        if let Some(p) = replayed.purged {
-            mem.last_purged = codec::decode(&p)?;
-        }
+        Self::start(wal, mem, Arc::new(|e: &io::Error| fail_stop(e)))
+    }
+
+    /// Opens the log in `dir` on the file system `fs`, with `on_fatal` called on a write
+    /// failure (tests inject faults and observe it).
+    #[cfg(test)]
+    pub(crate) fn open_in<F: Fs>(
+        fs: F,
+        dir: &Path,
+        segment_bytes: u64,
+        on_fatal: FatalHook,
+    ) -> io::Result<Self> {
+        let (wal, mem, _) = load(fs, dir, segment_bytes)?;
+        Self::start(wal, mem, on_fatal)
+    }
+
+    fn start<F: Fs>(wal: Wal<F>, mem: MemLog, on_fatal: FatalHook) -> io::Result<Self> {
         let mem = Arc::new(RwLock::new(mem));
         let (tx, rx) = mpsc::channel();
+        let hook = on_fatal.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(wal, rx))?;
+            .spawn(move || writer_loop(wal, rx, hook))?;
         Ok(LogStore {
             mem,
             writer: tx,
+            on_fatal,
             thread: Some(thread),
         })
     }
@@ -142,7 +174,69 @@ impl LogStore {
     }
 }
 
-fn writer_loop(mut wal: Wal, rx: mpsc::Receiver<WriteOp>) {
+/// Replays the log in `dir` into memory; also whether it is blank (holds nothing at all).
+fn load<F: Fs>(fs: F, dir: &Path, segment_bytes: u64) -> io::Result<(Wal<F>, MemLog, bool)> {
+    let started = Instant::now();
+    let (wal, replayed) = Wal::open_in(fs, dir, segment_bytes)?;
+    let blank = replayed.is_blank();
+    let mut mem = MemLog::default();
+    let (count, first, last) = (
+        replayed.entries.len(),
+        replayed.entries.keys().next().copied(),
+        replayed.entries.keys().next_back().copied(),
+    );
+    for (index, bytes) in replayed.entries {
+        mem.entries.insert(index, codec::decode(&bytes)?);
+    }
+    // Startup time grows with the log kept since the last snapshot: say what it cost.
+    tracing::info!(
+        entries = count,
+        first,
+        last,
+        millis = started.elapsed().as_millis() as u64,
+        "raft log loaded"
+    );
+    if let Some(v) = replayed.vote {
+        mem.vote = Some(codec::decode(&v)?);
+    }
+    if let Some(c) = replayed.committed {
+        mem.committed = codec::decode(&c)?;
+    }
+    if let Some(p) = replayed.purged {
+        mem.last_purged = codec::decode(&p)?;
+    }
+    Ok((wal, mem, blank))
+}
+
+/// A file beside the log dir `dir` that proves the node had state, if there is one.
+///
+/// The snapshot file (`DATA_DIR/snapshots/snapshot.bin`) is written only after entries were
+/// applied, a leader's snapshot was installed (after a vote was saved) or a restore, which
+/// writes it before the log; so with it, a blank log means a lost one. The cluster id file is
+/// no such proof: a new node writes it before its first log write, so a crash in between
+/// leaves a cluster id beside a blank log that is right to start from.
+pub fn prior_state(dir: &Path) -> Option<PathBuf> {
+    let file = snapshot::file_in(&dir.parent()?.join("snapshots"));
+    file.exists().then_some(file)
+}
+
+/// Ends the process after a failed log write: logs why and exits with [`EXIT_LOG_FAILED`].
+///
+/// Retrying is unsafe (after a failed fsync the kernel may have dropped the dirty pages and
+/// a second fsync can report success for data that is gone), and serving on with Raft
+/// stopped helps nobody. Nothing of the failed batch was acknowledged: its callbacks never ran.
+#[allow(clippy::print_stderr)]
+pub fn fail_stop(e: &io::Error) -> ! {
+    tracing::error!(error = %e, "the raft log could not be written; exiting");
+    eprintln!(
+        "error: the raft log could not be written: {e}; exiting with code {EXIT_LOG_FAILED} so \
+         a supervisor restarts this node on its durable log (a failed fsync is never retried); \
+         free the space or fix the disk first"
+    );
+    std::process::exit(EXIT_LOG_FAILED)
+}
+
+fn writer_loop<F: Fs>(mut wal: Wal<F>, rx: mpsc::Receiver<WriteOp>, on_fatal: FatalHook) {
     // The committed id is written lazily: it rides along with the next commit that has
     // other work, or goes alone after a quiet spell. Giving it a commit (an fsync) of its
     // own would double the fsyncs per write, and a committed id that lags on disk only
@@ -185,7 +279,8 @@ fn writer_loop(mut wal: Wal, rx: mpsc::Receiver<WriteOp>) {
         metrics::histogram!("pyxis_raft_log_batch_ops").record(batch.len() as f64);
         let failed = result.is_err();
         if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log commit failed; stopping the log writer");
+            // In a server this does not return: nothing below runs, nothing is acknowledged.
+            on_fatal(e);
         }
         for op in batch {
             let res = match &result {
@@ -213,7 +308,10 @@ fn is_lazy(op: &WriteOp) -> bool {
 
 /// Writes one batch to the WAL with one fsync. Payloads are moved out of the ops (they
 /// are not needed after the write); the ops stay for their callbacks.
-fn commit_batch<'a>(wal: &mut Wal, batch: impl Iterator<Item = &'a mut WriteOp>) -> io::Result<()> {
+fn commit_batch<'a, F: Fs>(
+    wal: &mut Wal<F>,
+    batch: impl Iterator<Item = &'a mut WriteOp>,
+) -> io::Result<()> {
     let mut records = Vec::new();
     for op in batch {
         match op {
@@ -324,12 +422,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut rows = Vec::new();
+        let mut accepted = Vec::new();
+        for entry in entries {
+            let index = entry.index();
+            let bytes = codec::encode(&entry)?;
+            if bytes.len() + ENTRY_RECORD_OVERHEAD > MAX_BODY {
+                // The API limits requests far below this: such an entry is a bug or a hostile
+                // peer. The WAL reader would refuse it, so it is never written or acknowledged.
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "raft log entry {index} encodes to {} bytes, over the wal record limit \
+                         of {MAX_BODY} bytes; refusing to write it",
+                        bytes.len()
+                    ),
+                );
+                (self.on_fatal)(&e);
+                return Err(e);
+            }
+            rows.push((index, bytes));
+            accepted.push(entry);
+        }
         {
             let mut mem = write_mem(&self.mem);
-            for entry in entries {
-                let index = entry.index();
-                rows.push((index, codec::encode(&entry)?));
-                mem.entries.insert(index, entry);
+            for entry in accepted {
+                mem.entries.insert(entry.index(), entry);
             }
         }
         self.send(WriteOp::Append {
@@ -379,7 +496,7 @@ pub fn write_restored(dir: &Path, log_id: LogId, vote: Vote) -> io::Result<()> {
 
 /// Whether `dir` already holds a Raft log.
 pub fn exists(dir: &Path) -> bool {
-    super::wal::exists(dir)
+    wal::exists(dir)
 }
 
 #[cfg(test)]

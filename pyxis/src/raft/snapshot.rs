@@ -12,7 +12,7 @@
 //! snapshot, never a torn one. What a snapshot holds is decided by `state_machine`; this
 //! module only stores it with its metadata.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SnapshotMeta;
 use super::codec;
+use super::wal::fs::{Fs, FsFile, OsFs};
 
 const MAGIC: &[u8; 8] = b"PYXSNAP3";
 const MAGIC_V2: &[u8; 8] = b"PYXSNAP2";
@@ -86,6 +87,11 @@ impl SnapshotDir {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The path of the snapshot file in the snapshot dir `dir`.
+pub fn file_in(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
 }
 
 /// Writes a whole snapshot file of `state` at `meta` to `out` (backups stream it).
@@ -209,6 +215,15 @@ pub fn write_atomically_with(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<Paced>) -> io::Result<()>,
 ) -> io::Result<u64> {
+    write_atomically_in(&OsFs, path, fill)
+}
+
+/// [`write_atomically_with`] on the file system `fs` (a simulated one in crash tests).
+pub(crate) fn write_atomically_in<F: Fs>(
+    fs: &F,
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<Paced<F::File>>) -> io::Result<()>,
+) -> io::Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -221,19 +236,27 @@ pub fn write_atomically_with(
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let written = (|| {
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        let mut w = BufWriter::with_capacity(WRITE_BUFFER, Paced { file, unsynced: 0 });
+        // Truncating, not `create_new`: a temp file a crash left behind (a reused pid after
+        // a reboot) must not make every later write fail.
+        let file = fs.create(&tmp)?;
+        let mut w = BufWriter::with_capacity(
+            WRITE_BUFFER,
+            Paced {
+                file,
+                unsynced: 0,
+                written: 0,
+            },
+        );
         fill(&mut w)?;
-        let paced = w.into_inner().map_err(io::IntoInnerError::into_error)?;
-        paced.file.sync_all()?;
-        let size = paced.file.metadata()?.len();
-        fs::rename(&tmp, path)?;
+        let mut paced = w.into_inner().map_err(io::IntoInnerError::into_error)?;
+        paced.file.sync_data()?;
+        fs.rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()?;
-        Ok(size)
+        fs.sync_dir(dir)?;
+        Ok(paced.written)
     })();
     if written.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs.remove(&tmp);
     }
     written
 }
@@ -242,15 +265,17 @@ pub fn write_atomically_with(
 ///
 /// One big write-then-fsync would pile up dirty pages that the Raft log's next
 /// `fdatasync` has to wait behind (ext4 ordered mode), stalling writes.
-pub struct Paced {
-    file: File,
+pub struct Paced<F = File> {
+    file: F,
     unsynced: usize,
+    written: u64,
 }
 
-impl Write for Paced {
+impl<F: FsFile> Write for Paced<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.unsynced += n;
+        self.written += n as u64;
         if self.unsynced >= SYNC_EVERY {
             self.file.sync_data()?;
             self.unsynced = 0;
@@ -370,6 +395,48 @@ mod tests {
         check.update(&damaged);
         assert!(check.finish().is_err());
         assert!(StreamCheck::default().finish().is_err());
+    }
+
+    /// Crashes an atomic replace at every step (the snapshot file and the cluster-id file are
+    /// both written this way): a reader after the crash finds the old content or the whole
+    /// new one, and the new one once the call returned.
+    #[test]
+    fn a_crash_at_any_step_of_an_atomic_write_leaves_old_or_new() {
+        use crate::raft::wal::sim::{Names, SimFs, Tear};
+        let path = Path::new("/sim/data/snapshot.bin");
+        let old = vec![1u8; 3000];
+        // Larger than the write buffer and the sync step, so pacing syncs run too.
+        let big = vec![2u8; SYNC_EVERY + WRITE_BUFFER + 10];
+        for new in [b"0123456789abcdef\n".to_vec(), big] {
+            let mut step = 1;
+            loop {
+                let fs = SimFs::default();
+                write_atomically_in(&fs, path, |w| w.write_all(&old)).unwrap();
+                let base = fs.steps();
+                fs.crash_at(base + step);
+                let res = write_atomically_in(&fs, path, |w| w.write_all(&new));
+                for names in [Names::Durable, Names::Live] {
+                    for tear in [Tear::Lost, Tear::Kept, Tear::Prefix(5), Tear::ZerosFrom(0)] {
+                        let got = fs.crash_image(names, tear).content(path);
+                        let got = got.as_deref();
+                        if res.is_ok() {
+                            assert_eq!(got, Some(&new[..]), "step {step} {names:?} {tear:?}");
+                        } else {
+                            assert!(
+                                got == Some(&old[..]) || got == Some(&new[..]),
+                                "step {step} {names:?} {tear:?}: {} bytes",
+                                got.map_or(0, <[u8]>::len)
+                            );
+                        }
+                    }
+                }
+                if res.is_ok() {
+                    break;
+                }
+                step += 1;
+            }
+            assert!(step > 3, "{step} steps");
+        }
     }
 
     #[test]

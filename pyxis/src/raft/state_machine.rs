@@ -265,9 +265,24 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // is not held up.
         let (meta, kv, covered_bytes) = self.shared.copy_state();
         let shared = self.shared.clone();
-        let (meta, written) =
-            background(move || shared.save_snapshot(&meta, |dir| dir.save_state(&meta, &kv)))
-                .await?;
+        let built =
+            background(move || shared.save_snapshot(&meta, |dir| dir.save_state(&meta, &kv))).await;
+        let (meta, written) = match built {
+            Ok(done) => done,
+            Err(e) => {
+                // openraft takes an error here for a fatal storage error and stops Raft. A
+                // failed build (EMFILE, ENOSPC on the temp file, which the writer removed)
+                // loses nothing, since the log still covers it: keep serving, report the
+                // current snapshot as built (openraft ignores one that is not newer) and let
+                // `snapshot_policy` trigger again later.
+                tracing::warn!(error = %e, "building a snapshot failed; keeping the current one, will retry");
+                metrics::counter!("pyxis_snapshot_build_failures_total").increment(1);
+                return Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+                    meta: self.shared.current().clone().unwrap_or_default(),
+                    snapshot: SnapshotData::default(),
+                });
+            }
+        };
         let index = meta.last_log_id.map_or(0, |id| id.index);
         match written {
             Some(bytes) => {

@@ -1,33 +1,39 @@
 //! The write-ahead log file format under the Raft log store: append-only segments.
 //!
-//! Every change to the log (an entry, a truncation, a purge, a vote, a committed id)
-//! is one framed record appended to the active segment; a batch of records is written
-//! with one `write` and made durable with one `fdatasync`. Opening replays all segments
-//! in order. A torn record at the end of the last segment (a crash mid-write) is cut
-//! off; damage anywhere else stops the open, since skipping it could lose acknowledged
-//! entries. Each new segment starts with the current vote, committed id and purge
-//! point, so a purge can delete whole old segments. Threading and the in-memory copy
-//! of the log are the job of `log_store`; this module only reads and writes files.
+//! Every change to the log (an entry, a truncation, a purge, a vote, a committed id) is one
+//! framed record appended to the active segment; a batch is one `write` and one `fdatasync`.
+//! Opening replays all segments in order; only a torn tail of the last segment (see
+//! `format::judge_tail`) is cut off, damage anywhere else fails the open naming file and
+//! offset. A new segment is written with a head (vote, committed id, purge point) under a temp
+//! name, synced and renamed into place, so a purge can delete whole old segments. Threads and
+//! the in-memory log are `log_store`'s; files are reached through [`fs::Fs`] so tests can
+//! crash them at any step.
+
+mod format;
+pub mod fs;
+#[cfg(test)]
+pub(crate) mod sim;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+use self::format::{Frame, Layout, MAGIC, Tail};
+use self::fs::{Fs, FsFile, OsFs};
+
+pub use self::format::MAX_BODY;
+
 /// A segment is closed and a new one started once it grows past this size.
-const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Frame header: body length (u32 LE) and CRC-32 of the body (u32 LE).
-const HEADER: usize = 8;
+/// Suffix of a segment being created; such files never count and are removed on open.
+const TEMP_SUFFIX: &str = ".wal.tmp";
 
-/// Largest record body accepted when reading (a 4 MiB value plus its encoding).
-const MAX_BODY: usize = 64 * 1024 * 1024;
-
-const KIND_ENTRY: u8 = 1;
-const KIND_TRUNCATE: u8 = 2;
-const KIND_PURGE: u8 = 3;
-const KIND_VOTE: u8 = 4;
-const KIND_COMMITTED: u8 = 5;
+/// What an operator does about a log that cannot be trusted; part of every such error.
+pub const RECOVERY: &str = "recovery: remove this member from the cluster on a healthy member \
+     (`pyxis members remove ID`), move this data dir away, start the node with `--join` on an \
+     empty data dir and add it back as a new member (`pyxis members add ID ADDR`); a single-node \
+     store is restored from a backup (`pyxis snapshot restore`)";
 
 /// One change to the log, as written to disk. Payloads are opaque bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +61,7 @@ pub enum Record {
 }
 
 /// What replaying the segments produced.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Replayed {
     /// Live entries by index.
     pub entries: BTreeMap<u64, Vec<u8>>,
@@ -67,20 +73,44 @@ pub struct Replayed {
     pub purged: Option<Vec<u8>>,
 }
 
+impl Replayed {
+    /// Whether the log holds nothing at all: no entry, vote, committed id or purge point.
+    pub fn is_blank(&self) -> bool {
+        *self == Replayed::default()
+    }
+
+    fn apply(&mut self, record: Record, purged_upto: &mut Option<u64>) {
+        match record {
+            Record::Entry { index, bytes } => {
+                self.entries.insert(index, bytes);
+            }
+            Record::TruncateFrom(from) => drop(self.entries.split_off(&from)),
+            Record::Purge { upto, state } => {
+                self.entries = self.entries.split_off(&(upto + 1));
+                self.purged = Some(state);
+                *purged_upto = Some(upto);
+            }
+            Record::Vote(v) => self.vote = Some(v),
+            Record::Committed(c) => self.committed = Some(c),
+        }
+    }
+}
+
 /// One segment file and the highest entry index it holds.
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
     max_index: Option<u64>,
+    layout: Layout,
 }
 
-/// An open write-ahead log.
-#[derive(Debug)]
-pub struct Wal {
+/// An open write-ahead log on the file system `F`.
+pub struct Wal<F: Fs = OsFs> {
+    fs: F,
     dir: PathBuf,
     /// Closed segments, oldest first; the active one is last and open in `file`.
     segments: Vec<Segment>,
-    file: File,
+    file: F::File,
     size: u64,
     segment_bytes: u64,
     next_seq: u64,
@@ -91,10 +121,10 @@ pub struct Wal {
 
 /// Whether `dir` already holds a log.
 pub fn exists(dir: &Path) -> bool {
-    segment_paths(dir).is_ok_and(|s| !s.is_empty())
+    segment_paths(&OsFs, dir).is_ok_and(|s| !s.is_empty())
 }
 
-impl Wal {
+impl Wal<OsFs> {
     /// Opens the log in `dir` (created if missing) and replays it.
     pub fn open(dir: &Path) -> io::Result<(Wal, Replayed)> {
         Self::open_with(dir, SEGMENT_BYTES)
@@ -102,70 +132,132 @@ impl Wal {
 
     /// [`Wal::open`] with a chosen segment size (small ones in tests exercise rotation).
     pub fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<(Wal, Replayed)> {
-        fs::create_dir_all(dir)?;
-        let paths = segment_paths(dir)?;
+        Wal::open_in(OsFs, dir, segment_bytes)
+    }
+}
+
+impl<F: Fs> Wal<F> {
+    /// Opens the log in `dir` on the file system `fs` and replays it.
+    pub fn open_in(fs: F, dir: &Path, segment_bytes: u64) -> io::Result<(Wal<F>, Replayed)> {
+        fs.create_dir_all(dir)?;
+        for name in fs.list(dir)? {
+            if name.ends_with(TEMP_SUFFIX) {
+                // A segment whose creation a crash interrupted: it never counted.
+                fs.remove(&dir.join(name))?;
+            }
+        }
+        let mut paths = segment_paths(&fs, dir)?;
+        let mut last_data = match paths.last() {
+            Some((_, p)) => fs.read(p)?,
+            None => Vec::new(),
+        };
+        if last_data.is_empty() && paths.len() >= 2 {
+            let (_, prev) = &paths[paths.len() - 2];
+            let prev_data = fs.read(prev)?;
+            if Layout::of(&prev_data).0 == Layout::Legacy {
+                // Versions before segment heads were renamed into place created the file
+                // first and wrote its head after: a crash in between left it empty.
+                let (_, empty) = paths.remove(paths.len() - 1);
+                tracing::warn!(path = %empty.display(), "removing an empty wal segment left by an interrupted rotation");
+                fs.remove(&empty)?;
+                fs.sync_dir(dir)?;
+                last_data = prev_data;
+            }
+        }
         let mut replayed = Replayed::default();
         let mut purged_upto = None;
         let mut segments = Vec::new();
+        let mut last_len = 0;
+        let count = paths.len();
         for (i, (_, path)) in paths.iter().enumerate() {
-            let last = i + 1 == paths.len();
-            let max_index = replay_segment(path, last, &mut replayed, &mut purged_upto)?;
+            let last = i + 1 == count;
+            let data = if last {
+                std::mem::take(&mut last_data)
+            } else {
+                fs.read(path)?
+            };
+            let (layout, max_index, valid) =
+                replay_segment(path, &data, last, &mut replayed, &mut purged_upto)?;
+            if valid < data.len() {
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = valid,
+                    dropped = data.len() - valid,
+                    "cutting a torn record off the end of the wal"
+                );
+                let mut f = fs.open_append(path)?;
+                f.set_len(valid as u64)?;
+                f.sync_data()?;
+            }
+            last_len = valid as u64;
             segments.push(Segment {
                 path: path.clone(),
                 max_index,
+                layout,
             });
         }
         let next_seq = paths.last().map_or(0, |(seq, _)| seq + 1);
-        let mut wal = match segments.pop() {
-            Some(active) => {
-                let file = OpenOptions::new().append(true).open(&active.path)?;
-                let size = file.metadata()?.len();
-                segments.push(active);
-                Wal {
-                    dir: dir.to_owned(),
-                    segments,
-                    file,
-                    size,
-                    segment_bytes,
-                    next_seq,
-                    vote: None,
-                    committed: None,
-                    purged: None,
-                }
+        let purged = purged_upto.zip(replayed.purged.clone());
+        let (file, size) = match segments.last() {
+            Some(active) if active.layout == Layout::V2 => {
+                (fs.open_append(&active.path)?, last_len)
             }
-            None => {
-                let (file, path) = create_segment(dir, 0)?;
-                Wal {
-                    dir: dir.to_owned(),
-                    segments: vec![Segment {
-                        path,
-                        max_index: None,
-                    }],
-                    file,
-                    size: 0,
-                    segment_bytes,
-                    next_seq: 1,
-                    vote: None,
-                    committed: None,
-                    purged: None,
+            // A new log, or a legacy last segment: never append frames of another layout to
+            // it, start a new segment instead.
+            _ => {
+                let head = head_records(&replayed.vote, &replayed.committed, &purged);
+                let (file, path, size) = create_segment(&fs, dir, next_seq, &head)?;
+                if count == 0 {
+                    // A new log: its directory's own entry must be durable too.
+                    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                    fs.sync_dir(parent.unwrap_or(Path::new(".")))?;
                 }
+                segments.push(Segment {
+                    path,
+                    max_index: None,
+                    layout: Layout::V2,
+                });
+                (file, size)
             }
         };
-        wal.vote = replayed.vote.clone();
-        wal.committed = replayed.committed.clone();
-        wal.purged = purged_upto.zip(replayed.purged.clone());
+        let next_seq = next_seq + u64::from(segments.len() > count);
+        let wal = Wal {
+            fs,
+            dir: dir.to_owned(),
+            segments,
+            file,
+            size,
+            segment_bytes,
+            next_seq,
+            vote: replayed.vote.clone(),
+            committed: replayed.committed.clone(),
+            purged,
+        };
         Ok((wal, replayed))
     }
 
-    /// Appends `records` and makes them durable (one write, one `fdatasync`).
+    /// Appends `records` and makes them durable (one write, one `fdatasync`). A record
+    /// larger than [`MAX_BODY`] fails the whole call before anything is written.
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            format::encode(r, &mut buf).map_err(|len| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a wal record of {len} bytes is over the limit of {MAX_BODY} bytes; nothing was written"
+                    ),
+                )
+            })?;
+        }
         if self.size >= self.segment_bytes {
             self.rotate()?;
         }
-        let mut buf = Vec::new();
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        self.size += buf.len() as u64;
         let mut purge_upto = None;
         for r in records {
-            encode(r, &mut buf);
             match r {
                 Record::Entry { index, .. } => {
                     let active = self.active();
@@ -180,9 +272,6 @@ impl Wal {
                 Record::TruncateFrom(_) => {}
             }
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
-        self.size += buf.len() as u64;
         if let Some(upto) = purge_upto {
             self.remove_purged_segments(upto);
         }
@@ -196,209 +285,140 @@ impl Wal {
 
     /// Starts a new segment whose head restates the vote, committed id and purge point.
     fn rotate(&mut self) -> io::Result<()> {
-        let (mut file, path) = create_segment(&self.dir, self.next_seq)?;
+        let head = head_records(&self.vote, &self.committed, &self.purged);
+        let (file, path, size) = create_segment(&self.fs, &self.dir, self.next_seq, &head)?;
         self.next_seq += 1;
-        let mut head = Vec::new();
-        if let Some(v) = &self.vote {
-            encode(&Record::Vote(v.clone()), &mut head);
-        }
-        if let Some(c) = &self.committed {
-            encode(&Record::Committed(c.clone()), &mut head);
-        }
-        if let Some((upto, state)) = &self.purged {
-            encode(
-                &Record::Purge {
-                    upto: *upto,
-                    state: state.clone(),
-                },
-                &mut head,
-            );
-        }
-        file.write_all(&head)?;
-        file.sync_data()?;
         self.file = file;
-        self.size = head.len() as u64;
+        self.size = size;
         self.segments.push(Segment {
             path,
             max_index: None,
+            layout: Layout::V2,
         });
         Ok(())
     }
 
     /// Deletes the oldest closed segments whose entries are all purged. Only a prefix is
-    /// removed, so replaying what is left gives the same state.
+    /// removed, and the purge record is durable first, so a removal a crash undoes (the
+    /// directory is not synced) replays to the same state.
     fn remove_purged_segments(&mut self, upto: u64) {
         while self.segments.len() > 1 && self.segments[0].max_index.is_none_or(|m| m <= upto) {
             let seg = self.segments.remove(0);
-            if let Err(e) = fs::remove_file(&seg.path) {
-                // Harmless: replay of a leftover purged segment yields the same state.
+            if let Err(e) = self.fs.remove(&seg.path) {
                 tracing::warn!(path = %seg.path.display(), error = %e, "could not remove a purged wal segment");
             }
         }
     }
 }
 
-fn segment_paths(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for ent in rd {
-        let path = ent?.path();
-        let seq = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(seq) = seq {
-            out.push((seq, path));
-        }
+/// The records every new segment starts with, restating the log's state.
+fn head_records(
+    vote: &Option<Vec<u8>>,
+    committed: &Option<Vec<u8>>,
+    purged: &Option<(u64, Vec<u8>)>,
+) -> Vec<Record> {
+    let mut head = Vec::new();
+    if let Some(v) = vote {
+        head.push(Record::Vote(v.clone()));
     }
+    if let Some(c) = committed {
+        head.push(Record::Committed(c.clone()));
+    }
+    if let Some((upto, state)) = purged {
+        head.push(Record::Purge {
+            upto: *upto,
+            state: state.clone(),
+        });
+    }
+    head
+}
+
+fn segment_paths<F: Fs>(fs: &F, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out: Vec<(u64, PathBuf)> = fs
+        .list(dir)?
+        .into_iter()
+        .filter_map(|name| {
+            let seq = name.strip_suffix(".wal")?.parse::<u64>().ok()?;
+            Some((seq, dir.join(name)))
+        })
+        .collect();
     out.sort();
     Ok(out)
 }
 
-fn create_segment(dir: &Path, seq: u64) -> io::Result<(File, PathBuf)> {
+/// Creates segment `seq` holding `head`: written and synced under a temp name, then renamed
+/// into place and the directory synced, so a segment never exists without its head.
+fn create_segment<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    seq: u64,
+    head: &[Record],
+) -> io::Result<(F::File, PathBuf, u64)> {
     let path = dir.join(format!("{seq:020}.wal"));
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)?;
-    // The new name must be durable before anything written into it counts.
-    File::open(dir)?.sync_all()?;
-    Ok((file, path))
-}
-
-fn encode(r: &Record, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER]);
-    match r {
-        Record::Entry { index, bytes } => {
-            out.push(KIND_ENTRY);
-            out.extend_from_slice(&index.to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        Record::TruncateFrom(from) => {
-            out.push(KIND_TRUNCATE);
-            out.extend_from_slice(&from.to_le_bytes());
-        }
-        Record::Purge { upto, state } => {
-            out.push(KIND_PURGE);
-            out.extend_from_slice(&upto.to_le_bytes());
-            out.extend_from_slice(state);
-        }
-        Record::Vote(v) => {
-            out.push(KIND_VOTE);
-            out.extend_from_slice(v);
-        }
-        Record::Committed(c) => {
-            out.push(KIND_COMMITTED);
-            out.extend_from_slice(c);
-        }
+    let tmp = dir.join(format!("{seq:020}{TEMP_SUFFIX}"));
+    let mut buf = MAGIC.to_vec();
+    for r in head {
+        format::encode(r, &mut buf)
+            .map_err(|len| io::Error::other(format!("a wal head record of {len} bytes")))?;
     }
-    let body = &out[start + HEADER..];
-    let len = body.len() as u32;
-    let crc = crc32fast::hash(body);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    let mut file = fs.create(&tmp)?;
+    file.write_all(&buf)?;
+    file.sync_data()?;
+    fs.rename(&tmp, &path)?;
+    fs.sync_dir(dir)?;
+    Ok((file, path, buf.len() as u64))
 }
 
-fn decode(body: &[u8]) -> Option<Record> {
-    let (&kind, rest) = body.split_first()?;
-    let u64_then = |b: &[u8]| -> Option<(u64, Vec<u8>)> {
-        let (n, tail) = b.split_at_checked(8)?;
-        Some((u64::from_le_bytes(n.try_into().ok()?), tail.to_vec()))
-    };
-    Some(match kind {
-        KIND_ENTRY => {
-            let (index, bytes) = u64_then(rest)?;
-            Record::Entry { index, bytes }
-        }
-        KIND_TRUNCATE => Record::TruncateFrom(u64_then(rest)?.0),
-        KIND_PURGE => {
-            let (upto, state) = u64_then(rest)?;
-            Record::Purge { upto, state }
-        }
-        KIND_VOTE => Record::Vote(rest.to_vec()),
-        KIND_COMMITTED => Record::Committed(rest.to_vec()),
-        _ => return None,
-    })
-}
-
-/// Replays one segment into `out`; returns the highest entry index it holds. In the last
-/// segment a damaged tail is cut off; elsewhere it is an error.
+/// Replays one segment into `out`: its layout, highest entry index and the length of its
+/// valid part (shorter than `data` only for a torn tail of the last segment).
 fn replay_segment(
     path: &Path,
+    data: &[u8],
     last: bool,
     out: &mut Replayed,
     purged_upto: &mut Option<u64>,
-) -> io::Result<Option<u64>> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
-    let mut pos = 0usize;
+) -> io::Result<(Layout, Option<u64>, usize)> {
+    let damaged = |offset: usize, why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: damaged wal record at byte offset {offset} ({why}); not a torn tail left by \
+                 a crash, so this log cannot be trusted and the node will not start; {RECOVERY}",
+                path.display()
+            ),
+        )
+    };
+    if data.is_empty() {
+        return Err(damaged(0, "the segment is empty, without its head"));
+    }
+    let (layout, mut pos) = Layout::of(data);
+    if layout == Layout::Legacy && MAGIC.starts_with(data) {
+        return Err(damaged(0, "the segment header is cut short"));
+    }
     let mut max_index = None;
     while pos < data.len() {
-        match next_record(&data[pos..]) {
-            Some((record, used)) => {
+        match format::parse(&data[pos..], layout) {
+            Frame::Record(record, used) => {
                 pos += used;
-                match record {
-                    Record::Entry { index, bytes } => {
-                        max_index = max_index.max(Some(index));
-                        out.entries.insert(index, bytes);
-                    }
-                    Record::TruncateFrom(from) => drop(out.entries.split_off(&from)),
-                    Record::Purge { upto, state } => {
-                        out.entries = out.entries.split_off(&(upto + 1));
-                        out.purged = Some(state);
-                        *purged_upto = Some(upto);
-                    }
-                    Record::Vote(v) => out.vote = Some(v),
-                    Record::Committed(c) => out.committed = Some(c),
+                if let Record::Entry { index, .. } = &record {
+                    max_index = max_index.max(Some(*index));
+                }
+                out.apply(record, purged_upto);
+            }
+            Frame::Incomplete | Frame::Bad(_) if last => {
+                match format::judge_tail(data, pos, layout) {
+                    Tail::Torn => break,
+                    Tail::Damaged(why) => return Err(damaged(pos, &why)),
                 }
             }
-            None if last => {
-                tracing::warn!(
-                    path = %path.display(),
-                    offset = pos,
-                    dropped = data.len() - pos,
-                    "cutting a torn record off the end of the wal"
-                );
-                let f = OpenOptions::new().write(true).open(path)?;
-                f.set_len(pos as u64)?;
-                f.sync_all()?;
-                break;
-            }
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: damaged wal record at offset {pos} in a closed segment",
-                        path.display()
-                    ),
-                ));
-            }
+            Frame::Incomplete => return Err(damaged(pos, "a closed segment ends mid-record")),
+            Frame::Bad(why) => return Err(damaged(pos, why)),
         }
     }
-    Ok(max_index)
+    Ok((layout, max_index, pos))
 }
 
-/// Parses one frame at the start of `data`: the record and the bytes it used, or None
-/// if the frame is incomplete or fails its checksum.
-fn next_record(data: &[u8]) -> Option<(Record, usize)> {
-    let header = data.get(..HEADER)?;
-    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    if len == 0 || len > MAX_BODY {
-        return None;
-    }
-    let body = data.get(HEADER..HEADER + len)?;
-    if crc32fast::hash(body) != crc {
-        return None;
-    }
-    Some((decode(body)?, HEADER + len))
-}
-
+#[cfg(test)]
+mod crash_tests;
 #[cfg(test)]
 mod tests;

@@ -381,6 +381,21 @@ impl Cluster {
         self.wait_ready(id).await
     }
 
+    /// Starts node `id` again with the same arguments, expecting it to refuse to start:
+    /// returns its exit status and what it wrote to stderr; fails if it is still running
+    /// after `timeout`.
+    pub async fn restart_expecting_exit(
+        &mut self,
+        id: NodeId,
+        timeout: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        self.respawn(id)?;
+        let node = self.node_mut(id)?;
+        let status = node.proc.wait_exit(timeout).await?;
+        node.running = false;
+        Ok((status, node.proc.stderr_of_this_run()))
+    }
+
     /// Restarts several nodes at once: all are spawned before any is waited for, so nodes
     /// that need a quorum to report healthy are not waited on alone.
     pub async fn restart_many(&mut self, ids: &[NodeId]) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -160,6 +160,35 @@ impl Proc {
                 .with_context(|| format!("send {name} to {} (pid {pid})", self.name));
         }
         Ok(())
+    }
+
+    /// Waits until the process exits by itself and returns its status; fails after `timeout`
+    /// (the process is left running then).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .with_context(|| format!("wait for {}", self.name))?
+            {
+                return Ok(status);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "{} still running after {timeout:?}\n{}",
+                    self.name,
+                    self.log_tail(50)
+                );
+            }
+            // Polling the child is the exit mechanism here, as for `wait_for_line`.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What this run (not earlier runs under the same name) wrote to stderr so far.
+    pub fn stderr_of_this_run(&self) -> String {
+        read_from(&self.stderr, self.stderr_start)
     }
 
     /// Waits until a line of this run's stdout or stderr contains `pattern`, and returns it.

@@ -7,6 +7,8 @@
 //! - `store_once`: a write whose reply is lost and that is sent again (by the forwarding node, by a
 //!   client with the same request id) applies once.
 //! - `store_conns`: idle, trickling and slow connections are closed; connections over the bound get 503.
+//! - `store_damage`: a damaged WAL stops the node (a torn tail does not), a full disk during a log
+//!   write exits it, a failing snapshot build is retried while it serves.
 //! - `store_input`: bad requests are refused with a JSON error and change nothing.
 //! - `store_leases`: lease expiry, survival across a leader kill, revoke.
 //! - `store_limits`: read-only txns take no log entry; op and reply caps keep one request from
@@ -33,6 +35,7 @@ mod naming;
 mod nemesis;
 mod store_cluster;
 mod store_conns;
+mod store_damage;
 mod store_faults;
 mod store_health;
 mod store_history;
