@@ -11,7 +11,8 @@ use pyxis_client::{Client, Error};
 use crate::writer::Writer;
 
 /// A watcher connected to the leader keeps every event, once, in order, while the leader
-/// is killed and writes go on through the other nodes.
+/// is killed and writes go on through the other nodes; transactions that change several
+/// keys in one revision arrive whole, before and after the resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_on_another_node_without_gap_or_duplicate() {
     let mut c = Cluster::start(3).await.unwrap();
@@ -30,28 +31,80 @@ async fn watch_resumes_on_another_node_without_gap_or_duplicate() {
         false,
     );
     let long = Duration::from_secs(60);
+    let three = |tag: &str| {
+        let ops: Vec<serde_json::Value> = ["a", "b", "c"]
+            .iter()
+            .map(
+                |k| serde_json::json!({"op": "put", "key": format!("/wf/{tag}/{k}"), "value": "v"}),
+            )
+            .collect();
+        serde_json::json!({"compare": [], "success": ops, "failure": []})
+    };
+    let mut seen = Vec::new();
+    let mut next_put = async |seen: &mut Vec<(u64, String)>| {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), watch.next())
+                .await
+                .expect("watch stalled")
+                .expect("watch failed");
+            match msg {
+                WatchMessage::Put { key, mod_rev, .. } => {
+                    seen.push((mod_rev, key));
+                    return;
+                }
+                WatchMessage::Progress { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
     writer.wait_acked(30, long).await.unwrap();
+    let txn_before = c
+        .api()
+        .txn(&c.url(survivors[0]), &three("before"))
+        .await
+        .unwrap();
+    assert_eq!(txn_before.status, 200, "{}", txn_before.text());
+    // Read from the stream before the kill, so the watch is connected to the leader and must
+    // resume on another node from where it was.
+    while seen.len() < 10 {
+        next_put(&mut seen).await;
+    }
     c.kill9(leader).unwrap();
     let n = writer.acked_count();
+    writer.wait_acked(n + 15, long).await.unwrap();
+    let txn_after = c
+        .api()
+        .txn(&c.url(survivors[0]), &three("after"))
+        .await
+        .unwrap();
+    assert_eq!(txn_after.status, 200, "{}", txn_after.text());
+    let txn_rev = txn_after
+        .json::<pyxis_client::api::TxnResponse>()
+        .unwrap()
+        .revision;
     writer.wait_acked(n + 30, long).await.unwrap();
     let (acked, _errors) = writer.stop().await;
-    let last = acked.iter().map(|a| a.revision).max().unwrap();
+    let last = acked.iter().map(|a| a.revision).max().unwrap().max(txn_rev);
 
-    let mut seen = Vec::new();
     while seen.last().is_none_or(|(r, _)| *r < last) {
-        let msg = tokio::time::timeout(Duration::from_secs(30), watch.next())
-            .await
-            .expect("watch stalled")
-            .expect("watch failed");
-        match msg {
-            WatchMessage::Put { key, mod_rev, .. } => seen.push((mod_rev, key)),
-            WatchMessage::Progress { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
+        next_put(&mut seen).await;
     }
-    // Strictly increasing revisions: nothing repeated, nothing out of order.
+    // Revisions never go back, and no (revision, key) comes twice: nothing repeated, nothing
+    // out of order, even where one revision holds several events.
     for pair in seen.windows(2) {
-        assert!(pair[0].0 < pair[1].0, "out of order or duplicate: {pair:?}");
+        assert!(pair[0] < pair[1], "out of order or duplicate: {pair:?}");
+    }
+    for tag in ["before", "after"] {
+        let revs: BTreeSet<u64> = seen
+            .iter()
+            .filter(|(_, k)| k.starts_with(&format!("/wf/{tag}/")))
+            .map(|(r, _)| *r)
+            .collect();
+        let keys = seen
+            .iter()
+            .filter(|(_, k)| k.starts_with(&format!("/wf/{tag}/")))
+            .count();
+        assert_eq!((revs.len(), keys), (1, 3), "txn {tag}: {seen:?}");
     }
     // Every acknowledged put is there (unacknowledged ones may be too: they may have committed).
     let got: BTreeSet<(u64, String)> = seen.into_iter().collect();
