@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use ns_core::schema::{Shift, TrafficPolicy};
+use ns_core::{DcName, InstanceId};
 use pyxis_client::Client;
 use pyxis_client::api::ErrorCode;
 use serde_json::{Value, json};
@@ -43,8 +45,11 @@ pub enum TrafficCmd {
         #[arg(long)]
         to: String,
         /// Share of FROM's clients, 0 to 100.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
         percent: u8,
+        /// Let the whole policy expire after this long (`30m`, `2h`): sets `expires_at`.
+        #[arg(long = "for", value_parser = parse_for)]
+        for_: Option<Duration>,
     },
     /// Take instance ID out of traffic (or put it back with --undo).
     Drain {
@@ -86,8 +91,21 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
             from,
             to,
             percent,
-        } => edit(client, &name, |p| set_shift(p, &from, &to, percent)).await,
+            for_,
+        } => {
+            let from = DcName::parse(&from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+            let to = DcName::parse(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            let expires_at = for_.map(expiry_in).transpose()?;
+            edit(client, &name, |p| {
+                set_shift(p, &from, &to, percent);
+                if expires_at.is_some() {
+                    p.expires_at = expires_at;
+                }
+            })
+            .await
+        }
         TrafficCmd::Drain { name, id, undo } => {
+            let id = InstanceId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
             edit(client, &name, |p| set_drain(p, &id, !undo)).await
         }
     }
@@ -96,17 +114,25 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
 /// How many times `edit` reads again after losing a race with another writer.
 const EDIT_ATTEMPTS: u32 = 20;
 
-/// Applies `change` to the current policy (`{}` if none) and writes it back only if it is
-/// unchanged since the read, re-reading on each conflict.
-async fn edit(client: &Client, name: &str, change: impl Fn(&mut Value)) -> anyhow::Result<()> {
+/// Applies `change` to the current policy (the defaults if none) and writes it back only if
+/// it is unchanged since the read, re-reading on each conflict. The policy is edited as
+/// `ns-core`'s [`TrafficPolicy`], the one definition the server validates against.
+async fn edit(
+    client: &Client,
+    name: &str,
+    change: impl Fn(&mut TrafficPolicy),
+) -> anyhow::Result<()> {
     for attempt in 1..=EDIT_ATTEMPTS {
-        let (mut policy, rev) = client
+        let (stored, rev) = client
             .traffic_versioned(name)
             .await
             .with_context(|| format!("traffic {name}"))?
             .unwrap_or_else(|| (json!({}), 0));
+        let mut policy = TrafficPolicy::from_json(&serde_json::to_vec(&stored)?)
+            .map_err(|e| anyhow::anyhow!("traffic {name}: the stored policy is not valid: {e}"))?;
         change(&mut policy);
-        match client.put_traffic_if(name, &policy, rev).await {
+        let value = serde_json::to_value(&policy)?;
+        match client.put_traffic_if(name, &value, rev).await {
             Ok(r) => return print(format!("revision {}\n", r.revision)),
             Err(e) if e.code() == Some(ErrorCode::CompareFailed) => {
                 tracing::debug!(attempt, "traffic {name} changed since it was read; again");
@@ -129,63 +155,93 @@ async fn write(client: &Client, name: &str, policy: &Value) -> anyhow::Result<()
     print(format!("revision {}\n", r.revision))
 }
 
-/// Sets (or with 0 removes) the shift FROM -> TO in a policy document.
-fn set_shift(policy: &mut Value, from: &str, to: &str, percent: u8) {
-    let shifts = policy
-        .as_object_mut()
-        .map(|o| o.entry("shifts").or_insert_with(|| json!([])));
-    let Some(Value::Array(shifts)) = shifts else {
-        return;
-    };
-    shifts.retain(|s| !(s["from_dc"] == from && s["to_dc"] == to));
+/// Sets (or with 0 removes) the shift FROM -> TO.
+fn set_shift(policy: &mut TrafficPolicy, from: &DcName, to: &DcName, percent: u8) {
+    policy
+        .shifts
+        .retain(|s| !(s.from_dc == *from && s.to_dc == *to));
     if percent > 0 {
-        shifts.push(json!({"from_dc": from, "to_dc": to, "percent": percent}));
+        policy.shifts.push(Shift {
+            from_dc: from.clone(),
+            to_dc: to.clone(),
+            percent,
+        });
     }
 }
 
-/// Marks instance `id` drained (or not) in a policy document, keeping its other overrides.
-fn set_drain(policy: &mut Value, id: &str, drain: bool) {
-    let overrides = policy
-        .as_object_mut()
-        .map(|o| o.entry("overrides").or_insert_with(|| json!({})));
-    let Some(Value::Object(overrides)) = overrides else {
-        return;
-    };
-    let entry = overrides.entry(id.to_owned()).or_insert_with(|| json!({}));
-    if let Value::Object(o) = entry {
-        o.insert("drain".into(), Value::Bool(drain));
-    }
+/// Marks instance `id` drained (or not), keeping its other overrides.
+fn set_drain(policy: &mut TrafficPolicy, id: &InstanceId, drain: bool) {
+    policy.overrides.entry(id.clone()).or_default().drain = drain;
+}
+
+/// Unix time in milliseconds `d` from now: the `expires_at` of `--for`.
+fn expiry_in(d: Duration) -> anyhow::Result<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    u64::try_from((now + d).as_millis()).context("--for: too far in the future")
+}
+
+/// Parses `--for`: `30m`, `2h`, `90s`.
+fn parse_for(s: &str) -> Result<Duration, String> {
+    crate::http::api_v1::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a duration like 90s, 30m or 2h, got {s:?}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn policy(json: &str) -> TrafficPolicy {
+        TrafficPolicy::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn dc(s: &str) -> DcName {
+        DcName::parse(s).unwrap()
+    }
+
     #[test]
     fn shift_replaces_the_same_pair_and_zero_removes() {
-        let mut p = json!({"shifts": [{"from_dc": "a", "to_dc": "b", "percent": 10}]});
-        set_shift(&mut p, "a", "b", 30);
+        let mut p = policy(r#"{"shifts": [{"from_dc": "a", "to_dc": "b", "percent": 10}]}"#);
+        set_shift(&mut p, &dc("a"), &dc("b"), 30);
         assert_eq!(
-            p["shifts"],
+            serde_json::to_value(&p.shifts).unwrap(),
             json!([{"from_dc": "a", "to_dc": "b", "percent": 30}])
         );
-        set_shift(&mut p, "a", "c", 5);
-        assert_eq!(p["shifts"].as_array().unwrap().len(), 2);
-        set_shift(&mut p, "a", "b", 0);
+        set_shift(&mut p, &dc("a"), &dc("c"), 5);
+        assert_eq!(p.shifts.len(), 2);
+        set_shift(&mut p, &dc("a"), &dc("b"), 0);
         assert_eq!(
-            p["shifts"],
+            serde_json::to_value(&p.shifts).unwrap(),
             json!([{"from_dc": "a", "to_dc": "c", "percent": 5}])
         );
+        p.validate().unwrap();
     }
 
     #[test]
     fn drain_keeps_other_override_fields() {
-        let mut p = json!({"overrides": {"i1": {"weight": 5}}});
-        set_drain(&mut p, "i1", true);
-        assert_eq!(p["overrides"]["i1"], json!({"weight": 5, "drain": true}));
-        set_drain(&mut p, "i2", true);
-        set_drain(&mut p, "i1", false);
-        assert_eq!(p["overrides"]["i1"]["drain"], json!(false));
-        assert_eq!(p["overrides"]["i2"]["drain"], json!(true));
+        let mut p = policy(r#"{"overrides": {"i1": {"weight": 5}}}"#);
+        let id = |s| InstanceId::parse(s).unwrap();
+        set_drain(&mut p, &id("i1"), true);
+        assert_eq!(
+            serde_json::to_value(&p.overrides[&id("i1")]).unwrap(),
+            json!({"weight": 5, "drain": true})
+        );
+        set_drain(&mut p, &id("i2"), true);
+        set_drain(&mut p, &id("i1"), false);
+        assert!(!p.overrides[&id("i1")].drain);
+        assert!(p.overrides[&id("i2")].drain);
+    }
+
+    #[test]
+    fn for_takes_minutes_and_hours_and_refuses_zero() {
+        assert_eq!(parse_for("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_for("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_for("0s").is_err());
+        assert!(parse_for("soon").is_err());
+        let at = expiry_in(Duration::from_secs(60)).unwrap();
+        let now = expiry_in(Duration::ZERO).unwrap();
+        assert!((59_000..=61_000).contains(&(at - now)), "{at} {now}");
     }
 }

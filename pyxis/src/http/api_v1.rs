@@ -33,7 +33,7 @@ const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The longest `timeout` a blocking read accepts.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -45,6 +45,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         "ms" => Some(std::time::Duration::from_millis(n)),
         "s" => Some(std::time::Duration::from_secs(n)),
         "m" => Some(std::time::Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(std::time::Duration::from_secs(n.checked_mul(3600)?)),
         _ => None,
     }
 }

@@ -238,3 +238,62 @@ async fn concurrent_traffic_edits_all_land() {
         "{policy}"
     );
 }
+
+/// `pyxis traffic shift --for` makes the policy expire (`expires_at` that far ahead), and a
+/// bad datacenter name is refused naming the flag, with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_for_a_while_sets_its_expiry() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let ep = c.endpoints();
+    let shift = |to: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "traffic",
+            "shift",
+            "web",
+            "--from",
+            "dc1",
+            "--to",
+            to,
+            "--percent",
+            "20",
+        ];
+        args.extend(extra);
+        args.extend(["--endpoints", ep.as_str()]);
+        run_cmd(c.bin(), args, CMD_TIMEOUT)
+    };
+    let bad = shift("Not_A_Dc", &[]).await.unwrap();
+    assert!(!bad.status.success());
+    assert!(bad.stderr.contains("--to"), "{}", bad.stderr);
+    assert_eq!(
+        c.api()
+            .get_path(&c.url(1), "/v1/traffic/web")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    shift("dc2", &["--for", "30m"])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let policy: serde_json::Value = c
+        .api()
+        .get_json(&c.url(1), "/v1/traffic/web")
+        .await
+        .unwrap();
+    let at = policy["expires_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{policy}"));
+    let ahead = at.saturating_sub(before);
+    assert!(
+        (29 * 60_000..=31 * 60_000).contains(&ahead),
+        "expires {ahead} ms ahead: {policy}"
+    );
+    assert_eq!(policy["shifts"][0]["percent"], 20, "{policy}");
+}
