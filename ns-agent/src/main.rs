@@ -1,70 +1,65 @@
-//! `ns-agent`: run the per-host agent, or check its files (`validate`), or ask a running agent
-//! (`status`, `maint`).
+//! `ns-agent`: run the per-host agent, check description files (`validate`), or ask a running
+//! agent (`status`, `maint`). Exit codes: 0 ok, 1 failure, 2 bad config. The CLI's types and
+//! the one-shot commands live in `ns_agent::cli`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
+use ns_agent::cli::Cli;
 use tracing_subscriber::EnvFilter;
-
-/// Pyxis host agent: registers this host's services and health-checks them.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// The agent's config file.
-    #[arg(long, short, global = true, default_value = "/etc/ns-agent/agent.toml")]
-    config: PathBuf,
-    /// Store endpoints, overriding the config's `store` (comma-separated).
-    #[arg(long, env = "PYXIS_ENDPOINTS", value_delimiter = ',')]
-    store: Option<Vec<String>>,
-    /// Check the config file and exit (0 good, 2 bad).
-    #[arg(long)]
-    check_config: bool,
-    /// On SIGTERM, run each service's `stop` after deregistering and draining.
-    #[arg(long)]
-    stop_services_on_exit: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Check description files without starting anything (exit 0 all good, 1 any bad).
-    Validate {
-        /// A description file or a directory of them.
-        path: PathBuf,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Validate { path }) = &cli.command {
-        let ok = ns_agent::cli::validate(path, &mut std::io::stdout().lock());
-        ns_agent::cli::flush_stdout();
-        return if matches!(ok, Ok(true)) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        };
-    }
-    let mut config = match ns_agent::AgentConfig::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(store) = cli.store {
-        config.store = store;
-    }
-    if cli.check_config {
-        return ExitCode::SUCCESS;
-    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let _ = cli.stop_services_on_exit;
-    ExitCode::SUCCESS
+    let config = ns_agent::AgentConfig::load(&cli.config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into(), 1),
+    };
+    if let Some(cmd) = cli.command {
+        // validate needs no config; status and maint take the API address from it.
+        let http = cli
+            .http
+            .or_else(|| config.as_ref().ok().map(|c| c.http.to_string()));
+        let http = http.unwrap_or_else(|| "127.0.0.1:8500".into());
+        let ok = runtime.block_on(ns_agent::cli::oneshot(cmd, &http));
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => return fail(&e.into(), 2),
+    };
+    if let Some(store) = cli.store.clone() {
+        config.store = store;
+    }
+    if cli.check_config {
+        return ExitCode::SUCCESS;
+    }
+    let options = ns_agent::RunOptions {
+        config_path: Some(cli.config),
+        store_override: cli.store,
+        stop_services_on_exit: cli.stop_services_on_exit,
+    };
+    let r = runtime.block_on(async {
+        let shutdown = ns_agent::shutdown_on_signals()?;
+        ns_agent::run(config, options, shutdown).await
+    });
+    r.map_or_else(|e| fail(&e, 1), |()| ExitCode::SUCCESS)
+}
+
+fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(code)
 }
