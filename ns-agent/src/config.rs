@@ -108,7 +108,14 @@ impl AgentConfig {
             field: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        // Scripts run in their own directories, so every path must be absolute by then.
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_owned());
         AgentConfig::parse(&text, path, &base)
     }
 

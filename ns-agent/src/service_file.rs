@@ -334,7 +334,9 @@ fn script_of(dir: &Path, s: &str) -> Result<Script, String> {
     if !s.contains('/') || s.contains(char::is_whitespace) {
         return Ok(Script::Shell(s.to_owned()));
     }
-    let path = dir.join(s);
+    // Scripts run with their file's directory as the working directory: a relative path
+    // would then resolve twice.
+    let path = std::path::absolute(dir.join(s)).unwrap_or_else(|_| dir.join(s));
     let meta = std::fs::metadata(&path)
         .map_err(|e| format!("{} does not exist or cannot be read: {e}", path.display()))?;
     if !meta.is_file() {
