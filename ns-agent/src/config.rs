@@ -258,6 +258,17 @@ webhook = "http://127.0.0.1:9000/alerts"
     }
 
     #[test]
+    fn a_relative_config_path_gives_absolute_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
+        let c = AgentConfig::load(&path).unwrap();
+        assert!(c.services_path().is_absolute());
+        let rel = AgentConfig::load(Path::new("Cargo.toml")).unwrap_err();
+        assert_eq!(rel.path, PathBuf::from("Cargo.toml"));
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
         assert_eq!(c.lease_ttl, Duration::from_secs(10));

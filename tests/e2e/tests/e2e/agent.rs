@@ -666,8 +666,12 @@ async fn a_weight_change_is_in_place_and_a_port_change_restarts() -> anyhow::Res
     let rig = Rig::new().await?;
     scripts(&rig, "web", "exit 0")?;
     let file = rig.services().join("web.toml");
-    std::fs::write(&file, service_toml("web", 7501, 100, FAST))?;
-    let _agent = rig.agent("", &[]).await?;
+    // No periodic rescan: every change below must arrive as a file event.
+    let config = rig
+        .config("")
+        .replace("rescan_interval = \"1s\"", "rescan_interval = \"1h\"");
+    let _agent = Agent::start(rig.path(), &config, &[]).await?;
+    replace_file(&file, &service_toml("web", 7501, 100, FAST))?;
     let first = rig.wait_one("web", true).await?;
     assert_eq!(first["weight"], 100);
 
@@ -700,6 +704,56 @@ async fn a_weight_change_is_in_place_and_a_port_change_restarts() -> anyhow::Res
             "stop",
             "start 7502 web host-1 dc1"
         ]
+    );
+    Ok(())
+}
+
+/// SIGHUP re-reads the config: a bad one is refused and the agent runs on; a good one's alert
+/// command applies to the next alert.
+#[tokio::test]
+async fn sighup_rereads_the_config() -> anyhow::Result<()> {
+    let rig = Rig::new().await?;
+    let mode = rig.path().join("mode");
+    std::fs::write(&mode, "pass")?;
+    scripts(
+        &rig,
+        "hup",
+        &format!("[ \"$(cat {})\" = pass ] || exit 2", mode.display()),
+    )?;
+    std::fs::write(
+        rig.services().join("hup.toml"),
+        service_toml("hup", 7901, 100, FAST),
+    )?;
+    let agent = rig.agent("", &[]).await?;
+    rig.wait_one("hup", true).await?;
+    let config = agent.dir().join("agent.toml");
+    std::fs::write(&config, rig.config("bogus = 1\n"))?;
+    agent.signal("HUP")?;
+    let alerts = rig.path().join("alerts.jsonl");
+    let good = rig.config(&format!(
+        "[alert]\ncommand = \"cat >> {}\"\n",
+        alerts.display()
+    ));
+    let mut agent = agent;
+    agent
+        .proc()
+        .wait_for_line("config reload refused", SOON)
+        .await?;
+    assert!(agent.proc().is_running());
+    std::fs::write(&config, good)?;
+    agent.signal("HUP")?;
+    agent.proc().wait_for_line("config re-read", SOON).await?;
+    std::fs::write(&mode, "fail")?;
+    let a = eventually(SOON, async || {
+        let text = std::fs::read_to_string(&alerts)?;
+        ensure!(!text.is_empty(), "no alert yet");
+        Ok(text)
+    })
+    .await?;
+    let a: Value = serde_json::from_str(&a)?;
+    assert_eq!(
+        (a["from"].as_str(), a["to"].as_str()),
+        (Some("passing"), Some("critical"))
     );
     Ok(())
 }
