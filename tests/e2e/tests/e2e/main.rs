@@ -12,9 +12,9 @@
 //! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing;
 //!   it re-lists when its resume point was compacted away.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
-//! - `agent`: the host agent (`ns-agent`) with real scripts: admission after passes, flap-damped
-//!   health and alerts, drain before stop, hung checks, lease expiry, store outages, bad files,
-//!   in-place changes, SIGTERM, maintenance.
+//! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
+//!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
+//!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //!
 //! Each test starts its own processes on its own ports and waits with `harness::eventually`,
