@@ -126,7 +126,7 @@ pub async fn run(
     if stop {
         tokio::time::sleep(settings.drain).await;
     }
-    for (tx, _) in &remaining {
+    for tx in remaining.iter().filter_map(|(tx, _)| tx.as_ref()) {
         let _ = tx.send(Command::Exit { stop }).await;
     }
     // A lifecycle in the middle of a check or a script finishes it first; bound the wait.

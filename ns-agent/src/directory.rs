@@ -55,8 +55,9 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The lifecycles still running when the directory loop ends, for the agent's shutdown.
-pub type Remaining = Vec<(mpsc::Sender<Command>, JoinHandle<()>)>;
+/// The lifecycles still running when the directory loop ends, for the agent's shutdown: those
+/// with a sender take an `Exit`; those without are already draining after a removal.
+pub type Remaining = Vec<(Option<mpsc::Sender<Command>>, JoinHandle<()>)>;
 
 /// Watches `dir` and runs the lifecycles until `shutdown`; returns those still running.
 pub async fn run(
@@ -74,6 +75,7 @@ pub async fn run(
         dir,
         running: BTreeMap::new(),
         stopping: BTreeMap::new(),
+        reported: Vec::new(),
     };
     services.rescan().await;
     let mut tick = tokio::time::interval(rescan_every);
@@ -104,16 +106,10 @@ pub async fn run(
     let mut out: Remaining = services
         .running
         .into_values()
-        .map(|r| (r.tx, r.task))
+        .map(|r| (Some(r.tx), r.task))
         .collect();
     // Lifecycles already draining finish on their own; the shutdown waits for them too.
-    let (dummy_tx, _) = mpsc::channel(1);
-    out.extend(
-        services
-            .stopping
-            .into_values()
-            .map(|t| (dummy_tx.clone(), t)),
-    );
+    out.extend(services.stopping.into_values().map(|t| (None, t)));
     out
 }
 
@@ -157,6 +153,8 @@ struct Services {
     running: BTreeMap<ServiceName, Running>,
     /// Lifecycles draining after a removal, so that a re-added name waits for their `stop`.
     stopping: BTreeMap<ServiceName, JoinHandle<()>>,
+    /// The file errors of the last scan, as logged.
+    reported: Vec<String>,
 }
 
 impl Services {
@@ -185,9 +183,12 @@ impl Services {
                 Err(e) => errors.push(e),
             }
         }
-        for e in &errors {
-            tracing::warn!("{e}");
+        // Each problem is logged once, when it appears, not on every rescan.
+        let now: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for e in now.iter().filter(|e| !self.reported.contains(e)) {
+            tracing::warn!("bad service file: {e}");
         }
+        self.reported = now;
         let bad_files: Vec<&Path> = errors.iter().map(|e| e.file.as_path()).collect();
         let names: Vec<ServiceName> = self.running.keys().cloned().collect();
         for name in names {
