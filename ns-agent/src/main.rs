@@ -16,8 +16,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = ns_agent::AgentConfig::load(&cli.config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent waits on scripts and the store, it does not compute. A single
+    // thread also spares every fork the cross-CPU TLB work of a multi-threaded parent.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -8,12 +8,13 @@
 //! run which script is `lifecycle`'s.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -74,6 +75,22 @@ pub async fn run(
             c
         }
     };
+    let cannot_start = |what: String| Outcome {
+        exit: None,
+        timed_out: false,
+        output: format!("cannot start {}: {what}", describe(script)),
+        duration: started.elapsed(),
+    };
+    // One pipe for stdout and stderr: their output interleaves as written, and a check costs
+    // one pipe and one reader instead of two.
+    let (pipe_rx, pipe_tx) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return cannot_start(format!("pipe: {e}")),
+    };
+    let pipe_tx_err = match pipe_tx.try_clone() {
+        Ok(p) => p,
+        Err(e) => return cannot_start(format!("pipe: {e}")),
+    };
     cmd.current_dir(dir)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(if options.stdin.is_some() {
@@ -81,46 +98,46 @@ pub async fn run(
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(pipe_tx)
+        .stderr(pipe_tx_err)
         .process_group(0);
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // The command holds the pipe's write ends: drop them, or the output never ends.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                exit: None,
-                timed_out: false,
-                output: format!("cannot start {}: {e}", describe(script)),
-                duration: started.elapsed(),
-            };
-        }
+        Err(e) => return cannot_start(e.to_string()),
     };
     // The child leads its own group (process_group(0)), so its pid is the group id.
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    let tail = Arc::new(Mutex::new(Tail::default()));
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(read_into(out, tail.clone())));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(read_into(err, tail.clone())));
-    }
+    let mut reader = pipe::Receiver::from_owned_fd(OwnedFd::from(pipe_rx)).ok();
+    let mut tail = Tail::default();
+    let mut buf = [0u8; 1024];
     if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), options.stdin) {
         // A script that does not read its stdin must not block the agent.
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let (exit, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => (status.code(), false),
-        Ok(Err(e)) => {
-            tail_push(
-                &tail,
-                format!("\nwaiting for the script failed: {e}").as_bytes(),
-            );
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let waited = loop {
+        tokio::select! {
+            status = child.wait() => break Some(status),
+            () = &mut deadline => break None,
+            n = read_some(&mut reader, &mut buf) => match n {
+                Some(n) => tail.push(&buf[..n]),
+                None => reader = None,
+            },
+        }
+    };
+    let (exit, timed_out) = match waited {
+        Some(Ok(status)) => (status.code(), false),
+        Some(Err(e)) => {
+            tail.push(format!("\nwaiting for the script failed: {e}").as_bytes());
             (None, false)
         }
-        Err(_) => {
+        None => {
             // Killed before the child is reaped, so the group id cannot have been reused.
             kill_group(pgid);
             let _ = child.wait().await;
@@ -131,16 +148,20 @@ pub async fn run(
         kill_group(pgid);
     }
     let duration = started.elapsed();
-    let grace = Instant::now() + OUTPUT_GRACE;
-    for r in readers {
-        let left = grace.saturating_duration_since(Instant::now());
-        // A background child may still hold the pipe; what it writes later is not this run's.
-        let _ = tokio::time::timeout(left, r).await;
+    // What is still in the pipe belongs to this run; a background child that keeps the pipe
+    // open (a `start` script's server) is not waited for beyond the grace period.
+    let grace = tokio::time::sleep(OUTPUT_GRACE);
+    tokio::pin!(grace);
+    while reader.is_some() {
+        tokio::select! {
+            () = &mut grace => break,
+            n = read_some(&mut reader, &mut buf) => match n {
+                Some(n) => tail.push(&buf[..n]),
+                None => reader = None,
+            },
+        }
     }
-    let mut output = tail
-        .lock()
-        .map(|t| t.text())
-        .unwrap_or_else(|p| p.into_inner().text());
+    let mut output = tail.text();
     if timed_out {
         output.push_str(&format!(
             "\nkilled after {}ms (timeout)",
@@ -196,20 +217,15 @@ impl Tail {
     }
 }
 
-fn tail_push(tail: &Mutex<Tail>, data: &[u8]) {
-    match tail.lock() {
-        Ok(mut t) => t.push(data),
-        Err(p) => p.into_inner().push(data),
-    }
-}
-
-async fn read_into(mut r: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => tail_push(&tail, &buf[..n]),
-        }
+/// Reads once from the pipe; `None` at its end (or on an error, or with no pipe), so that the
+/// caller stops reading. Pending forever without a pipe, so a `select!` arm can stay in place.
+async fn read_some(reader: &mut Option<pipe::Receiver>, buf: &mut [u8]) -> Option<usize> {
+    let Some(r) = reader else {
+        return std::future::pending().await;
+    };
+    match r.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
     }
 }
 

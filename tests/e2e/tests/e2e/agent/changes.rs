@@ -51,7 +51,15 @@ async fn removal_deregisters_then_drains_then_stops() -> anyhow::Result<()> {
         waited >= Duration::from_millis(1500),
         "stop ran {waited:?} after the removal"
     );
-    assert!(!pid_alive(&rig.path().join("cart.pid")));
+    // The stop script kills the service after writing its probe.
+    eventually(SOON, async || {
+        ensure!(
+            !pid_alive(&rig.path().join("cart.pid")),
+            "stop did not kill the service"
+        );
+        Ok(())
+    })
+    .await?;
     eventually(SOON, async || {
         let st = agent.status().await?;
         ensure!(

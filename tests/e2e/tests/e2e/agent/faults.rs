@@ -169,6 +169,14 @@ async fn sigterm_deregisters_and_leaves_the_service_running() -> anyhow::Result<
         Some("stop"),
         "{events:?}"
     );
-    assert!(!pid_alive(&rig.path().join("keep.pid")));
+    // The signal from the stop script takes a moment to end the process.
+    eventually(SOON, async || {
+        ensure!(
+            !pid_alive(&rig.path().join("keep.pid")),
+            "stop did not stop it"
+        );
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
