@@ -249,6 +249,45 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    fn file_error(file: &str, service: Option<&str>) -> ServiceFileError {
+        ServiceFileError {
+            file: PathBuf::from(file),
+            line: Some(3),
+            field: "port".into(),
+            message: "invalid type".into(),
+            service: service.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn file_errors_go_on_their_running_service_or_stand_alone() {
+        let board = Board::default();
+        board.update("web", |s| s.state = State::Passing);
+        board.set_file_errors(&[
+            (Some("web".into()), file_error("/s/web.toml", Some("web"))),
+            (None, file_error("/s/db.toml", Some("db"))),
+            (None, file_error("/s/junk.toml", None)),
+        ]);
+        let all = board.services();
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db", "junk"]);
+        assert_eq!(
+            all[0].state,
+            State::Passing,
+            "the last good definition keeps running"
+        );
+        assert_eq!(all[0].error.as_ref().map(|e| e.line), Some(Some(3)));
+        assert_eq!(
+            (all[1].state, all[1].instance_id.clone()),
+            (State::Error, None)
+        );
+        // A fixed file clears the error.
+        board.set_file_errors(&[]);
+        let all = board.services();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].error.is_none());
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
