@@ -10,6 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Add tools here when a test starts needing them, e.g. "nginx nginx".
 TOOLS=(
     "dig dnsutils"
+    "curl curl"
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the whole system on this machine, in the foreground, until Ctrl-C.
-# Today that is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data);
-# the DNS gateway and the agent join this script as they land.
+# Today that is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data) and an
+# ns-agent (API on 127.0.0.1:8500) running the example service `hello` (a tiny HTTP server
+# on 127.0.0.1:8081) from ns-agent/examples/; the DNS gateway joins this script when it lands.
 #   PYXIS_LISTEN=127.0.0.1:7070  PYXIS_DATA=./pyxis-data  scripts/up.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,16 +10,25 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 listen="${PYXIS_LISTEN:-127.0.0.1:7070}"
 data="${PYXIS_DATA:-./pyxis-data}"
 bin="${CARGO_TARGET_DIR:-target}/release/pyxis"
+agent="${CARGO_TARGET_DIR:-target}/release/ns-agent"
+agent_config="ns-agent/examples/agent.toml"
 
 echo "==> building (release)"
 cargo build --release --bins
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait; }
+# Newest first: the agent deregisters through the store, so the store goes last.
+cleanup() {
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+    done
+}
 trap cleanup EXIT INT TERM
 
 echo "==> pyxis store on $listen (data in $data/node-1)"
-RUST_LOG="${RUST_LOG:-info,openraft=warn}" "$bin" server \
+# In its own session, so Ctrl-C reaches only the agent: it must deregister through the store.
+RUST_LOG="${RUST_LOG:-info,openraft=warn}" setsid "$bin" server \
     --id 1 --listen "$listen" --data-dir "$data/node-1" &
 pids+=($!)
 
@@ -27,11 +37,24 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 "$bin" --endpoints "$listen" kv put /hello/world "pyxis is up" >/dev/null
+
+echo "==> ns-agent with $agent_config (example service: hello)"
+# Ctrl-C (SIGTERM) deregisters first; --stop-services-on-exit then stops the example server.
+RUST_LOG="${RUST_LOG:-info}" "$agent" --config "$agent_config" --store "$listen" \
+    --stop-services-on-exit &
+pids+=($!)
+for _ in $(seq 100); do
+    "$bin" --endpoints "$listen" service show hello 2>/dev/null | grep -q passing && break
+    sleep 0.1
+done
 cat <<MSG
 
-pyxis is up. Try:
+pyxis is up, with the agent and its example service. Try:
+  $bin --endpoints $listen service show hello
+  $agent --config $agent_config status
+  curl -s http://127.0.0.1:8081/
+  $agent --config $agent_config maint hello on --reason "trying it out"
   $bin --endpoints $listen kv get /hello/world
-  curl -s http://$listen/v1/kv/hello/?prefix=true
   $bin --endpoints $listen status
 Ctrl-C stops everything.
 MSG

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{Client, decode_json, header_u64};
-use crate::api::{HEADER_MOD_REVISION, PutResponse, Revision};
+use crate::api::{DeleteResponse, HEADER_MOD_REVISION, PutResponse, Revision};
 use crate::error::Result;
 use crate::retry::Kind;
 use crate::url::segments_path;
@@ -89,6 +89,32 @@ impl Client {
             segments_path(&["v1", "traffic", service])?
         );
         self.send_json(self.json_call(Method::PUT, path, policy)?)
+            .await
+    }
+
+    /// `PUT /v1/services/{service}/instances/{id}[?lease=ID]`: registers (or replaces) one
+    /// instance, validated by the server, optionally bound to `lease`. An unknown or expired
+    /// lease is `Error::Api` with code `NotFound`.
+    pub async fn put_instance(
+        &self,
+        service: &str,
+        id: &str,
+        instance: &Value,
+        lease: Option<u64>,
+    ) -> Result<PutResponse> {
+        let mut path = segments_path(&["v1", "services", service, "instances", id])?;
+        if let Some(lease) = lease {
+            path = format!("{path}?lease={lease}");
+        }
+        self.send_json(self.json_call(Method::PUT, path, instance)?)
+            .await
+    }
+
+    /// `DELETE /v1/services/{service}/instances/{id}`: deregisters one instance; `deleted` is
+    /// 0 if it was not registered.
+    pub async fn delete_instance(&self, service: &str, id: &str) -> Result<DeleteResponse> {
+        let path = segments_path(&["v1", "services", service, "instances", id])?;
+        self.send_json(self.call(Method::DELETE, path, Kind::Write))
             .await
     }
 }

@@ -1,6 +1,7 @@
-//! Test harness: runs the real `pyxis` binary as child processes on loopback.
+//! Test harness: runs the real `pyxis` and `ns-agent` binaries as child processes on loopback.
 //!
 //! Modules:
+//! - [`agent`]: [`Agent`], one `ns-agent` process with its config; [`WebhookSink`] for alerts.
 //! - [`binary`]: find a built binary (`$PYXIS_BIN` or the cargo target dir) and run CLI commands.
 //! - [`process`]: [`Proc`], a child process whose output is kept and dumped when a test panics.
 //! - [`ports`]: reserve free loopback ports for nodes that need fixed addresses.
@@ -14,6 +15,7 @@
 //! The harness never links the server crate: it drives binaries only as processes and speaks
 //! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
 
+pub mod agent;
 pub mod binary;
 pub mod cluster;
 pub mod eventually;
@@ -23,6 +25,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 
+pub use agent::{Agent, WebhookSink, replace_file, write_script};
 pub use binary::{CmdOutput, bin, run_cmd};
 pub use cluster::{Cluster, wait_healthy};
 pub use eventually::eventually;

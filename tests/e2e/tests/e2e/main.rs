@@ -1,4 +1,4 @@
-//! End-to-end tests: `pyxis` servers as real processes on loopback.
+//! End-to-end tests: `pyxis` servers (and `ns-agent`) as real processes on loopback.
 //!
 //! Modules:
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
@@ -23,12 +23,16 @@
 //! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing;
 //!   it re-lists when its resume point was compacted away.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
+//! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
+//!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
+//!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //! - `nemesis`: kills, restarts, pauses and resumes leaders and followers for history tests.
 //!
 //! Each test starts its own processes on its own ports and waits with `harness::eventually`,
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
+mod agent;
 mod cli;
 mod mirror;
 mod naming;

@@ -1,0 +1,134 @@
+//! The agent's local HTTP API: status, metrics and maintenance mode.
+//!
+//! `GET /v1/agent/status` serves the status board with the store contact; `GET /metrics` the
+//! Prometheus text; `PUT /v1/agent/maintenance/NAME?enable=true|false&reason=TEXT` takes a
+//! service out of traffic or back, through the directory loop (which owns the lifecycles).
+//! Errors are JSON `{"error": CODE, "message"}` as in the store's API. Name resolution and
+//! watches are not served here yet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::directory::{Control, MaintenanceError};
+use crate::lifecycle::Context;
+use crate::status::Report;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The agent's shared context (board, registrar).
+    pub ctx: Arc<Context>,
+    /// Requests to the directory loop.
+    pub control: mpsc::Sender<Control>,
+}
+
+/// The router of the local API.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/agent/status", get(status))
+        .route("/v1/agent/maintenance/{name}", put(maintenance))
+        .route("/metrics", get(metrics_text))
+        .with_state(api)
+}
+
+/// The status report as of now.
+pub fn report(ctx: &Context) -> Report {
+    Report {
+        node: ctx.node.clone(),
+        datacenter: ctx.datacenter.to_string(),
+        store: ctx.registrar.contact().into(),
+        services: ctx.board.services(),
+    }
+}
+
+async fn status(State(api): State<Api>) -> Json<Report> {
+    Json(report(&api.ctx))
+}
+
+async fn metrics_text() -> Response {
+    match crate::metrics::handle() {
+        Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no metrics recorder",
+        ),
+    }
+}
+
+async fn maintenance(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(k) = q.keys().find(|k| *k != "enable" && *k != "reason") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            &format!("{k}: unknown parameter; expected enable and reason"),
+        );
+    }
+    let enable = match q.get("enable").map(String::as_str) {
+        Some("true") => true,
+        Some("false") => false,
+        Some(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                &format!("enable: {v:?} must be true or false"),
+            );
+        }
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                "enable: required (true or false)",
+            );
+        }
+    };
+    let reason = enable.then(|| q.get("reason").cloned().unwrap_or_default());
+    let (tx, rx) = oneshot::channel();
+    let sent = api
+        .control
+        .send(Control::Maintenance {
+            name: name.clone(),
+            reason: reason.clone(),
+            reply: tx,
+        })
+        .await;
+    let answer = match sent {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    match answer {
+        Some(Ok(())) => {
+            Json(json!({ "name": name, "maintenance": enable, "reason": reason })).into_response()
+        }
+        Some(Err(e @ MaintenanceError::Unknown(_))) => {
+            error(StatusCode::NOT_FOUND, "not_found", &e.to_string())
+        }
+        Some(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the agent is shutting down",
+        ),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}

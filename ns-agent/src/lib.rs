@@ -1,0 +1,44 @@
+//! The per-host agent of pyxis: it registers this host's services from description files,
+//! runs their lifecycle scripts, health-checks them, and never puts an unhealthy instance into
+//! traffic.
+//!
+//! Modules:
+//! - [`agent`]: [`run`], the process wired together, and its signals.
+//! - [`config`]: [`AgentConfig`], the agent's own `agent.toml`.
+//! - [`service_file`]: description files, [`ServiceSpec`] and [`ServiceFileError`].
+//! - [`directory`]: watches the services directory and keeps one lifecycle per service.
+//! - [`lifecycle`]: one service's start, admission, checks, re-registration, drain and stop.
+//! - [`supervisor`]: runs one script in its own process group, with a timeout and bounded output.
+//! - [`health`]: exit codes to health, and flap damping ([`health::Tracker`]).
+//! - [`registrar`]: the agent's lease and the one writer of its registrations.
+//! - [`alert`]: the alert payload, command and webhook.
+//! - [`maintenance`]: maintenance mode, persisted next to the config.
+//! - [`status`]: the status board behind `GET /v1/agent/status`.
+//! - [`http_api`]: the local HTTP API (status, metrics, maintenance).
+//! - [`metrics`]: the Prometheus recorder.
+//! - [`cli`]: the one-shot commands `validate`, `status` and `maint`.
+//! - `toml_span` (private): lines and fields of TOML errors; durations.
+//!
+//! The agent talks to the store only through `pyxis-client` and reads the naming model from
+//! `ns-core`; it never links the store server or openraft. Templates and local DNS are not here
+//! yet.
+
+pub mod agent;
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod health;
+pub mod http_api;
+pub mod lifecycle;
+pub mod maintenance;
+pub mod metrics;
+pub mod registrar;
+pub mod service_file;
+pub mod status;
+pub mod supervisor;
+mod toml_span;
+
+pub use agent::{RunOptions, run, shutdown_on_signals};
+pub use config::{AgentConfig, ConfigError};
+pub use service_file::{ServiceFileError, ServiceSpec};
