@@ -265,7 +265,8 @@ async fn an_oversized_body_to_a_small_peer_route_is_refused() {
 }
 
 /// A 3-node cluster whose members share a token (from a file) forms, forwards writes from
-/// followers, and recovers from a kill -9 of its leader.
+/// followers, recovers from a kill -9 of its leader, and grows by a `--join` node given the
+/// same token (which adopts the cluster id only from a caller with the token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_a_peer_token_forwards_and_fails_over() {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -293,11 +294,18 @@ async fn a_cluster_with_a_peer_token_forwards_and_fails_over() {
     .unwrap();
 
     c.restart(leader).await.unwrap();
-    eventually(Duration::from_secs(30), async || {
-        let got = c.api().range_ok(&c.url(leader), "/peer/").await?;
-        anyhow::ensure!(got.entries.len() == 3, "{} keys so far", got.entries.len());
-        Ok(())
-    })
-    .await
-    .unwrap();
+    c.add_node(4).await.unwrap();
+    for id in [leader, 4] {
+        eventually(Duration::from_secs(30), async || {
+            let got = c.api().range_ok(&c.url(id), "/peer/").await?;
+            anyhow::ensure!(got.entries.len() == 3, "{} keys so far", got.entries.len());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    c.api()
+        .put_ok(&c.url(4), "/peer/from-4", "v")
+        .await
+        .unwrap();
 }
