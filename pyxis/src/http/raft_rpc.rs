@@ -253,3 +253,59 @@ fn admit_forwarded(node: &Node, headers: &HeaderMap, cmd: &Command) -> Result<()
 pub async fn read_index(State(node): State<Arc<Node>>, _body: Bytes) -> Response {
     reply(&node.read_index_as_leader().await)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use pyxis_client::RequestId;
+    use pyxis_client::api::CompareOp;
+
+    use super::*;
+    use crate::store::command::{Compare, CompareTarget, Op};
+
+    /// The largest command `Command::validate` lets through fits `/raft/write`'s limit:
+    /// every compare and op at the bound, their keys and values filling the byte budget.
+    #[test]
+    fn the_write_limit_holds_the_largest_valid_command() {
+        let max_ops = 128;
+        let limits = BodyLimits::new(max_ops);
+        let per = MAX_COMMAND_BYTES / (3 * max_ops);
+        let key = |i: usize| format!("/{i:0>9}");
+        let fill = |i: usize| Bytes::from(vec![b'v'; per - key(i).len()]);
+        let puts = |base: usize| -> Vec<Op> {
+            (base..base + max_ops)
+                .map(|i| Op::Put {
+                    key: key(i),
+                    value: fill(i),
+                    lease: Some(u64::MAX),
+                })
+                .collect()
+        };
+        let cmd = Command::Request {
+            id: RequestId {
+                session: u64::MAX,
+                seq: u64::MAX,
+            },
+            cmd: Box::new(Command::Txn {
+                compare: (0..max_ops)
+                    .map(|i| Compare {
+                        key: key(i),
+                        op: CompareOp::Eq,
+                        target: CompareTarget::Value(fill(i)),
+                    })
+                    .collect(),
+                success: puts(max_ops),
+                failure: puts(2 * max_ops),
+            }),
+        };
+        assert_eq!(cmd.validate(max_ops), Ok(()));
+        let encoded = codec::encode(&cmd).unwrap().len();
+        assert!(
+            encoded <= limits.write,
+            "{encoded} > {} bytes",
+            limits.write
+        );
+        assert!(limits.append >= 256 * limits.write);
+        assert!(limits.small < limits.write);
+    }
+}
