@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub cluster_token: String,
     /// Bounds on what one request may ask of the node.
     pub limits: Limits,
+    /// The secret every peer call must carry; `None` admits peer calls from anyone.
+    pub peer_token: Option<crate::peer_token::PeerToken>,
 }
 
 /// Bounds on one request (etcd's `--max-txn-ops` and its reply size limits).
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             election_timeout_ms: 500,
             cluster_token: String::new(),
             limits: Limits::default(),
+            peer_token: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! - `raft`: openraft glue: durable log, state machine, snapshots, peer RPC.
 //! - `node`: a running node (`start_node`) and the write/read paths handlers use.
 //! - `cluster`: membership listing and runtime changes; `cluster_id`: which cluster a node
-//!   belongs to, checked on every peer call.
+//!   belongs to, checked on every peer call; `peer_token`: the secret that admits a peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
 //! - `member_started`: a member with an empty data dir that peers know as started refuses to start.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
@@ -24,6 +24,7 @@ pub mod lease_timer;
 pub mod member_started;
 pub mod metrics;
 pub mod node;
+pub mod peer_token;
 pub mod raft;
 pub mod restore;
 pub mod snapshot_policy;

@@ -23,12 +23,17 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster_id::{self, ClusterId, ClusterIdentity};
 use crate::config::ServerConfig;
 use crate::http::error::ApiError;
+use crate::peer_token::{self, PeerToken};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{StateMachine, StoreView};
 use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
 use crate::store::watch::HistoryLimits;
+
+/// Most entries in one append RPC: values may be megabytes each. `/raft/append`'s body
+/// limit is sized for this many of the largest entries.
+pub const MAX_PAYLOAD_ENTRIES: u64 = 256;
 
 /// How long a request waits for a leader to appear before answering 503.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
@@ -81,6 +86,8 @@ pub struct Node {
     pub limits: crate::config::Limits,
     /// When a leader last reached this node, for `/healthz`.
     pub leader_contact: crate::health::LeaderContact,
+    /// The secret sent with, and required on, every peer call (`--peer-token-file`).
+    pub peer_token: Option<PeerToken>,
 }
 
 impl Node {
@@ -91,6 +98,16 @@ impl Node {
         let id = m.current_leader?;
         let addr = m.membership_config.get_node(&id)?.addr.clone();
         Some((id, addr))
+    }
+
+    /// Whether node `id` is a voter or learner of the membership this node knows.
+    pub fn is_member(&self, id: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .get_node(&id)
+            .is_some()
     }
 
     /// The current term if this node is the leader, else None.
@@ -128,11 +145,14 @@ impl Node {
     /// [`WRITE_WAIT`], the answer is `unknown_outcome` if one may have been applied (the
     /// client learns the outcome by sending the same id again), else `no_leader`.
     pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, ApiError> {
-        metrics::counter!("pyxis_proposals_total").increment(1);
         let request = Command::Request {
             id,
             cmd: Box::new(cmd),
         };
+        // The handlers checked their input already; this is the gate `/raft/write` shares,
+        // so that what either side proposes meets the same rules.
+        request.validate(self.limits.max_txn_ops)?;
+        metrics::counter!("pyxis_proposals_total").increment(1);
         let deadline = Instant::now() + WRITE_WAIT;
         let mut maybe_applied = false;
         loop {
@@ -233,9 +253,13 @@ impl Node {
             .http
             .post(format!("http://{addr}/raft/{rpc}"))
             .timeout(wait)
+            .header(crate::http::raft_rpc::FROM_HEADER, self.id)
             .body(body);
         if let Some(id) = self.cluster.get() {
             req = req.header(cluster_id::HEADER, id.to_string());
+        }
+        if let Some(t) = &self.peer_token {
+            req = req.header(peer_token::HEADER, t.header_value());
         }
         let lost = |e: reqwest::Error| {
             if e.is_connect() {
@@ -326,7 +350,7 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<Config> {
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: (cfg.snapshot_threshold / 10).min(1000),
         // Keep one append RPC bounded: values may be megabytes each.
-        max_payload_entries: 256,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
         // A whole snapshot travels in one request: allow time for a large one.
         install_snapshot_timeout: 60_000,
         enable_pre_vote: Some(true),
@@ -362,7 +386,7 @@ pub async fn start_node(
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config(&cfg)?),
-        NetworkFactory::new(cluster.clone())?,
+        NetworkFactory::new(cluster.clone(), cfg.peer_token.clone())?,
         log,
         sm,
     )
@@ -408,6 +432,11 @@ pub async fn start_node(
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))
         .build()?;
+    if cfg.peer_token.is_none() {
+        tracing::warn!(
+            "no peer token (--peer-token-file): anyone who can reach this port can make peer calls"
+        );
+    }
     let node = Arc::new(Node {
         id: cfg.id,
         addr,
@@ -422,6 +451,7 @@ pub async fn start_node(
         leader_contact: crate::health::LeaderContact::new(Duration::from_millis(
             4 * cfg.election_timeout_ms,
         )),
+        peer_token: cfg.peer_token.clone(),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());

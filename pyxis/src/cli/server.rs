@@ -8,6 +8,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Limits, ServerConfig, parse_peers};
+use crate::peer_token::PeerToken;
 
 /// Flags of `pyxis server`; with none, a single-node store on 127.0.0.1:7070.
 #[derive(Debug, Clone, Args)]
@@ -71,6 +72,15 @@ pub struct ServerArgs {
     /// a request whose reply would be larger gets 413 (use ?limit=N on listings).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_response_bytes: u64,
+    /// File holding the peer token, a secret shared by every member: peer calls (`/raft/*`)
+    /// without it are refused (401/403). Without a token anyone who reaches the port can make
+    /// peer calls; set one in production. It wins over --peer-token and PYXIS_PEER_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub peer_token_file: Option<PathBuf>,
+    /// The peer token itself (prefer --peer-token-file or the environment: arguments are
+    /// visible to other users of the host).
+    #[arg(long, env = "PYXIS_PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<String>,
 }
 
 impl ServerArgs {
@@ -90,6 +100,11 @@ impl ServerArgs {
             "--max-response-bytes: must be at least 1"
         );
         let peers = parse_peers(&self.peers)?;
+        let peer_token = match (&self.peer_token_file, &self.peer_token) {
+            (Some(path), _) => Some(PeerToken::from_file(path)?),
+            (None, Some(t)) => Some(PeerToken::new(t, "--peer-token")?),
+            (None, None) => None,
+        };
         Ok(ServerConfig {
             id: self.id,
             listen: self.listen,
@@ -114,6 +129,7 @@ impl ServerArgs {
                 max_txn_ops: self.max_txn_ops,
                 max_response_bytes: self.max_response_bytes,
             },
+            peer_token,
         })
     }
 }

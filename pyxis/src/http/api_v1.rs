@@ -54,7 +54,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Largest transaction body accepted: room for a few full-size values.
-const MAX_TXN_BYTES: usize = 4 * MAX_VALUE_BYTES;
+const MAX_TXN_BYTES: usize = crate::store::validate::MAX_COMMAND_BYTES;
 
 /// `PUT /v1/kv/{key}[?prev_rev=N]`.
 pub async fn put(

@@ -9,11 +9,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyxis_client::api::{ErrorBody, ErrorCode, Revision};
 
+use crate::store::validate::InvalidCommand;
+
 /// An error answered to an API client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// The wire body.
     pub body: ErrorBody,
+}
+
+impl From<InvalidCommand> for ApiError {
+    fn from(e: InvalidCommand) -> Self {
+        match e {
+            InvalidCommand::Key(m) => ApiError::invalid_key(m),
+            InvalidCommand::TooLarge(m) => ApiError::too_large(m),
+            InvalidCommand::Invalid(m) => ApiError::bad_request(m),
+        }
+    }
 }
 
 impl ApiError {

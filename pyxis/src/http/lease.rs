@@ -22,11 +22,7 @@ use super::request_id::WriteId;
 use crate::node::Node;
 use crate::store::kv::{Command, CommandResult};
 
-/// Shortest TTL accepted: below it a keep-alive round trip could not keep up.
-pub const MIN_TTL_MS: u64 = 500;
-
-/// Longest TTL accepted (one day).
-pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+pub use crate::store::validate::{MAX_TTL_MS, MIN_TTL_MS};
 
 /// `POST /v1/lease` with `{"ttl_ms": N}`.
 pub async fn grant(

@@ -5,7 +5,8 @@
 //! - `lease`: lease grant, keep-alive, inspection and revoke.
 //! - `watch`: change streams and blocking reads.
 //! - `naming`: typed, validated `/v1/services`, `/v1/traffic` and `/v1/datacenters` routes.
-//! - `raft_rpc`: peer RPC and request forwarding under `/raft/`.
+//! - `raft_rpc`: peer RPC and request forwarding under `/raft/`, with the peer token check
+//!   and per-route body limits.
 //! - `serve`: the accept loop with connection limits and timeouts.
 //! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
@@ -31,18 +32,37 @@ use crate::node::Node;
 /// All routes of a node, with request metrics.
 pub fn router(node: Arc<Node>) -> Router {
     let kv = get(api_v1::get).put(api_v1::put).delete(api_v1::delete);
+    let limit = raft_rpc::BodyLimits::new(node.limits.max_txn_ops);
+    let small = || DefaultBodyLimit::max(limit.small);
     let raft = Router::new()
-        .route("/raft/append", post(raft_rpc::append))
-        .route("/raft/vote", post(raft_rpc::vote))
-        .route("/raft/pre-vote", post(raft_rpc::pre_vote))
-        .route("/raft/snapshot", post(raft_rpc::snapshot))
-        .route("/raft/write", post(raft_rpc::write))
-        .route("/raft/read-index", post(raft_rpc::read_index))
-        // Entries and snapshots carry values of up to 4 MiB each: no body limit here.
-        .layer(DefaultBodyLimit::disable())
+        .route(
+            "/raft/append",
+            post(raft_rpc::append).layer(DefaultBodyLimit::max(limit.append)),
+        )
+        .route("/raft/vote", post(raft_rpc::vote).layer(small()))
+        .route("/raft/pre-vote", post(raft_rpc::pre_vote).layer(small()))
+        // A whole snapshot is as large as the state, which no setting bounds.
+        .route(
+            "/raft/snapshot",
+            post(raft_rpc::snapshot).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/raft/write",
+            post(raft_rpc::write).layer(DefaultBodyLimit::max(limit.write)),
+        )
+        .route(
+            "/raft/read-index",
+            post(raft_rpc::read_index).layer(small()),
+        )
+        // Layers run last-added first: the token is checked before the cluster id, so that
+        // an unknown caller cannot make a `--join` node adopt its id.
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
             raft_rpc::check_cluster,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            raft_rpc::check_peer_token,
         ));
     Router::new()
         .route("/v1/kv", kv.clone())

@@ -3,8 +3,9 @@
 //! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Votes get openraft's
 //! soft TTL as their timeout; an append gets time for its payload too ([`append_timeout`]),
 //! since timing out a large batch only makes openraft send it all again. Every request
-//! carries this node's cluster id in a header; connect
-//! failures and a peer of another cluster (409) map to `Unreachable` so openraft backs off.
+//! carries this node's cluster id and the peer token (if set) in headers; connect failures,
+//! a peer of another cluster (409) and one refusing our token (401/403) map to
+//! `Unreachable` so openraft backs off.
 //! The receiving side is `http::raft_rpc`.
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Node, SnapshotData, TypeConfig, Vote, codec};
 use crate::cluster_id::{self, ClusterIdentity};
+use crate::peer_token::{self, PeerToken};
 
 /// Least time an append may take: a heartbeat-sized TTL (tens of ms) is shorter than one
 /// scheduling hiccup of a busy machine, and a timed-out append is sent again whole.
@@ -45,18 +47,27 @@ pub type RemoteResult<T> = Result<T, String>;
 pub struct NetworkFactory {
     http: reqwest::Client,
     cluster: Arc<ClusterIdentity>,
+    token: Option<PeerToken>,
 }
 
 impl NetworkFactory {
-    /// A factory sharing one HTTP client, sending `cluster`'s id with every call.
-    pub fn new(cluster: Arc<ClusterIdentity>) -> Result<Self, reqwest::Error> {
+    /// A factory sharing one HTTP client, sending `cluster`'s id and the peer token (if
+    /// there is one) with every call.
+    pub fn new(
+        cluster: Arc<ClusterIdentity>,
+        token: Option<PeerToken>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(2))
             .build()?;
-        Ok(NetworkFactory { http, cluster })
+        Ok(NetworkFactory {
+            http,
+            cluster,
+            token,
+        })
     }
 }
 
@@ -67,6 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerClient {
             http: self.http.clone(),
             cluster: self.cluster.clone(),
+            token: self.token.clone(),
             base: format!("http://{}/raft", node.addr),
             target,
         }
@@ -77,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerClient {
     http: reqwest::Client,
     cluster: Arc<ClusterIdentity>,
+    token: Option<PeerToken>,
     base: String,
     target: u64,
 }
@@ -100,6 +113,9 @@ impl PeerClient {
             .timeout(timeout);
         if let Some(id) = self.cluster.get() {
             req = req.header(cluster_id::HEADER, id.to_string());
+        }
+        if let Some(t) = &self.token {
+            req = req.header(peer_token::HEADER, t.header_value());
         }
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -127,8 +143,14 @@ impl PeerClient {
                 self.target,
                 String::from_utf8_lossy(&bytes)
             );
-            // The address now belongs to another cluster's node: retrying soon won't help.
-            if status == reqwest::StatusCode::CONFLICT {
+            // The address now belongs to another cluster's node, or the peer holds another
+            // token: retrying soon won't help.
+            if matches!(
+                status,
+                reqwest::StatusCode::CONFLICT
+                    | reqwest::StatusCode::UNAUTHORIZED
+                    | reqwest::StatusCode::FORBIDDEN
+            ) {
                 return Err(RPCError::Unreachable(Unreachable::from_string(msg)));
             }
             return Err(RPCError::Network(NetworkError::from_string(msg)));

@@ -5,6 +5,7 @@
 //! - `lease`: which leases exist and which keys they hold.
 //! - `read`: reads bounded by a reply budget, and read-only transactions.
 //! - `session`: the request ids already applied, so that a repeated write applies once.
+//! - `validate`: the rules a command meets before it is proposed, from a client or a peer.
 //! - `watch`: change events and the bounded history watches read.
 
 pub mod command;
@@ -12,4 +13,5 @@ pub mod kv;
 pub mod lease;
 pub mod read;
 pub mod session;
+pub mod validate;
 pub mod watch;

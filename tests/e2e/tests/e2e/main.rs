@@ -6,6 +6,8 @@
 //!   a reused address refusing the old cluster's calls.
 //! - `store_once`: a write whose reply is lost and that is sent again (by the forwarding node, by a
 //!   client with the same request id) applies once.
+//! - `store_peer_api`: peer calls need the peer token; forwarded commands are validated as the
+//!   API's own; small peer routes have small body limits; a cluster with a token fails over.
 //! - `store_conns`: idle, trickling and slow connections are closed; connections over the bound get 503.
 //! - `store_damage`: a damaged WAL stops the node (a torn tail does not), a full disk during a log
 //!   write exits it, a failing snapshot build is retried while it serves.
@@ -47,5 +49,6 @@ mod store_input;
 mod store_leases;
 mod store_limits;
 mod store_once;
+mod store_peer_api;
 mod store_watch;
 mod writer;
