@@ -1,6 +1,7 @@
 //! The commands carried in the Raft log and what applying each one answers.
 //!
 //! Plain data: `store::kv` applies them, `http` builds them from validated requests.
+//! It imports only `store::entry`, never `store::kv`.
 //! New variants go at the end of each enum so that logs and snapshots written by an
 //! older build still decode.
 
@@ -9,7 +10,7 @@ use pyxis_client::RequestId;
 use pyxis_client::api::{CompareOp, Revision, TxnOpResult};
 use serde::{Deserialize, Serialize};
 
-use super::kv::{Entry, to_key_value};
+use super::entry::{Entry, to_key_value};
 
 /// Identifier of a lease.
 pub type LeaseId = u64;

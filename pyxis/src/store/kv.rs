@@ -9,40 +9,14 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use pyxis_client::api::{CompareOp, KeyValue, Revision};
+use pyxis_client::api::{CompareOp, Revision};
 
 pub use super::command::{Command, CommandResult, Compare, CompareTarget, LeaseId, Op, TxnResult};
+pub use super::entry::{Entry, to_key_value};
 use super::lease::LeaseTable;
 use super::session::{Seen, Sessions};
 use super::watch::{Event, EventKind};
 use serde::{Deserialize, Serialize};
-
-/// One stored key's value and bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The raw value.
-    pub value: Bytes,
-    /// Revision that created the key.
-    pub create_rev: Revision,
-    /// Revision of the last change.
-    pub mod_rev: Revision,
-    /// Puts since creation.
-    pub version: u64,
-    /// Lease holding the key, if any.
-    pub lease: Option<LeaseId>,
-}
-
-/// Builds the wire form of a stored entry.
-pub fn to_key_value(key: String, e: &Entry) -> KeyValue {
-    KeyValue {
-        key,
-        value: e.value.clone(),
-        create_rev: e.create_rev,
-        mod_rev: e.mod_rev,
-        version: e.version,
-        lease: e.lease,
-    }
-}
 
 /// The whole key space at one revision, with its leases.
 ///

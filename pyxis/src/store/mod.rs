@@ -1,6 +1,7 @@
 //! The key space and its rules, independent of Raft.
 //!
 //! - `command`: the commands carried in the log and their results.
+//! - `entry`: one stored key's value and revisions, and its wire form.
 //! - `kv`: the ordered map with revisions, and applying commands to it.
 //! - `lease`: which leases exist and which keys they hold.
 //! - `read`: reads bounded by a reply budget, and read-only transactions.
@@ -9,6 +10,7 @@
 //! - `watch`: change events and the bounded history watches read.
 
 pub mod command;
+pub mod entry;
 pub mod kv;
 pub mod lease;
 pub mod read;
