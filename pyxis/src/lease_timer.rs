@@ -158,7 +158,7 @@ pub fn spawn_expiry(node: Arc<Node>, shutdown: CancellationToken) {
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!(lease = id, error = %e.body.message, "lease revoke failed; will retry")
+                            tracing::warn!(lease = id, error = %e, "lease revoke failed; will retry")
                         }
                     }
                 });

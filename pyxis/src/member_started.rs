@@ -82,7 +82,7 @@ pub fn spawn(node: Arc<Node>, shutdown: CancellationToken) {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::debug!(error = %e.body.message, "member start not recorded yet; will retry")
+                    tracing::debug!(error = %e, "member start not recorded yet; will retry")
                 }
             }
         }
@@ -90,7 +90,7 @@ pub fn spawn(node: Arc<Node>, shutdown: CancellationToken) {
 }
 
 /// One try: true once the state records this node as started.
-async fn announce(node: &Node) -> Result<bool, crate::http::error::ApiError> {
+async fn announce(node: &Node) -> Result<bool, crate::node::NodeError> {
     let recorded = |node: &Node| {
         node.view
             .with_kv(|kv| kv.started_members().any(|m| m == node.id))

@@ -22,13 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::{self, ClusterId, ClusterIdentity};
 use crate::config::ServerConfig;
-use crate::http::error::ApiError;
 use crate::peer_token::{self, PeerToken};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{StateMachine, StoreView};
 use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
+use crate::store::validate::InvalidCommand;
 use crate::store::watch::HistoryLimits;
 
 /// Most entries in one append RPC: values may be megabytes each. `/raft/append`'s body
@@ -62,6 +62,24 @@ pub enum ForwardError {
     /// The request may or may not have been applied (no reply, leadership lost after the
     /// append); sending it again with the same request id is safe.
     Ambiguous(String),
+}
+
+/// Why a node could not serve a write or a linearizable read; `http::error` maps each to
+/// its status (503, or 400 for an invalid command).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// No leader is known within the wait (an election, or no quorum).
+    #[error("no leader: an election is in progress or a quorum is unreachable; retry")]
+    NoLeader,
+    /// The node cannot serve (Raft stopped, a peer refused, a read index not reached).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A write may or may not have been applied; the same request id tells.
+    #[error("{0}")]
+    UnknownOutcome(String),
+    /// The command breaks the rules every proposal must meet.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommand),
 }
 
 /// The shared state of a running node.
@@ -123,14 +141,14 @@ impl Node {
     }
 
     /// Waits (up to [`LEADER_WAIT`]) for some node to be leader; 503 `no_leader` otherwise.
-    pub async fn wait_leader(&self) -> Result<(u64, String), ApiError> {
+    pub async fn wait_leader(&self) -> Result<(u64, String), NodeError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             if let Some(l) = self.leader() {
                 return Ok(l);
             }
             if Instant::now() >= deadline {
-                return Err(ApiError::no_leader());
+                return Err(NodeError::NoLeader);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -144,7 +162,7 @@ impl Node {
     /// answers later copies with its result. When no attempt could be confirmed in
     /// [`WRITE_WAIT`], the answer is `unknown_outcome` if one may have been applied (the
     /// client learns the outcome by sending the same id again), else `no_leader`.
-    pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, ApiError> {
+    pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, NodeError> {
         let request = Command::Request {
             id,
             cmd: Box::new(cmd),
@@ -170,12 +188,12 @@ impl Node {
             };
             match outcome {
                 Ok(CommandResult::OutcomeUnknown) => {
-                    return Err(ApiError::unknown_outcome(format!(
+                    return Err(NodeError::UnknownOutcome(format!(
                         "request {id} is older than the requests this store remembers (or its result was too large to keep): it may have been applied before, so it was not applied again"
                     )));
                 }
                 Ok(r) => return Ok(r),
-                Err(ForwardError::Failed(m)) => return Err(ApiError::unavailable(m)),
+                Err(ForwardError::Failed(m)) => return Err(NodeError::Unavailable(m)),
                 Err(ForwardError::Ambiguous(why)) => {
                     maybe_applied = true;
                     tracing::debug!(request = %id, why, "write outcome unknown; sending it again");
@@ -185,12 +203,12 @@ impl Node {
             if Instant::now() >= deadline {
                 metrics::counter!("pyxis_write_gave_up_total").increment(1);
                 return Err(if maybe_applied {
-                    ApiError::unknown_outcome(format!(
+                    NodeError::UnknownOutcome(format!(
                         "request {id}: no reply from the leader in {}s; it may or may not have been applied: send it again with the same x-pyxis-request-id to learn its outcome",
                         WRITE_WAIT.as_secs()
                     ))
                 } else {
-                    ApiError::no_leader()
+                    NodeError::NoLeader
                 });
             }
             // Leadership is moving: give the election a moment, then try again.
@@ -283,7 +301,7 @@ impl Node {
 
     /// Makes the next local read linearizable: confirms the read index with the leader
     /// (itself or over RPC) and waits until this node has applied up to it.
-    pub async fn linearize(&self) -> Result<(), ApiError> {
+    pub async fn linearize(&self) -> Result<(), NodeError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let attempt = if self.is_leader() {
@@ -296,10 +314,10 @@ impl Node {
             };
             match attempt {
                 Ok(index) => return self.wait_applied(index).await,
-                Err(ForwardError::Failed(m)) => return Err(ApiError::unavailable(m)),
+                Err(ForwardError::Failed(m)) => return Err(NodeError::Unavailable(m)),
                 Err(ForwardError::NotLeader(_) | ForwardError::Ambiguous(_)) => {
                     if Instant::now() >= deadline {
-                        return Err(ApiError::no_leader());
+                        return Err(NodeError::NoLeader);
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
@@ -327,12 +345,12 @@ impl Node {
             .await
     }
 
-    async fn wait_applied(&self, index: u64) -> Result<(), ApiError> {
+    async fn wait_applied(&self, index: u64) -> Result<(), NodeError> {
         let mut rx = self.view.subscribe();
         let wait = rx.wait_for(|a| a.index >= index);
         match tokio::time::timeout(READ_WAIT, wait).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::unavailable(format!(
+            _ => Err(NodeError::Unavailable(format!(
                 "this node has not applied up to read index {index} in time"
             ))),
         }

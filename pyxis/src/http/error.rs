@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyxis_client::api::{ErrorBody, ErrorCode, Revision};
 
+use crate::node::NodeError;
 use crate::store::validate::InvalidCommand;
 
 /// An error answered to an API client.
@@ -16,6 +17,17 @@ use crate::store::validate::InvalidCommand;
 pub struct ApiError {
     /// The wire body.
     pub body: ErrorBody,
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::NoLeader => ApiError::no_leader(),
+            NodeError::Unavailable(m) => ApiError::unavailable(m),
+            NodeError::UnknownOutcome(m) => ApiError::unknown_outcome(m),
+            NodeError::Invalid(e) => e.into(),
+        }
+    }
 }
 
 impl From<InvalidCommand> for ApiError {

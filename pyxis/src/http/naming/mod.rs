@@ -59,7 +59,7 @@ async fn read_barrier(node: &Node, params: &Params) -> Result<(), ApiError> {
     if params.serializable()? {
         Ok(())
     } else {
-        node.linearize().await
+        Ok(node.linearize().await?)
     }
 }
 
