@@ -28,6 +28,8 @@ use crate::raft::Node as RaftNode;
 impl Node {
     /// This node's position from its Raft metrics, for `/healthz` (`health::judge`).
     pub fn position(&self) -> Position {
+        // Before borrowing the metrics: `removed` borrows them too.
+        let removed = self.removed();
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let local = m.local_committed.map_or(0, |l| l.index);
@@ -41,6 +43,7 @@ impl Node {
         };
         Position {
             running: m.running_state.is_ok() && m.state != ServerState::Shutdown,
+            removed,
             leader: m.current_leader.filter(|_| fresh),
             applied: m.last_applied.map_or(0, |l| l.index),
             // A follower hears of commits before it holds them: the leader's index counts.
@@ -99,12 +102,17 @@ impl Node {
                 kv.started_members().collect(),
             )
         });
+        let removed = self.removed();
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         NodeStatus {
             id: self.id,
             cluster_id: self.cluster.get().map(|c| c.to_string()),
-            state: format!("{:?}", m.state).to_lowercase(),
+            state: if removed {
+                "removed".to_owned()
+            } else {
+                format!("{:?}", m.state).to_lowercase()
+            },
             leader: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index,
@@ -251,15 +259,66 @@ impl Node {
     }
 }
 
+/// A membership change refused or failed, in words (openraft's text carries debug dumps
+/// of log ids): a change racing another is a 409 to retry.
 fn membership_error(
     e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
 ) -> ApiError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ApiError::no_leader(),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ApiError::conflict(format!("membership: {e}"))
+    use openraft::errors::ChangeMembershipError as C;
+    let refused = match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => return ApiError::no_leader(),
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            return ApiError::unknown_outcome(
+                "membership: leadership changed while the change was pending; it may or may \
+                 not have been applied: check GET /v1/cluster and retry",
+            );
         }
-        RaftError::APIError(e) => ApiError::unavailable(e.to_string()),
-        RaftError::Fatal(e) => ApiError::unavailable(format!("raft stopped: {e}")),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => c,
+        // Membership changes attach no precondition.
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+            return ApiError::internal(e);
+        }
+        RaftError::Fatal(e) => return ApiError::unavailable(format!("raft stopped: {e}")),
+    };
+    ApiError::conflict(match refused {
+        C::InProgress(_) | C::UncommittedLeaderLog(_) => {
+            "membership: another membership change is in progress; retry once it is done".to_owned()
+        }
+        C::EmptyMembership(_) => "membership: the change would leave no voter".to_owned(),
+        C::LearnerNotFound(l) => format!(
+            "id: node {} is not a learner of this cluster; add it again",
+            l.node_id
+        ),
+        C::NodeMetadataChanged(n) => format!(
+            "addr: node {} is already a member at another address; remove it first",
+            n.node_id
+        ),
+        C::UnsupportedMembershipTransition(_) => {
+            "membership: this change cannot be made in one step; make it one member at a time"
+                .to_owned()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::errors::{ChangeMembershipError, InProgress};
+
+    #[test]
+    fn a_racing_membership_change_is_a_plain_409() {
+        let e = membership_error(RaftError::APIError(
+            ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(
+                InProgress {
+                    committed: None,
+                    membership_log_id: None,
+                },
+            )),
+        ));
+        assert_eq!(e.body.error.status(), 409);
+        assert_eq!(
+            e.body.message,
+            "membership: another membership change is in progress; retry once it is done"
+        );
     }
 }
