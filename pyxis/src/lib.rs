@@ -8,6 +8,7 @@
 //!   belongs to, checked on every peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
 //! - `member_started`: a member with an empty data dir that peers know as started refuses to start.
+//! - `removal`: a member removed from the cluster notices, says so and stops serving clients.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
@@ -25,6 +26,7 @@ pub mod member_started;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod removal;
 pub mod restore;
 pub mod snapshot_policy;
 pub mod store;

@@ -81,6 +81,8 @@ pub struct Node {
     pub limits: crate::config::Limits,
     /// When a leader last reached this node, for `/healthz`.
     pub leader_contact: crate::health::LeaderContact,
+    /// Set once a leader's view shows this node removed (`removal`; see `Node::removed`).
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -422,10 +424,12 @@ pub async fn start_node(
         leader_contact: crate::health::LeaderContact::new(Duration::from_millis(
             4 * cfg.election_timeout_ms,
         )),
+        removed: Default::default(),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
     crate::member_started::spawn(node.clone(), shutdown.clone());
+    crate::removal::spawn(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
     let fd_limit = crate::http::serve::raise_fd_limit().unwrap_or_else(|e| {
