@@ -312,7 +312,7 @@ pub struct ClusterInfo {
 pub struct Health {
     /// Whether the node serves: Raft runs, a leader is known and the node is not behind.
     pub healthy: bool,
-    /// Why not: `stopped`, `no_leader` or `behind`.
+    /// Why not: `stopped`, `removed` (from the cluster), `no_leader` or `behind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Leader this node knows of.

@@ -4,7 +4,7 @@
 //! and one removed while down restarts with a membership that lists it. So [`spawn`] checks,
 //! every [`CHECK_EVERY`]: the membership this node holds (once it no longer lists this node,
 //! it was removed), and, while no leader has reached it, the cluster view of a peer that
-//! leads with a fresh quorum. A removed node answers `/healthz` 503 `removed`, reports state
+//! leads and is healthy. A removed node answers `/healthz` 503 `removed`, reports state
 //! `removed` in `/v1/status`, and refuses client requests (`http::admin::refuse_if_removed`).
 //! Adding it back clears the mark: the leader reaches it and its membership lists it again.
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver as _;
-use pyxis_client::api::{ClusterInfo, NodeStatus};
+use pyxis_client::api::{ClusterInfo, Health, NodeStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
@@ -84,7 +84,7 @@ async fn check(node: &Node) -> Option<bool> {
         // A leader reached this node recently: it is a member.
         return Some(false);
     }
-    let asks = peers.iter().map(|addr| leader_view(node, addr, limit));
+    let asks = peers.iter().map(|addr| leader_view(node, addr));
     futures::future::join_all(asks)
         .await
         .into_iter()
@@ -93,9 +93,10 @@ async fn check(node: &Node) -> Option<bool> {
         .map(|view| view.members.iter().all(|m| m.id != node.id))
 }
 
-/// The membership as seen by the peer at `addr` if it leads this cluster with a quorum
-/// heard from within `limit`; `None` otherwise (a deposed or stale leader's view may be old).
-async fn leader_view(node: &Node, addr: &str, limit: Duration) -> Option<ClusterInfo> {
+/// The membership as seen by the peer at `addr` if it leads this cluster and is healthy
+/// (its quorum heard from recently, or it is the only voter); `None` otherwise: a deposed
+/// or stale leader's view may be old.
+async fn leader_view(node: &Node, addr: &str) -> Option<ClusterInfo> {
     let get = |path: &str| {
         node.http
             .get(format!("http://{addr}{path}"))
@@ -104,10 +105,11 @@ async fn leader_view(node: &Node, addr: &str, limit: Duration) -> Option<Cluster
     };
     let status: NodeStatus = get("/v1/status").await.ok()?.json().await.ok()?;
     let ours = node.cluster.get().map(|c| c.to_string());
-    let fresh = status
-        .millis_since_quorum_ack
-        .is_some_and(|ms| u128::from(ms) <= limit.as_millis());
-    if status.state != "leader" || !fresh || status.cluster_id != ours || ours.is_none() {
+    if status.state != "leader" || status.cluster_id != ours || ours.is_none() {
+        return None;
+    }
+    let health: Health = get("/healthz").await.ok()?.json().await.ok()?;
+    if !health.healthy || health.leader != Some(status.id) {
         return None;
     }
     let view: ClusterInfo = get("/v1/cluster?consistency=serializable")
