@@ -1,10 +1,10 @@
 //! Cluster membership: the member list, node status, and runtime add/remove.
 //!
-//! Adding a node first asks the newcomer for its status, so a typo in the address, the
-//! wrong id or a node of another cluster is refused at once, before the membership
-//! changes. It then makes the node a learner and promotes it to voter once openraft has
-//! caught it up (`add_learner` with blocking), so a slow newcomer never counts toward
-//! quorum before it holds the log. Only the leader changes membership; a follower
+//! Adding a node first asks the newcomer for its status and probes its peer API, so a typo
+//! in the address, the wrong id, a node of another cluster or a server that is no pyxis
+//! peer is refused at once, before the membership changes. It then makes the node a
+//! learner and promotes it to voter once it holds the log, so a slow newcomer never counts
+//! toward quorum before it holds the log; one that stops taking entries is dropped again. Only the leader changes membership; a follower
 //! proxies the HTTP request to it.
 
 use openraft::Instant as _;
@@ -20,6 +20,8 @@ use crate::http::error::ApiError;
 
 /// How long `add_member` waits for a new learner to catch up before giving up.
 const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a new learner may go without taking an entry before `add_member` gives up.
+const LEARNER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long `add_member` waits for the newcomer to answer its status request.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::node::Node;
@@ -144,14 +146,25 @@ impl Node {
             }
         }
         self.probe_newcomer(id, addr).await?;
+        // Not blocking: openraft would wait for the learner without a bound.
         let added = self
             .raft
-            .add_learner(id, RaftNode::new(addr), true)
+            .add_learner(id, RaftNode::new(addr), false)
             .await
             .map_err(membership_error)?;
         // Promote only once the learner holds the log up to its own membership entry: a
         // node that is down or unreachable must not become a voter and weaken the quorum.
-        self.wait_caught_up(id, added.log_id.index).await?;
+        if let Err(e) = self.wait_caught_up(id, added.log_id.index).await {
+            // A learner that cannot keep up would only be replicated to in vain.
+            let dropped = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+            if let Err(r) = dropped {
+                tracing::warn!(id, error = %r, "could not remove a learner that did not catch up");
+            }
+            return Err(e);
+        }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
@@ -199,34 +212,89 @@ impl Node {
                  ({ours}); {start_it}"
             )));
         }
-        Ok(())
+        self.probe_peer_api(addr, &start_it).await
     }
 
+    /// Checks that `addr` serves the peer API: an empty `/raft/vote` must be refused as a
+    /// bad body (or, by a node of another cluster, as a foreign call), which decodes nothing
+    /// and changes nothing there. A server that only mimics `/v1/status` fails here, before
+    /// it becomes a learner that never catches up.
+    async fn probe_peer_api(&self, addr: &str, start_it: &str) -> Result<(), ApiError> {
+        let not_a_peer = |why: String| {
+            ApiError::bad_request(format!(
+                "addr: {addr} answers /v1/status but not the peer API (/raft/vote: {why}); \
+                 {start_it}"
+            ))
+        };
+        let reply = self
+            .http
+            .post(format!("http://{addr}/raft/vote"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                not_a_peer(if e.is_timeout() {
+                    format!("no answer within {}s", PROBE_TIMEOUT.as_secs())
+                } else {
+                    "the call failed".to_owned()
+                })
+            })?;
+        let status = reply.status().as_u16();
+        let body = reply.text().await.unwrap_or_default();
+        match status {
+            400 if body.starts_with("raft rpc body") => Ok(()),
+            401 | 403 | 409 => Ok(()),
+            _ => Err(not_a_peer(format!("HTTP {status}"))),
+        }
+    }
+
+    /// Waits until learner `id` holds the log up to `index`: at most [`LEARNER_CATCH_UP`],
+    /// and no longer than [`LEARNER_STALL`] without it gaining an entry.
     async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), ApiError> {
         let mut rx = self.raft.metrics();
-        let caught_up = async {
-            loop {
-                let matched = rx
-                    .borrow_watched()
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
-                if matched >= index {
-                    return true;
+        let start = tokio::time::Instant::now();
+        let mut best = None;
+        let mut progress_at = start;
+        loop {
+            let matched = rx
+                .borrow_watched()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index);
+            if matched.is_some_and(|m| m >= index) {
+                return Ok(());
+            }
+            if matched > best {
+                best = matched;
+                progress_at = tokio::time::Instant::now();
+            }
+            let deadline = (progress_at + LEARNER_STALL).min(start + LEARNER_CATCH_UP);
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(ApiError::unavailable("raft stopped; see the server log"));
                 }
-                if rx.changed().await.is_err() {
-                    return false;
+                Err(_) => {
+                    let why = match best {
+                        None => format!(
+                            "it took no entry in {}s (is it running and reachable?)",
+                            LEARNER_STALL.as_secs()
+                        ),
+                        Some(m) if progress_at + LEARNER_STALL <= deadline => format!(
+                            "it stopped at entry {m} of {index} for {}s",
+                            LEARNER_STALL.as_secs()
+                        ),
+                        Some(m) => format!(
+                            "it reached entry {m} of {index} in {}s",
+                            LEARNER_CATCH_UP.as_secs()
+                        ),
+                    };
+                    return Err(ApiError::unavailable(format!(
+                        "id: node {id} did not catch up: {why}; it was not added"
+                    )));
                 }
             }
-        };
-        match tokio::time::timeout(LEARNER_CATCH_UP, caught_up).await {
-            Ok(true) => Ok(()),
-            _ => Err(ApiError::unavailable(format!(
-                "id: node {id} did not catch up within {}s; it stays a learner \
-                 (is it running and reachable?)",
-                LEARNER_CATCH_UP.as_secs()
-            ))),
         }
     }
 
