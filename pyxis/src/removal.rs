@@ -3,7 +3,7 @@
 //! openraft leaves a removed node running with its last view: it may still name a leader,
 //! and one removed while down restarts with a membership that lists it. So [`spawn`] checks,
 //! every [`CHECK_EVERY`]: the membership this node holds (once it no longer lists this node,
-//! it was removed), and, while no leader has reached it, the cluster view of a peer that
+//! having listed it, it was removed), and, while no leader has reached it, the cluster view of a peer that
 //! leads and is healthy. A removed node answers `/healthz` 503 `removed`, reports state
 //! `removed` in `/v1/status`, and refuses client requests (`http::admin::refuse_if_removed`).
 //! Adding it back clears the mark: the leader reaches it and its membership lists it again.
@@ -28,27 +28,31 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 impl Node {
     /// Whether this node was removed from the cluster (see the module doc).
     pub fn removed(&self) -> bool {
-        self.removed_locally() || self.removed.load(Ordering::Relaxed)
+        self.removed.load(Ordering::Relaxed)
     }
 
-    /// The membership this node holds lists members, but not this node.
-    fn removed_locally(&self) -> bool {
+    /// Whether the membership this node holds lists it; `None` while it holds none.
+    fn listed(&self) -> Option<bool> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let mut nodes = m.membership_config.nodes().peekable();
-        nodes.peek().is_some() && m.membership_config.get_node(&self.id).is_none()
+        nodes.peek()?;
+        Some(m.membership_config.get_node(&self.id).is_some())
     }
 }
 
 /// Keeps `node.removed` up to date until `shutdown` fires.
 pub fn spawn(node: Arc<Node>, shutdown: CancellationToken) {
     tokio::spawn(async move {
+        // A joiner replays memberships from before its own addition: not listed in them is
+        // only a removal once it was listed.
+        let mut was_listed = false;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(CHECK_EVERY) => {}
             }
-            let Some(removed) = check(&node).await else {
+            let Some(removed) = check(&node, &mut was_listed).await else {
                 continue;
             };
             let was = node.removed.swap(removed, Ordering::Relaxed);
@@ -63,9 +67,11 @@ pub fn spawn(node: Arc<Node>, shutdown: CancellationToken) {
 }
 
 /// One check: `Some(removed)` when it could tell, `None` when no leader answered.
-async fn check(node: &Node) -> Option<bool> {
-    if node.removed_locally() {
-        return Some(true);
+async fn check(node: &Node, was_listed: &mut bool) -> Option<bool> {
+    match node.listed() {
+        Some(true) => *was_listed = true,
+        Some(false) if *was_listed => return Some(true),
+        _ => {}
     }
     let peers: Vec<String> = {
         let m = node.raft.metrics();
