@@ -404,14 +404,26 @@ async fn read_body(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiErr
                 Ok(chunk) => chunk,
                 Err(_) => {
                     return Err(ApiError::too_large(format!(
-                        "{what}: over the limit of {limit} bytes (more than {seen} bytes sent)"
+                        "{what}: over the limit of {limit} bytes (at least {seen} bytes sent)"
                     )));
                 }
             },
         };
         let Some(chunk) = chunk else { break };
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("{what}: reading the body failed: {e}")))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            // Already too large: that is the answer, whatever stopped the rest.
+            Err(_) if drain_until.is_some() => {
+                return Err(ApiError::too_large(format!(
+                    "{what}: over the limit of {limit} bytes (at least {seen} bytes sent)"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "{what}: reading the body failed: {e}"
+                )));
+            }
+        };
         seen = seen.saturating_add(chunk.len());
         if seen <= limit {
             buf.extend_from_slice(&chunk);
@@ -520,6 +532,17 @@ mod tests {
         assert_eq!(
             e.body.message,
             format!("value: {} bytes is over the limit of 2500 bytes", 70 << 20)
+        );
+        // A body that breaks off once it is too large is still a 413, not a 400.
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from(vec![0u8; 3000])),
+            Err(std::io::Error::other("connection closed")),
+        ];
+        let body = Body::from_stream(futures::stream::iter(chunks));
+        let e = read_body(body, 2500, "value").await.unwrap_err();
+        assert_eq!(
+            e.body.message,
+            "value: over the limit of 2500 bytes (at least 3000 bytes sent)"
         );
     }
 }
