@@ -1,7 +1,8 @@
 //! Errors and states that tell the truth: deleting every key takes `all=true`, a removed member
 //! says so and stops serving, oversized bodies get a clean 413 with their real size, a watch or a
 //! blocking read never claims or skips a revision at the edges, a body that is not an object is a
-//! 400, `members add` refuses a server that only mimics `/v1/status`, `pyxis kv get` ends its line.
+//! 400, `members add` refuses a server that only mimics `/v1/status`, a membership change racing
+//! another is a plain 409, `pyxis kv get` ends its line.
 
 use std::time::{Duration, Instant};
 
@@ -311,4 +312,46 @@ async fn members_add_refuses_a_server_that_only_answers_status() {
         info.members.iter().all(|m| m.id != 4),
         "the fake node stayed a member: {info:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_racing_another_is_a_plain_409() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let leader = c.leader().await.unwrap();
+    let followers = c.followers(leader);
+    let url = c.url(leader);
+    // Without its followers the leader cannot commit a change, so one stays in progress.
+    for f in &followers {
+        c.pause(*f).unwrap();
+    }
+    let first = {
+        let (url, id) = (url.clone(), followers[0]);
+        tokio::spawn(async move {
+            Api::with_timeout(Duration::from_secs(60))
+                .remove_member(&url, id)
+                .await
+        })
+    };
+    let api = Api::with_timeout(Duration::from_secs(10));
+    let e = eventually(WAIT, async || {
+        let reply = api.remove_member(&url, followers[1]).await?;
+        anyhow::ensure!(
+            reply.status == 409,
+            "HTTP {}: {}",
+            reply.status,
+            reply.text()
+        );
+        Ok(reply.error_body()?)
+    })
+    .await
+    .unwrap();
+    assert_eq!(e.error, ErrorCode::CompareFailed);
+    assert_eq!(
+        e.message,
+        "membership: another membership change is in progress; retry once it is done"
+    );
+    for f in &followers {
+        c.resume(*f).unwrap();
+    }
+    let _ = first.await;
 }
