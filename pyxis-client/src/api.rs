@@ -312,7 +312,7 @@ pub struct ClusterInfo {
 pub struct Health {
     /// Whether the node serves: Raft runs, a leader is known and the node is not behind.
     pub healthy: bool,
-    /// Why not: `stopped`, `no_leader` or `behind`.
+    /// Why not: `stopped`, `removed` (from the cluster), `no_leader` or `behind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Leader this node knows of.
@@ -349,7 +349,8 @@ pub struct NodeStatus {
     /// started with `--join` that no member has contacted yet.
     #[serde(default)]
     pub cluster_id: Option<String>,
-    /// Its role: `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    /// Its role: `leader`, `follower`, `candidate`, `learner` or `shutdown`; `removed` once it
+    /// was removed from the cluster (it then serves no client requests).
     pub state: String,
     /// Leader this node knows of.
     pub leader: Option<NodeId>,
@@ -524,8 +525,14 @@ pub struct ErrorBody {
 /// no control characters. UTF-8 is guaranteed by `&str`; the server checks the raw
 /// path bytes before it gets here.
 pub fn validate_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key == "/" {
+    if key.is_empty() {
         return Err("key: must not be empty".into());
+    }
+    if key == "/" {
+        return Err(
+            "key: / names no key (it is the root of the key space); give a key such as /app/config"
+                .into(),
+        );
     }
     if !key.starts_with('/') {
         return Err("key: must start with '/'".into());
@@ -583,7 +590,8 @@ mod tests {
     #[test]
     fn key_rules_name_the_problem() {
         assert!(validate_key("/ns/x").is_ok());
-        assert!(validate_key("/").unwrap_err().contains("empty"));
+        let root = validate_key("/").unwrap_err();
+        assert!(root.starts_with("key: / names no key"), "{root}");
         assert!(validate_key("").unwrap_err().contains("empty"));
         assert!(validate_key("/a\u{7}b").unwrap_err().contains("control"));
         assert!(

@@ -305,6 +305,12 @@ impl Client {
         self.send_json(self.once_call(Method::DELETE, path)).await
     }
 
+    /// Deletes every key in the store, `/ns/` included (`DELETE /v1/kv/?all=true`).
+    pub async fn delete_all(&self) -> Result<DeleteResponse> {
+        let path = with_query("/v1/kv/".to_owned(), &["all=true".to_owned()]);
+        self.send_json(self.once_call(Method::DELETE, path)).await
+    }
+
     /// Runs a multi-key transaction.
     pub async fn txn(&self, request: TxnRequest) -> Result<TxnResponse> {
         let call = self.json_call(Method::POST, "/v1/txn".into(), &request)?;

@@ -1,10 +1,10 @@
 //! Cluster membership: the member list, node status, and runtime add/remove.
 //!
-//! Adding a node first asks the newcomer for its status, so a typo in the address, the
-//! wrong id or a node of another cluster is refused at once, before the membership
-//! changes. It then makes the node a learner and promotes it to voter once openraft has
-//! caught it up (`add_learner` with blocking), so a slow newcomer never counts toward
-//! quorum before it holds the log. Only the leader changes membership; a follower
+//! Adding a node first asks the newcomer for its status and probes its peer API, so a typo
+//! in the address, the wrong id, a node of another cluster or a server that is no pyxis
+//! peer is refused at once, before the membership changes. It then makes the node a
+//! learner and promotes it to voter once it holds the log, so a slow newcomer never counts
+//! toward quorum before it holds the log; one that stops taking entries is dropped again. Only the leader changes membership; a follower
 //! proxies the HTTP request to it.
 
 use openraft::Instant as _;
@@ -20,6 +20,8 @@ use crate::http::error::ApiError;
 
 /// How long `add_member` waits for a new learner to catch up before giving up.
 const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a new learner may go without taking an entry before `add_member` gives up.
+const LEARNER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long `add_member` waits for the newcomer to answer its status request.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::node::Node;
@@ -28,6 +30,8 @@ use crate::raft::Node as RaftNode;
 impl Node {
     /// This node's position from its Raft metrics, for `/healthz` (`health::judge`).
     pub fn position(&self) -> Position {
+        // Before borrowing the metrics: `removed` borrows them too.
+        let removed = self.removed();
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let local = m.local_committed.map_or(0, |l| l.index);
@@ -41,6 +45,7 @@ impl Node {
         };
         Position {
             running: m.running_state.is_ok() && m.state != ServerState::Shutdown,
+            removed,
             leader: m.current_leader.filter(|_| fresh),
             applied: m.last_applied.map_or(0, |l| l.index),
             // A follower hears of commits before it holds them: the leader's index counts.
@@ -99,12 +104,17 @@ impl Node {
                 kv.started_members().collect(),
             )
         });
+        let removed = self.removed();
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         NodeStatus {
             id: self.id,
             cluster_id: self.cluster.get().map(|c| c.to_string()),
-            state: format!("{:?}", m.state).to_lowercase(),
+            state: if removed {
+                "removed".to_owned()
+            } else {
+                format!("{:?}", m.state).to_lowercase()
+            },
             leader: m.current_leader,
             term: m.current_term,
             last_log_index: m.last_log_index,
@@ -136,14 +146,25 @@ impl Node {
             }
         }
         self.probe_newcomer(id, addr).await?;
+        // Not blocking: openraft would wait for the learner without a bound.
         let added = self
             .raft
-            .add_learner(id, RaftNode::new(addr), true)
+            .add_learner(id, RaftNode::new(addr), false)
             .await
             .map_err(membership_error)?;
         // Promote only once the learner holds the log up to its own membership entry: a
         // node that is down or unreachable must not become a voter and weaken the quorum.
-        self.wait_caught_up(id, added.log_id.index).await?;
+        if let Err(e) = self.wait_caught_up(id, added.log_id.index).await {
+            // A learner that cannot keep up would only be replicated to in vain.
+            let dropped = self
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await;
+            if let Err(r) = dropped {
+                tracing::warn!(id, error = %r, "could not remove a learner that did not catch up");
+            }
+            return Err(e);
+        }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
@@ -191,34 +212,89 @@ impl Node {
                  ({ours}); {start_it}"
             )));
         }
-        Ok(())
+        self.probe_peer_api(addr, &start_it).await
     }
 
+    /// Checks that `addr` serves the peer API: an empty `/raft/vote` must be refused as a
+    /// bad body (or, by a node of another cluster, as a foreign call), which decodes nothing
+    /// and changes nothing there. A server that only mimics `/v1/status` fails here, before
+    /// it becomes a learner that never catches up.
+    async fn probe_peer_api(&self, addr: &str, start_it: &str) -> Result<(), ApiError> {
+        let not_a_peer = |why: String| {
+            ApiError::bad_request(format!(
+                "addr: {addr} answers /v1/status but not the peer API (/raft/vote: {why}); \
+                 {start_it}"
+            ))
+        };
+        let reply = self
+            .http
+            .post(format!("http://{addr}/raft/vote"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                not_a_peer(if e.is_timeout() {
+                    format!("no answer within {}s", PROBE_TIMEOUT.as_secs())
+                } else {
+                    "the call failed".to_owned()
+                })
+            })?;
+        let status = reply.status().as_u16();
+        let body = reply.text().await.unwrap_or_default();
+        match status {
+            400 if body.starts_with("raft rpc body") => Ok(()),
+            401 | 403 | 409 => Ok(()),
+            _ => Err(not_a_peer(format!("HTTP {status}"))),
+        }
+    }
+
+    /// Waits until learner `id` holds the log up to `index`: at most [`LEARNER_CATCH_UP`],
+    /// and no longer than [`LEARNER_STALL`] without it gaining an entry.
     async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), ApiError> {
         let mut rx = self.raft.metrics();
-        let caught_up = async {
-            loop {
-                let matched = rx
-                    .borrow_watched()
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
-                if matched >= index {
-                    return true;
+        let start = tokio::time::Instant::now();
+        let mut best = None;
+        let mut progress_at = start;
+        loop {
+            let matched = rx
+                .borrow_watched()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index);
+            if matched.is_some_and(|m| m >= index) {
+                return Ok(());
+            }
+            if matched > best {
+                best = matched;
+                progress_at = tokio::time::Instant::now();
+            }
+            let deadline = (progress_at + LEARNER_STALL).min(start + LEARNER_CATCH_UP);
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(ApiError::unavailable("raft stopped; see the server log"));
                 }
-                if rx.changed().await.is_err() {
-                    return false;
+                Err(_) => {
+                    let why = match best {
+                        None => format!(
+                            "it took no entry in {}s (is it running and reachable?)",
+                            LEARNER_STALL.as_secs()
+                        ),
+                        Some(m) if progress_at + LEARNER_STALL <= deadline => format!(
+                            "it stopped at entry {m} of {index} for {}s",
+                            LEARNER_STALL.as_secs()
+                        ),
+                        Some(m) => format!(
+                            "it reached entry {m} of {index} in {}s",
+                            LEARNER_CATCH_UP.as_secs()
+                        ),
+                    };
+                    return Err(ApiError::unavailable(format!(
+                        "id: node {id} did not catch up: {why}; it was not added"
+                    )));
                 }
             }
-        };
-        match tokio::time::timeout(LEARNER_CATCH_UP, caught_up).await {
-            Ok(true) => Ok(()),
-            _ => Err(ApiError::unavailable(format!(
-                "id: node {id} did not catch up within {}s; it stays a learner \
-                 (is it running and reachable?)",
-                LEARNER_CATCH_UP.as_secs()
-            ))),
         }
     }
 
@@ -251,15 +327,66 @@ impl Node {
     }
 }
 
+/// A membership change refused or failed, in words (openraft's text carries debug dumps
+/// of log ids): a change racing another is a 409 to retry.
 fn membership_error(
     e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
 ) -> ApiError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ApiError::no_leader(),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            ApiError::conflict(format!("membership: {e}"))
+    use openraft::errors::ChangeMembershipError as C;
+    let refused = match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => return ApiError::no_leader(),
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            return ApiError::unknown_outcome(
+                "membership: leadership changed while the change was pending; it may or may \
+                 not have been applied: check GET /v1/cluster and retry",
+            );
         }
-        RaftError::APIError(e) => ApiError::unavailable(e.to_string()),
-        RaftError::Fatal(e) => ApiError::unavailable(format!("raft stopped: {e}")),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => c,
+        // Membership changes attach no precondition.
+        RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+            return ApiError::internal(e);
+        }
+        RaftError::Fatal(e) => return ApiError::unavailable(format!("raft stopped: {e}")),
+    };
+    ApiError::conflict(match refused {
+        C::InProgress(_) | C::UncommittedLeaderLog(_) => {
+            "membership: another membership change is in progress; retry once it is done".to_owned()
+        }
+        C::EmptyMembership(_) => "membership: the change would leave no voter".to_owned(),
+        C::LearnerNotFound(l) => format!(
+            "id: node {} is not a learner of this cluster; add it again",
+            l.node_id
+        ),
+        C::NodeMetadataChanged(n) => format!(
+            "addr: node {} is already a member at another address; remove it first",
+            n.node_id
+        ),
+        C::UnsupportedMembershipTransition(_) => {
+            "membership: this change cannot be made in one step; make it one member at a time"
+                .to_owned()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::errors::{ChangeMembershipError, InProgress};
+
+    #[test]
+    fn a_racing_membership_change_is_a_plain_409() {
+        let e = membership_error(RaftError::APIError(
+            ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(
+                InProgress {
+                    committed: None,
+                    membership_log_id: None,
+                },
+            )),
+        ));
+        assert_eq!(e.body.error.status(), 409);
+        assert_eq!(
+            e.body.message,
+            "membership: another membership change is in progress; retry once it is done"
+        );
     }
 }

@@ -67,6 +67,8 @@ impl LeaderContact {
 pub struct Position {
     /// Raft runs (it has not stopped on a fatal error or a shutdown).
     pub running: bool,
+    /// This node was removed from the cluster (`removal`).
+    pub removed: bool,
     /// The leader this node knows of, if it was heard from recently (on the leader: if a
     /// quorum acknowledged it recently); `None` otherwise.
     pub leader: Option<u64>,
@@ -81,6 +83,8 @@ pub fn judge(p: Position, max_lag: u64) -> Health {
     let lag = p.commit.saturating_sub(p.applied);
     let reason = if !p.running {
         Some("stopped")
+    } else if p.removed {
+        Some("removed")
     } else if p.leader.is_none() {
         Some("no_leader")
     } else if lag > max_lag {
@@ -106,6 +110,7 @@ mod tests {
     fn at(leader: Option<u64>, applied: u64, commit: u64) -> Position {
         Position {
             running: true,
+            removed: false,
             leader,
             applied,
             commit,
@@ -155,5 +160,15 @@ mod tests {
             judge(stopped, DEFAULT_MAX_LAG).reason.as_deref(),
             Some("stopped")
         );
+    }
+
+    #[test]
+    fn a_removed_member_is_unhealthy_whatever_it_believes() {
+        let removed = Position {
+            removed: true,
+            ..at(Some(1), 10, 10)
+        };
+        let h = judge(removed, DEFAULT_MAX_LAG);
+        assert_eq!((h.healthy, h.reason.as_deref()), (false, Some("removed")));
     }
 }

@@ -8,6 +8,7 @@
 //!   belongs to, checked on every peer call; `peer_token`: the secret that admits a peer call.
 //! - `lease_timer`: lease expiry on the leader, committed through Raft.
 //! - `member_started`: a member with an empty data dir that peers know as started refuses to start.
+//! - `removal`: a member removed from the cluster notices, says so and stops serving clients.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod node;
 pub mod peer_token;
 pub mod raft;
+pub mod removal;
 pub mod restore;
 pub mod snapshot_policy;
 pub mod store;

@@ -106,6 +106,8 @@ pub struct Node {
     pub leader_contact: crate::health::LeaderContact,
     /// The secret sent with, and required on, every peer call (`--peer-token-file`).
     pub peer_token: Option<PeerToken>,
+    /// Set once a leader's view shows this node removed (`removal`; see `Node::removed`).
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -470,10 +472,12 @@ pub async fn start_node(
             4 * cfg.election_timeout_ms,
         )),
         peer_token: cfg.peer_token.clone(),
+        removed: Default::default(),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
     crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
     crate::member_started::spawn(node.clone(), shutdown.clone());
+    crate::removal::spawn(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());
     let app = crate::http::router(node.clone());
     let fd_limit = crate::http::serve::raise_fd_limit().unwrap_or_else(|e| {

@@ -34,21 +34,23 @@ pub enum RestoreError {
     /// The data dir already holds a node's state.
     #[error("{0}: already holds a raft log; restore into a new, empty data dir")]
     NotEmpty(String),
+    // The cause is part of the message and deliberately not a `source`: `{:#}` would
+    // print it a second time after the message.
     /// The backup could not be read or decoded.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Backup {
         /// The backup file.
         path: String,
         /// What went wrong.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Writing the data dir failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Write {
         /// The data dir.
         path: String,
         /// What went wrong.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -59,13 +61,13 @@ pub fn restore(
     id: u64,
     addr: &str,
 ) -> Result<Restored, RestoreError> {
-    let bad = |source| RestoreError::Backup {
+    let bad = |cause| RestoreError::Backup {
         path: backup.display().to_string(),
-        source,
+        cause,
     };
-    let wr = |source| RestoreError::Write {
+    let wr = |cause| RestoreError::Write {
         path: data_dir.display().to_string(),
-        source,
+        cause,
     };
     if log_store::exists(&data_dir.join("raft")) {
         return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
@@ -101,4 +103,24 @@ pub fn restore(
         keys: kv.len(),
         revision: kv.revision(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_backup_is_named_with_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("bad.snap");
+        std::fs::write(&backup, b"not a backup").unwrap();
+        let err = restore(&backup, &dir.path().join("data"), 1, "127.0.0.1:1").unwrap_err();
+        let RestoreError::Backup { cause, .. } = &err else {
+            panic!("not a backup error: {err}");
+        };
+        let cause = cause.to_string();
+        // As `main` prints it: the message, then the chain of sources.
+        let shown = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(shown, format!("{}: {cause}", backup.display()));
+    }
 }

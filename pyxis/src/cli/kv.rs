@@ -1,7 +1,7 @@
 //! `pyxis kv get|put|del|ls|watch`: single keys and prefixes, printed for people and scripts.
 //!
-//! `get` prints the raw value and nothing else, so `pyxis kv get /cfg > file` round-trips
-//! bytes exactly; `ls` prints one `key<TAB>value` line per key, or the JSON listing. The
+//! `get` prints the value's bytes and a newline (`--raw`: the bytes alone, so
+//! `pyxis kv get --raw /cfg > file` round-trips exactly); `ls` prints one `key<TAB>value` line per key, or the JSON listing. The
 //! HTTP calls and their retries live in `pyxis_client`.
 
 use anyhow::Context as _;
@@ -16,10 +16,13 @@ use super::print;
 /// `pyxis kv ...`
 #[derive(Debug, Subcommand)]
 pub enum KvCmd {
-    /// Print a key's raw value (exit 1 if the key does not exist).
+    /// Print a key's value and a newline (exit 1 if the key does not exist).
     Get {
         /// The key, starting with `/`.
         key: String,
+        /// Print the value's bytes exactly, without the newline (`> file` round-trips).
+        #[arg(long)]
+        raw: bool,
         /// Read from the answering node's local state instead of through the leader.
         #[arg(long)]
         serializable: bool,
@@ -38,14 +41,19 @@ pub enum KvCmd {
         #[arg(long, value_name = "ID")]
         lease: Option<u64>,
     },
-    /// Delete a key (or with --prefix every key under it) and print how many went.
+    /// Delete a key (with --prefix every key under it, with --all every key in the store)
+    /// and print how many went.
     #[command(visible_alias = "rm")]
     Del {
         /// The key, starting with `/`.
-        key: String,
-        /// Delete every key under KEY.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        key: Option<String>,
+        /// Delete every key under KEY (not `/`: that is --all).
         #[arg(long)]
         prefix: bool,
+        /// Delete every key in the store, `/ns/` included.
+        #[arg(long, conflicts_with = "prefix")]
+        all: bool,
     },
     /// Print changes to KEY (or under it with --prefix) as JSON lines until interrupted;
     /// resumes on another endpoint if one fails.
@@ -79,13 +87,17 @@ pub enum KvCmd {
 /// Runs one `kv` subcommand.
 pub(crate) async fn run(client: &Client, cmd: KvCmd) -> anyhow::Result<()> {
     match cmd {
-        KvCmd::Get { key, serializable } => {
+        KvCmd::Get {
+            key,
+            raw,
+            serializable,
+        } => {
             let got = client
                 .get_with(&key, consistency(serializable))
                 .await
                 .with_context(|| format!("get {key}"))?;
             match got {
-                Some(got) => print(&got.value),
+                Some(got) => print(value_out(&got.value, raw)),
                 None => anyhow::bail!("key {key} not found"),
             }
         }
@@ -127,13 +139,19 @@ pub(crate) async fn run(client: &Client, cmd: KvCmd) -> anyhow::Result<()> {
                 print(line)?;
             }
         }
-        KvCmd::Del { key, prefix } => {
-            let del = if prefix {
-                client.delete_prefix(&key).await
-            } else {
-                client.delete(&key).await
-            }
-            .with_context(|| format!("delete {key}"))?;
+        // clap leaves KEY out exactly when --all is given.
+        KvCmd::Del { key, prefix, .. } => {
+            let del = match key {
+                None => client.delete_all().await.context("delete every key")?,
+                Some(key) if prefix => client
+                    .delete_prefix(&key)
+                    .await
+                    .with_context(|| format!("delete {key}"))?,
+                Some(key) => client
+                    .delete(&key)
+                    .await
+                    .with_context(|| format!("delete {key}"))?,
+            };
             print(format!(
                 "deleted {} revision {}\n",
                 del.deleted, del.revision
@@ -157,6 +175,16 @@ pub(crate) async fn run(client: &Client, cmd: KvCmd) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// What `kv get` prints: the value's bytes as stored (never re-encoded, so a binary value
+/// stays intact), then a newline unless `raw`, as `etcdctl get --print-value-only` does.
+pub(super) fn value_out(value: &[u8], raw: bool) -> Vec<u8> {
+    let mut out = value.to_vec();
+    if !raw {
+        out.push(b'\n');
+    }
+    out
 }
 
 fn consistency(serializable: bool) -> ReadConsistency {

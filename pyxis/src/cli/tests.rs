@@ -1,6 +1,6 @@
 //! Parsing and output formatting of the client subcommands; no cluster involved.
 
-use super::kv::listing;
+use super::kv::{listing, value_out};
 use super::members::members_table;
 use super::status::status_report;
 use super::*;
@@ -267,4 +267,40 @@ fn snapshot_file_is_replaced_whole() {
         .collect();
     assert_eq!(names, [std::ffi::OsString::from("snap.bin")]);
     assert!(write_atomically(&dir.path().join("missing/snap.bin"), b"x").is_err());
+}
+
+#[test]
+fn kv_get_ends_its_value_with_a_newline_unless_raw() {
+    assert_eq!(value_out(b"hello", false), b"hello\n");
+    assert_eq!(value_out(b"hello", true), b"hello");
+    // Binary values keep their bytes either way.
+    assert_eq!(value_out(&[0xff, 0x00], false), [0xff, 0x00, b'\n']);
+    let cli = parse(&["--endpoints", "h:1", "kv", "get", "/a", "--raw"]);
+    assert!(matches!(
+        cli.command,
+        ClientCommand::Kv(KvCmd::Get { raw: true, .. })
+    ));
+}
+
+#[test]
+fn kv_del_of_everything_needs_all_and_no_key() {
+    let cli = parse(&["--endpoints", "h:1", "kv", "del", "--all"]);
+    assert!(matches!(
+        cli.command,
+        ClientCommand::Kv(KvCmd::Del {
+            key: None,
+            all: true,
+            ..
+        })
+    ));
+    let argv = |args: &[&str]| {
+        TestCli::try_parse_from(
+            ["pyxis", "--endpoints", "h:1", "kv", "del"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+    };
+    assert!(argv(&[]).is_err(), "del without KEY or --all");
+    assert!(argv(&["/a", "--all"]).is_err(), "KEY with --all");
+    assert!(argv(&["--all", "--prefix"]).is_err(), "--all with --prefix");
 }

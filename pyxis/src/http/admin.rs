@@ -142,6 +142,7 @@ pub async fn healthz(
                 node.leader_contact.limit().as_millis()
             ),
         ),
+        Some("removed") => (ErrorCode::Unavailable, removed_message(node.id)),
         Some("behind") => (
             ErrorCode::Unavailable,
             format!(
@@ -168,6 +169,29 @@ pub async fn healthz(
         health,
     };
     Ok((axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+}
+
+/// What a removed node answers: it is no member, and says where to go instead.
+fn removed_message(id: u64) -> String {
+    format!(
+        "removed: this node (id {id}) was removed from the cluster and serves no requests; \
+         use another member, or add it back (`pyxis members add {id} HOST:PORT`)"
+    )
+}
+
+/// Middleware: a node removed from the cluster refuses client routes (`/v1/...` but
+/// `/v1/status`) with 503, since its data and its idea of the leader are stale. Peer RPC,
+/// `/healthz`, `/livez` and `/metrics` pass: they say what happened, or let it be added back.
+pub async fn refuse_if_removed(
+    State(node): State<Arc<Node>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/v1/") && path != "/v1/status" && node.removed() {
+        return ApiError::unavailable(removed_message(node.id)).into_response();
+    }
+    next.run(req).await
 }
 
 /// `GET /livez`: 200 while Raft runs, 503 once it has stopped; says nothing about a leader or

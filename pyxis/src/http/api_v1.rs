@@ -50,8 +50,12 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     }
 }
 
-/// How much of an oversized body is read (and dropped) to answer 413 cleanly.
-const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+/// How long an oversized body is read (and dropped) to answer 413 cleanly.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a delete of every key is refused without `all=true`.
+const DELETE_ALL_HINT: &str = "all: a delete of prefix / removes every key, /ns/ included; \
+     send DELETE /v1/kv/?all=true to mean it";
 
 /// Largest transaction body accepted: room for a few full-size values.
 const MAX_TXN_BYTES: usize = crate::store::validate::MAX_COMMAND_BYTES;
@@ -177,16 +181,29 @@ fn list(node: &Node, prefix: &str, limit: Option<usize>) -> Result<RangeResponse
     })
 }
 
-/// `DELETE /v1/kv/{key}[?prefix=true]`.
+/// `DELETE /v1/kv/{key}[?prefix=true]`, or `DELETE /v1/kv/?all=true` for every key.
+///
+/// The whole key space (`/ns/` included) goes only with an explicit `all=true`: a prefix
+/// delete of `/` is refused, as a txn delete of prefix `/` is.
 pub async fn delete(
     State(node): State<Arc<Node>>,
     WriteId(id): WriteId,
     uri: Uri,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let params = Params::parse(uri.query())?;
-    params.only(&["prefix"])?;
-    let prefix = params.flag("prefix")?;
+    params.only(&["prefix", "all"])?;
+    let all = params.flag("all")?;
+    let prefix = params.flag("prefix")? || all;
     let key = key_from_path(uri.path(), prefix)?;
+    match (all, key == "/") {
+        (true, false) => {
+            return Err(ApiError::bad_request(format!(
+                "all: deletes every key and takes no key (DELETE /v1/kv/?all=true), got {key}"
+            )));
+        }
+        (false, true) => return Err(ApiError::bad_request(DELETE_ALL_HINT)),
+        _ => {}
+    }
     match node.write(id, Command::Delete { key, prefix }).await? {
         CommandResult::Delete { revision, deleted } => {
             Ok(Json(DeleteResponse { revision, deleted }))
@@ -353,6 +370,11 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
                     Op::Put { key, value, lease }
                 }
                 TxnOp::Delete { key, prefix } => {
+                    if prefix && (key.is_empty() || key == "/") {
+                        return Err(ApiError::bad_request(format!(
+                            "{field}.key: a txn does not delete every key; {DELETE_ALL_HINT}"
+                        )));
+                    }
                     key_ok(&key)?;
                     Op::Delete { key, prefix }
                 }
@@ -367,37 +389,79 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
 
 /// Reads a request body of at most `limit` bytes; 413 naming `what` beyond that.
 ///
-/// An oversized body is still drained (up to a bound) before answering, because most
-/// HTTP clients report a reset connection, not our 413, when the server stops reading.
+/// An oversized body is still drained (for up to [`DRAIN_TIME`]) before answering, because
+/// most HTTP clients report a reset connection, not our 413, when the server stops reading
+/// while they still send. The 413 gives the exact size when the whole body was drained.
 async fn read_body(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
     let mut body = body.into_data_stream();
     let mut buf = BytesMut::new();
     let mut seen = 0usize;
-    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("{what}: reading the body failed: {e}")))?;
-        seen += chunk.len();
+    let mut drain_until = None;
+    loop {
+        let next = futures::StreamExt::next(&mut body);
+        let chunk = match drain_until {
+            None => next.await,
+            Some(end) => match tokio::time::timeout_at(end, next).await {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    return Err(ApiError::too_large(format!(
+                        "{what}: over the limit of {limit} bytes (at least {seen} bytes sent)"
+                    )));
+                }
+            },
+        };
+        let Some(chunk) = chunk else { break };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            // Already too large: that is the answer, whatever stopped the rest.
+            Err(_) if drain_until.is_some() => {
+                return Err(ApiError::too_large(format!(
+                    "{what}: over the limit of {limit} bytes (at least {seen} bytes sent)"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "{what}: reading the body failed: {e}"
+                )));
+            }
+        };
+        seen = seen.saturating_add(chunk.len());
         if seen <= limit {
             buf.extend_from_slice(&chunk);
-        } else if seen > DRAIN_LIMIT.max(limit) {
-            break;
+        } else if drain_until.is_none() {
+            buf = BytesMut::new();
+            drain_until = Some(tokio::time::Instant::now() + DRAIN_TIME);
         }
     }
     if seen > limit {
         return Err(ApiError::too_large(format!(
-            "{what}: {seen}{} bytes is over the limit of {limit} bytes",
-            if seen > DRAIN_LIMIT.max(limit) {
-                "+"
-            } else {
-                ""
-            }
+            "{what}: {seen} bytes is over the limit of {limit} bytes"
         )));
     }
     Ok(buf.freeze())
 }
 
 /// Parses a JSON body; the error names the path of the bad field (`compare[0].key: ...`).
+///
+/// Every body is a JSON object: serde would take an array for a struct (`[]` as all
+/// defaults), so anything else is refused first, naming what it is.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+        && *first != b'{'
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let kind = match v {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Null => "null",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return Err(ApiError::bad_request(format!(
+            "{what}: expected a JSON object, got {kind}"
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -410,4 +474,76 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> R
             ApiError::bad_request(format!("{what}: {path}: {inner}"))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_naming_the_body() {
+        for (body, kind) in [
+            ("[]", "an array"),
+            (" [1]", "an array"),
+            ("null", "null"),
+            ("3", "a number"),
+        ] {
+            let e = parse_json::<TxnRequest>(body.as_bytes(), "txn body").unwrap_err();
+            assert_eq!(
+                e.body.message,
+                format!("txn body: expected a JSON object, got {kind}"),
+                "{body}"
+            );
+        }
+        assert!(parse_json::<TxnRequest>(b"{}", "txn body").is_ok());
+        let e = parse_json::<TxnRequest>(b"[", "txn body").unwrap_err();
+        assert!(
+            e.body.message.contains("not valid JSON"),
+            "{}",
+            e.body.message
+        );
+    }
+
+    #[test]
+    fn a_txn_never_deletes_every_key() {
+        for key in ["/", ""] {
+            let req: TxnRequest = serde_json::from_value(serde_json::json!({
+                "success": [{"op": "delete", "key": key, "prefix": true}]
+            }))
+            .unwrap();
+            let e = validate_txn(req).unwrap_err();
+            assert!(
+                e.body
+                    .message
+                    .starts_with("success[0].key: a txn does not delete every key")
+                    && e.body.message.contains("all=true"),
+                "{}",
+                e.body.message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_and_counted_exactly() {
+        // 70 MiB: past any read-ahead bound, and still counted to the byte.
+        let mib = Bytes::from(vec![0u8; 1 << 20]);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = (0..70).map(|_| Ok(mib.clone())).collect();
+        let body = Body::from_stream(futures::stream::iter(chunks));
+        let e = read_body(body, 2500, "value").await.unwrap_err();
+        assert_eq!(
+            e.body.message,
+            format!("value: {} bytes is over the limit of 2500 bytes", 70 << 20)
+        );
+        // A body that breaks off once it is too large is still a 413, not a 400.
+        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from(vec![0u8; 3000])),
+            Err(std::io::Error::other("connection closed")),
+        ];
+        let body = Body::from_stream(futures::stream::iter(chunks));
+        let e = read_body(body, 2500, "value").await.unwrap_err();
+        assert_eq!(
+            e.body.message,
+            "value: over the limit of 2500 bytes (at least 3000 bytes sent)"
+        );
+    }
 }

@@ -116,6 +116,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/livez", get(admin::livez))
         .route("/metrics", get(admin::metrics))
         .merge(raft)
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            admin::refuse_if_removed,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(node)
 }

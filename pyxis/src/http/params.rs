@@ -145,7 +145,11 @@ mod tests {
         assert_eq!(key_from_path("/v1/kv/ns/x", false).unwrap(), "/ns/x");
         assert_eq!(key_from_path("/v1/kv/a%20b", false).unwrap(), "/a b");
         let empty = key_from_path("/v1/kv/", false).unwrap_err();
-        assert!(empty.body.message.contains("empty"));
+        assert!(
+            empty.body.message.starts_with("key: / names no key"),
+            "{}",
+            empty.body.message
+        );
         assert_eq!(key_from_path("/v1/kv/", true).unwrap(), "/");
         assert_eq!(key_from_path("/v1/kv", true).unwrap(), "/");
         assert!(

@@ -63,6 +63,7 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
     let key = key_from_path(&format!("/v1/kv{path}"), prefix)?;
     let filter = KeyFilter::new(key, prefix);
     let view = node.view.clone();
+    let reached = view.applied().revision;
     // Without from_rev, the watch starts after what this node has applied now.
     let from = match params.u64("from_rev")? {
         Some(0) => return Err(ApiError::bad_request("from_rev: revisions start at 1")),
@@ -89,7 +90,11 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
         cursor: from,
         // Tell the client where the stream starts, so that it can resume from there
         // even if it breaks before the first event.
-        pending: VecDeque::from([line(&WatchMessage::Progress { revision: from - 1 })]),
+        // A start beyond the store's revision is reported as the revision reached, not as
+        // one the store has not got to.
+        pending: VecDeque::from([line(&WatchMessage::Progress {
+            revision: (from - 1).min(reached),
+        })]),
         done: false,
         _gauge: WatcherGauge,
     };
@@ -196,13 +201,19 @@ fn line(m: &WatchMessage) -> Bytes {
 }
 
 /// Waits until a key under `filter` changes after revision `after`, or `timeout` passes.
-/// Returns at once when `after` is already older than the kept history.
+/// Returns at once when `after` is already older than the kept history; an `after` beyond
+/// the current revision (`u64::MAX` included) waits for a change after it, or the timeout.
 pub async fn wait_for_change(view: &StoreView, filter: &KeyFilter, after: u64, timeout: Duration) {
-    let mut rx = view.subscribe();
     let deadline = tokio::time::Instant::now() + timeout;
+    let Some(from) = after.checked_add(1) else {
+        // No revision comes after u64::MAX.
+        tokio::time::sleep_until(deadline).await;
+        return;
+    };
+    let mut rx = view.subscribe();
     loop {
         rx.borrow_and_update();
-        match view.events_since(after + 1, |k| filter.matches(k), 1) {
+        match view.events_since(from, |k| filter.matches(k), 1) {
             Ok((events, _)) if events.is_empty() => {}
             _ => return,
         }

@@ -16,6 +16,8 @@
 //! - `store_limits`: read-only txns take no log entry; op and reply caps keep one request from
 //!   exhausting the nodes or the log.
 //! - `store_health`: `/healthz` and `/v1/cluster` report a member that is behind or leaderless.
+//! - `store_truth`: errors and states that tell the truth: `?all=true` to delete every key, a
+//!   removed member that says so, clean 413s, watch and `wait_rev` edges, `members add` probing.
 //! - `store_watch`: watches resume across nodes without gap or duplicate; compacted starts.
 //! - `store_history`: clients put unique values and read on 8 keys under kill -9 and SIGSTOP of
 //!   leaders and followers; the history checker finds no double apply, stale or backward read
@@ -50,5 +52,6 @@ mod store_leases;
 mod store_limits;
 mod store_once;
 mod store_peer_api;
+mod store_truth;
 mod store_watch;
 mod writer;

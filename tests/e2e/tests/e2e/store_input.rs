@@ -29,7 +29,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let small = || Bytes::from_static(b"x");
 
     let reply = put_raw("/v1/kv/", small()).await;
-    expect_error(&reply, 400, ErrorCode::InvalidKey, &["empty"], "empty key");
+    expect_error(
+        &reply,
+        400,
+        ErrorCode::InvalidKey,
+        &["key: / names no key"],
+        "the root as a key",
+    );
 
     let reply = put_raw("/v1/kv/%FF", small()).await;
     expect_error(
