@@ -25,7 +25,7 @@ const LEARNER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long `add_member` waits for the newcomer to answer its status request.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::node::Node;
-use crate::raft::Node as RaftNode;
+use crate::raft::NodeAddr;
 
 impl Node {
     /// This node's position from its Raft metrics, for `/healthz` (`health::judge`).
@@ -149,7 +149,7 @@ impl Node {
         // Not blocking: openraft would wait for the learner without a bound.
         let added = self
             .raft
-            .add_learner(id, RaftNode::new(addr), false)
+            .add_learner(id, NodeAddr::new(addr), false)
             .await
             .map_err(membership_error)?;
         // Promote only once the learner holds the log up to its own membership entry: a

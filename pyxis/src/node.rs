@@ -27,7 +27,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{StateMachine, StoreView};
-use crate::raft::{Command, CommandResult, Node as RaftNode, Raft, codec};
+use crate::raft::{Command, CommandResult, NodeAddr, Raft, codec};
 use crate::store::validate::InvalidCommand;
 use crate::store::watch::HistoryLimits;
 
@@ -414,8 +414,8 @@ pub async fn start_node(
     .context("starting raft")?;
 
     if !raft.is_initialized().await? && !cfg.join {
-        let members: BTreeMap<u64, RaftNode> = if cfg.peers.is_empty() {
-            BTreeMap::from([(cfg.id, RaftNode::new(&addr))])
+        let members: BTreeMap<u64, NodeAddr> = if cfg.peers.is_empty() {
+            BTreeMap::from([(cfg.id, NodeAddr::new(&addr))])
         } else {
             anyhow::ensure!(
                 cfg.peers.contains_key(&cfg.id),
@@ -424,7 +424,7 @@ pub async fn start_node(
             );
             cfg.peers
                 .iter()
-                .map(|(id, a)| (*id, RaftNode::new(a)))
+                .map(|(id, a)| (*id, NodeAddr::new(a)))
                 .collect()
         };
         let addrs: BTreeMap<u64, String> = members

@@ -16,7 +16,7 @@ use openraft::testing::log_id;
 
 use crate::cluster_id::{ClusterId, ClusterIdentity};
 use crate::raft::snapshot::{SnapshotDir, SnapshotFile, decode_file};
-use crate::raft::{Node, SnapshotMeta, StoredMembership, TypeConfig, Vote, log_store};
+use crate::raft::{NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote, log_store};
 use crate::store::kv::KvState;
 
 /// What a restore produced.
@@ -80,7 +80,7 @@ pub fn restore(
     let at = log_id::<TypeConfig>(1, id, 1);
     let membership = Membership::new(
         vec![BTreeSet::from([id])],
-        BTreeMap::from([(id, Node::new(addr))]),
+        BTreeMap::from([(id, NodeAddr::new(addr))]),
     )
     .map_err(|e| wr(io::Error::other(e)))?;
     let snap = SnapshotFile {

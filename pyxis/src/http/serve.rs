@@ -23,7 +23,7 @@ use axum::response::Response;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -157,9 +157,13 @@ pub async fn serve(
     }
 }
 
-/// Answers a connection over the limit with a 503 and closes it, without reading the request.
+/// Answers a connection over the limit with a 503 and closes it. What the client already
+/// sent is read first (briefly, a few KiB at most): closing a socket with unread data makes
+/// the kernel send a reset, which can destroy the 503 before the client reads it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
         let _ = stream.write_all(OVERLOADED).await;
         let _ = stream.shutdown().await;
     })

@@ -26,7 +26,7 @@ use super::codec;
 use super::snapshot;
 use super::wal::fs::{Fs, OsFs};
 use super::wal::{self, MAX_BODY, RECOVERY, Record, Wal};
-use super::{Entry, LogId, TypeConfig, Vote};
+use super::{LogEntry, LogId, TypeConfig, Vote};
 
 /// Most requests committed in one transaction; bounds the latency of the first one.
 const MAX_BATCH: usize = 4096;
@@ -46,7 +46,7 @@ pub type FatalHook = Arc<dyn Fn(&io::Error) + Send + Sync>;
 /// The in-memory view of the log, updated before the disk (readers see appends at once).
 #[derive(Default)]
 struct MemLog {
-    entries: BTreeMap<u64, Entry>,
+    entries: BTreeMap<u64, LogEntry>,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
@@ -348,7 +348,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
+    ) -> Result<Vec<LogEntry>, io::Error> {
         let mem = read_mem(&self.mem);
         Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
     }
@@ -362,7 +362,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
+    ) -> Result<Vec<LogEntry>, io::Error> {
         self.get_log_reader().await.try_get_log_entries(range).await
     }
 
@@ -418,7 +418,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         callback: IOFlushed<TypeConfig>,
     ) -> Result<(), io::Error>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = LogEntry> + Send,
         I::IntoIter: Send,
     {
         let mut rows = Vec::new();

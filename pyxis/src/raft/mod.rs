@@ -38,11 +38,11 @@ pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
 /// Bytes of one snapshot, held in memory (the whole state fits in memory by design).
 pub type SnapshotData = Cursor<Vec<u8>>;
 
-/// Node address record kept in the membership.
-pub type Node = openraft::impls::BasicNode;
+/// A member's address record, as kept in the membership.
+pub type NodeAddr = openraft::impls::BasicNode;
 
-/// A log entry of this configuration.
-pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
+/// A Raft log entry of this configuration (not to be confused with `store::entry::Entry`).
+pub type LogEntry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 
 /// A log id of this configuration.
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;

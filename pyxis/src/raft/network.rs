@@ -21,7 +21,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Node, SnapshotData, TypeConfig, Vote, codec};
+use super::{NodeAddr, SnapshotData, TypeConfig, Vote, codec};
 use crate::cluster_id::{self, ClusterIdentity};
 use crate::peer_token::{self, PeerToken};
 
@@ -74,7 +74,7 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &Node) -> Self::Network {
+    async fn new_client(&mut self, target: u64, node: &NodeAddr) -> Self::Network {
         PeerClient {
             http: self.http.clone(),
             cluster: self.cluster.clone(),

@@ -198,7 +198,7 @@ mod tests {
     fn what_the_api_refuses_is_refused_naming_the_field() {
         let refused = |cmd: Command| request(cmd).validate(128).unwrap_err().to_string();
         assert_eq!(refused(put("a", 1)), "key: must start with '/'");
-        assert_eq!(refused(put("/", 1)), "key: must not be empty");
+        assert!(refused(put("/", 1)).starts_with("key: / names no key"));
         assert!(refused(put("/a\u{1}", 1)).contains("control character"));
         assert!(refused(put(&format!("/{}", "k".repeat(5000)), 1)).contains("longer than"));
         assert_eq!(

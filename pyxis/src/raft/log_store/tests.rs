@@ -38,7 +38,7 @@ async fn reopen_keeps_log_and_vote() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut store = LogStore::open(dir.path()).unwrap();
-        let entries = (1..=3).map(|i| Entry::new_blank(log_id::<TypeConfig>(1, 1, i)));
+        let entries = (1..=3).map(|i| LogEntry::new_blank(log_id::<TypeConfig>(1, 1, i)));
         store.append(entries, IOFlushed::noop()).await.unwrap();
         store.save_vote(&Vote::new(2, 1)).await.unwrap();
         store.purge(log_id::<TypeConfig>(1, 1, 1)).await.unwrap();
@@ -181,10 +181,10 @@ async fn an_entry_over_the_record_limit_is_refused() {
     let dir = PathBuf::from("/sim/raft");
     let mut store = LogStore::open_in(SimFs::default(), &dir, 1 << 20, hook).unwrap();
     // A node address as large as the limit: any payload would do.
-    let node = crate::raft::Node::new("x".repeat(MAX_BODY));
+    let node = crate::raft::NodeAddr::new("x".repeat(MAX_BODY));
     let members =
         openraft::Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, node)])).unwrap();
-    let mut entry = Entry::new_blank(openraft::testing::log_id::<TypeConfig>(1, 1, 1));
+    let mut entry = LogEntry::new_blank(openraft::testing::log_id::<TypeConfig>(1, 1, 1));
     entry.payload = openraft::EntryPayload::Membership(members);
     let err = store.append([entry], IOFlushed::noop()).await.unwrap_err();
     assert!(

@@ -8,8 +8,15 @@ use pyxis_client::api::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// Reads until the server closes the connection (or `within` passes); what it sent.
+/// Reads until the server closes the connection (or `within` passes); what it sent, if it
+/// closed in time.
 async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let (closed, got) = read_for(s, within).await;
+    closed.then_some(got)
+}
+
+/// Reads for at most `within`: whether the server closed the connection, and what it sent.
+async fn read_for(s: &mut TcpStream, within: Duration) -> (bool, String) {
     let mut got = Vec::new();
     let closed = tokio::time::timeout(within, async {
         let mut buf = [0u8; 4096];
@@ -21,9 +28,7 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String
         }
     })
     .await;
-    closed
-        .ok()
-        .map(|()| String::from_utf8_lossy(&got).into_owned())
+    (closed.is_ok(), String::from_utf8_lossy(&got).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,17 +113,15 @@ async fn connections_over_the_bound_get_503_and_the_node_stays_reachable() {
         held.push(TcpStream::connect(addr).await.unwrap());
     }
     // Every connection counts once the node has accepted it; one more is answered at once.
-    let refused = eventually(Duration::from_secs(10), async || {
+    let refused = eventually(Duration::from_secs(30), async || {
         let mut extra = TcpStream::connect(addr).await?;
         extra
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await?;
-        let reply = read_until_closed(&mut extra, Duration::from_secs(5))
-            .await
-            .unwrap_or_default();
+        let (closed, reply) = read_for(&mut extra, Duration::from_secs(3)).await;
         anyhow::ensure!(
-            reply.starts_with("HTTP/1.1 503"),
-            "not refused yet: {reply:?}"
+            reply.starts_with("HTTP/1.1 503") && reply.contains("too many open connections"),
+            "not refused yet (closed: {closed}): {reply:?}"
         );
         Ok(reply)
     })
