@@ -213,7 +213,7 @@ mod tests {
                 key: "/".into(),
                 prefix: false
             })
-            .contains("empty")
+            .contains("names no key")
         );
         assert_eq!(
             refused(txn_puts(129, 1)),
