@@ -7,7 +7,7 @@
 //! - `naming`: typed, validated `/v1/services`, `/v1/traffic` and `/v1/datacenters` routes.
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`, with the peer token check
 //!   and per-route body limits.
-//! - `serve`: the accept loop with connection limits and timeouts.
+//! - `serve`: the accept loop with connection limits and timeouts; `throttle`: log rate limits.
 //! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
 pub mod admin;
@@ -19,6 +19,7 @@ pub mod params;
 pub mod raft_rpc;
 pub mod request_id;
 pub mod serve;
+pub mod throttle;
 pub mod watch;
 
 use std::sync::Arc;

@@ -9,7 +9,6 @@
 //! RPCs) and `node` (forwarding).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -20,6 +19,7 @@ use openraft::Snapshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::throttle::Throttle;
 use crate::cluster_id::{self, Verdict};
 use crate::node::{ForwardError, MAX_PAYLOAD_ENTRIES, Node};
 use crate::peer_token;
@@ -132,16 +132,8 @@ pub async fn check_cluster(State(node): State<Arc<Node>>, req: Request, next: Ne
 
 /// Logs a refused peer call, at most once per [`REFUSAL_WARN_EVERY_SECS`].
 fn warn_refusal(path: &str, why: &str) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LAST.load(Ordering::Relaxed);
-    if now >= last + REFUSAL_WARN_EVERY_SECS
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    static EVERY: Throttle = Throttle::every(REFUSAL_WARN_EVERY_SECS);
+    if EVERY.due() {
         tracing::warn!(path, "refused a peer call: {why}");
     }
 }

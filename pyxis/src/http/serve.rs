@@ -12,7 +12,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +26,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use super::throttle::Throttle;
 use tower::ServiceExt as _;
 
 /// Limits on client connections; see the module doc.
@@ -172,16 +173,8 @@ async fn refuse(mut stream: TcpStream) {
 
 /// Logs an accept failure, at most once every 10 seconds.
 fn warn_accept(e: &io::Error) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LAST.load(Ordering::Relaxed);
-    if now >= last + 10
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    static EVERY: Throttle = Throttle::every(10);
+    if EVERY.due() {
         tracing::warn!(error = %e, "accepting a connection failed");
     }
 }

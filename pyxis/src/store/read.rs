@@ -144,19 +144,10 @@ impl KvState {
         cmd: &Command,
         budget: &mut Budget,
     ) -> Option<Result<CommandResult, Budget>> {
-        let Command::Txn {
-            compare,
-            success,
-            failure,
-        } = cmd
-        else {
-            return None;
-        };
         if !is_read_only(cmd) {
             return None;
         }
-        let succeeded = compare.iter().all(|c| self.holds(c));
-        let ops = if succeeded { success } else { failure };
+        let (succeeded, ops) = self.chosen_branch(cmd)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             let Op::Get { key, prefix } = op else {
@@ -175,22 +166,27 @@ impl KvState {
         }))
     }
 
-    /// Whether the gets of the branch a write transaction would run fit `budget` on the
-    /// current state, counting without copying. A check before proposing: the applied result
-    /// can still differ (other writes come first, or the txn's own puts add entries).
-    pub fn txn_gets_fit(&self, cmd: &Command, budget: &mut Budget) -> bool {
+    /// For a transaction: whether its compares hold on the current state, and the ops of the
+    /// branch that picks; `None` for any other command.
+    fn chosen_branch<'c>(&self, cmd: &'c Command) -> Option<(bool, &'c [Op])> {
         let Command::Txn {
             compare,
             success,
             failure,
         } = cmd
         else {
-            return true;
+            return None;
         };
-        let ops = if compare.iter().all(|c| self.holds(c)) {
-            success
-        } else {
-            failure
+        let succeeded = compare.iter().all(|c| self.holds(c));
+        Some((succeeded, if succeeded { success } else { failure }))
+    }
+
+    /// Whether the gets of the branch a write transaction would run fit `budget` on the
+    /// current state, counting without copying. A check before proposing: the applied result
+    /// can still differ (other writes come first, or the txn's own puts add entries).
+    pub fn txn_gets_fit(&self, cmd: &Command, budget: &mut Budget) -> bool {
+        let Some((_, ops)) = self.chosen_branch(cmd) else {
+            return true;
         };
         for op in ops {
             if let Op::Get { key, prefix } = op {

@@ -260,9 +260,29 @@ impl Api {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<Reply> {
+        self.send_json(Method::POST, base, path, body).await
+    }
+
+    /// `PUT base+path` with a JSON body (the typed `/v1/services|traffic|...` writes).
+    pub async fn put_json(
+        &self,
+        base: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Reply> {
+        self.send_json(Method::PUT, base, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        base: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<Reply> {
         let url = format!("{base}{path}");
         let body = Bytes::from(serde_json::to_vec(body)?);
-        self.request(Method::POST, &url, Some(body), Some("application/json"))
+        self.request(method, &url, Some(body), Some("application/json"))
             .await
     }
 

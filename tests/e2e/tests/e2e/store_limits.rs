@@ -349,18 +349,12 @@ async fn txn_caps_name_the_limit_and_writes_still_work() {
         "version": "v1", "weight": 100, "tags": ["http"], "meta": {"zone": "a"},
         "status": "passing", "node": "n1"});
     for i in 0..100 {
-        let path = format!("{url}/v1/services/web/instances/web-{i}");
-        let body = bytes::Bytes::from(instance.to_string());
-        let reply = api
-            .request(
-                reqwest::Method::PUT,
-                &path,
-                Some(body),
-                Some("application/json"),
-            )
+        let path = format!("/v1/services/web/instances/web-{i}");
+        api.put_json(&url, &path, &instance)
             .await
+            .unwrap()
+            .ok()
             .unwrap();
-        reply.ok().unwrap();
     }
     let reply = api
         .get_path(&url, "/v1/services/web/instances")
@@ -377,19 +371,12 @@ async fn txn_caps_name_the_limit_and_writes_still_work() {
     let services = api.get_path(&url, "/v1/services").await.unwrap();
     assert_eq!(services.status, 200, "{}", services.text());
     for i in 0..25 {
-        let path = format!("{url}/v1/services/svc-{i}");
         let def = json!({"owner": "team", "description": "d".repeat(1000)});
-        let body = bytes::Bytes::from(def.to_string());
-        let reply = api
-            .request(
-                reqwest::Method::PUT,
-                &path,
-                Some(body),
-                Some("application/json"),
-            )
+        api.put_json(&url, &format!("/v1/services/svc-{i}"), &def)
             .await
+            .unwrap()
+            .ok()
             .unwrap();
-        reply.ok().unwrap();
     }
     let reply = api.get_path(&url, "/v1/services").await.unwrap();
     expect_error(
