@@ -14,7 +14,11 @@
 //! - [`routing`]: [`routing::select`], the pure routing policy (datacenter preference, forced
 //!   shifts, gray version groups, weighted order).
 //!
-//! Not here yet: zone answers.
+//! - [`placement`]: [`placement::place`], a DNS client's datacenter from its EDNS Client
+//!   Subnet or source address against the datacenters' subnets.
+//! - [`zone`]: [`Zone`], the zone's answers (records and rcodes) for a snapshot, a question and
+//!   a client, shared by the gateway and the agent's local DNS.
+//!
 //! Apart from the mirror, this crate does no I/O, reads no clock and draws no randomness: time
 //! and seeds are passed in.
 
@@ -23,15 +27,19 @@ pub mod error;
 pub mod keys;
 pub mod mirror;
 pub mod name;
+pub mod placement;
 pub mod routing;
 pub mod schema;
+pub mod zone;
 
 pub use catalog::{Catalog, ServiceEntry};
 pub use error::{NameError, ValidationError};
 pub use keys::Key;
 pub use mirror::{Mirror, MirrorOptions, MirrorStatus, Snapshot};
 pub use name::{DcName, InstanceId, ServiceName};
-pub use routing::{ClientCtx, Params, Selection};
+pub use placement::{Placement, place};
+pub use routing::{ClientCtx, Filter, Params, Selection};
 pub use schema::{
     Datacenter, Health, Instance, Override, ServiceDef, Shift, TrafficPolicy, VersionGroup,
 };
+pub use zone::{Answer, NameKind, QueryParams, Zone, ZoneConfig};

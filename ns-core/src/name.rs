@@ -87,6 +87,41 @@ impl InstanceId {
     }
 }
 
+/// The reserved-label rule that keeps `NAME.DC.ZONE` apart from a dotted service name: the
+/// last label of a multi-label service name may not be a datacenter's name (`is_dc` says which
+/// names are datacenters). The store's typed API checks it for every service it writes, and
+/// [`check_dc_name`] the other way round for every datacenter.
+pub fn check_dc_label(
+    service: &ServiceName,
+    is_dc: impl Fn(&str) -> bool,
+) -> Result<(), NameError> {
+    match service.as_str().rsplit_once('.') {
+        Some((_, last)) if is_dc(last) => Err(NameError(format!(
+            "ends in {last:?}, the name of a datacenter: {service}.ZONE would read as \
+             {prefix} in {last}",
+            prefix = &service.as_str()[..service.as_str().len() - last.len() - 1]
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The other half of [`check_dc_label`]: a datacenter may not be named like the last label of
+/// one of `services`.
+pub fn check_dc_name<'s>(
+    dc: &DcName,
+    mut services: impl Iterator<Item = &'s str>,
+) -> Result<(), NameError> {
+    match services.find(|s| {
+        s.rsplit_once('.')
+            .is_some_and(|(_, last)| last == dc.as_str())
+    }) {
+        Some(s) => Err(NameError(format!(
+            "is the last label of the service {s:?}: {s}.ZONE would also read as a name in {dc}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Non-empty and at most `max` bytes (names are ASCII, so bytes are characters).
 fn check_length(s: &str, max: usize) -> Result<(), NameError> {
     if s.is_empty() {
@@ -250,6 +285,30 @@ mod tests {
             "has '.'; only a-z, 0-9 and '-' are allowed"
         );
         assert_eq!(DcName::parse("").unwrap_err().0, "must not be empty");
+    }
+
+    #[test]
+    fn dc_labels_are_reserved() {
+        let dcs = ["dc1", "eu"];
+        let is_dc = |s: &str| dcs.contains(&s);
+        let svc = |s: &str| ServiceName::parse(s).unwrap();
+        assert!(check_dc_label(&svc("dc1"), is_dc).is_ok());
+        assert!(check_dc_label(&svc("search.hotel"), is_dc).is_ok());
+        assert!(check_dc_label(&svc("dc1.hotel"), is_dc).is_ok());
+        assert_eq!(
+            check_dc_label(&svc("search.eu"), is_dc).unwrap_err().0,
+            "ends in \"eu\", the name of a datacenter: search.eu.ZONE would read as search in eu"
+        );
+        let services = ["web", "search.hotel"];
+        let dc = |s: &str| DcName::parse(s).unwrap();
+        assert!(check_dc_name(&dc("web"), services.into_iter()).is_ok());
+        assert!(check_dc_name(&dc("search"), services.into_iter()).is_ok());
+        assert!(
+            check_dc_name(&dc("hotel"), services.into_iter())
+                .unwrap_err()
+                .0
+                .starts_with("is the last label of the service \"search.hotel\"")
+        );
     }
 
     #[test]

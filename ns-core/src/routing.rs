@@ -13,11 +13,16 @@
 //!    fixed, the groups split [0, 1) in listed order by weight), so a client keeps its group while
 //!    the weights hold, and a weight change moves only the clients near a boundary. The hash is
 //!    salted with the service name: being in one service's canary says nothing about another's.
-//! 4. Candidates: instances that are not critical (warning is routable) and not drained, with
+//! 4. Candidates: instances the query's [`Filter`] admits (datacenter of the `NAME.DC` form,
+//!    tag, address family) that are not critical (warning is routable) and not drained, with
 //!    their effective weight (override, else their own). Of these, the group's instances in the
 //!    target datacenter; if none, in the first datacenter with some, in the order: the target's
 //!    `fallback` list, then the rest by name. If the group has none anywhere, the same walk over
 //!    every version. Without a target, candidates from all datacenters are used together.
+//!    Fail-open: when the service's `fail_open_percent` is set and fewer than that share of
+//!    the admitted, non-drained instances are routable, critical instances count as routable
+//!    too ([`Selection::fail_open`]), so a broken check on most hosts spreads the load over
+//!    the whole fleet instead of funnelling it into the survivors.
 //! 5. Order: weighted random choice without replacement (seeded); weight-0 instances come after
 //!    all others, shuffled. Then the answer is cut to `max_answers`.
 //!
@@ -52,6 +57,27 @@ pub struct Params {
     pub max_answers: usize,
 }
 
+/// Which instances a query may use at all, whatever the policy: the record type and the name
+/// form of a DNS question narrow the candidates before any routing step runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter<'f> {
+    /// Only this datacenter's instances (the `NAME.DC` form): it is the target, no shift moves
+    /// the client and no other datacenter stands in for it.
+    pub dc: Option<&'f DcName>,
+    /// Only instances carrying this tag (the `_TAG._tcp.NAME` SRV form).
+    pub tag: Option<&'f str>,
+    /// Only IPv4 (`Some(true)`, A queries) or only IPv6 (`Some(false)`, AAAA) addresses.
+    pub ipv4: Option<bool>,
+}
+
+impl Filter<'_> {
+    fn admits(&self, i: &Instance) -> bool {
+        self.dc.is_none_or(|dc| &i.datacenter == dc)
+            && self.tag.is_none_or(|t| i.tags.iter().any(|x| x == t))
+            && self.ipv4.is_none_or(|v4| i.address.is_ipv4() == v4)
+    }
+}
+
 /// Where the traffic policy in force came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicySource {
@@ -83,6 +109,9 @@ pub struct Selection<'a> {
     pub dc_fallback: bool,
     /// The picked group had no candidate anywhere, so every version was considered.
     pub group_fallback: bool,
+    /// Fewer of the service's usable instances were routable than its `fail_open_percent`,
+    /// so critical instances were answered too (callers count this for `/metrics`).
+    pub fail_open: bool,
 }
 
 /// One chosen instance.
@@ -118,6 +147,17 @@ pub fn select<'a>(
     client: &ClientCtx,
     params: &Params,
 ) -> Selection<'a> {
+    select_filtered(catalog, service, client, params, &Filter::default())
+}
+
+/// [`select`] over the instances `filter` admits only (the zone's record types and name forms).
+pub fn select_filtered<'a>(
+    catalog: &'a Catalog,
+    service: &ServiceName,
+    client: &ClientCtx,
+    params: &Params,
+    filter: &Filter<'_>,
+) -> Selection<'a> {
     let mut out = Selection {
         instances: Vec::new(),
         policy: PolicySource::Default,
@@ -127,6 +167,7 @@ pub fn select<'a>(
         dc: None,
         dc_fallback: false,
         group_fallback: false,
+        fail_open: false,
     };
     let Some(entry) = catalog.service(service) else {
         return out;
@@ -138,12 +179,17 @@ pub fn select<'a>(
         (None, None) => true,
     };
     let shifts = policy.map_or(&[][..], |p| &p.shifts);
-    (out.target_dc, out.shifted) = target_dc(shifts, client, service, prefer_same_dc);
+    (out.target_dc, out.shifted) = match filter.dc {
+        Some(dc) => (Some(dc.clone()), false),
+        None => target_dc(shifts, client, service, prefer_same_dc),
+    };
     let groups = policy.map_or(&[][..], |p| &p.groups);
     out.group = pick_group(groups, client.key, service).map(|g| g.version.as_str());
 
     let overrides = policy.map(|p| &p.overrides);
-    let routable = routable(entry, overrides);
+    let fail_open_percent = entry.def.as_ref().and_then(|d| d.fail_open_percent);
+    let routable;
+    (routable, out.fail_open) = routable_with(entry, overrides, filter, fail_open_percent);
     let in_group: Vec<Selected<'a>> = match out.group {
         Some(v) => routable
             .iter()
@@ -227,24 +273,43 @@ fn pick_group<'p>(
     })
 }
 
-/// Step 4a: the routable instances, in id order, with their effective weight.
-fn routable<'a>(
+/// Step 4a: the routable instances the filter admits, in id order, with their effective
+/// weight; and whether the service failed open. It fails open when fewer than
+/// `fail_open_percent` of the admitted, non-drained instances are routable: then all of
+/// those are routable, critical or not.
+fn routable_with<'a>(
     entry: &'a ServiceEntry,
     overrides: Option<&BTreeMap<InstanceId, Override>>,
-) -> Vec<Selected<'a>> {
-    entry
+    filter: &Filter<'_>,
+    fail_open_percent: Option<u8>,
+) -> (Vec<Selected<'a>>, bool) {
+    let usable: Vec<Selected<'a>> = entry
         .instances
         .iter()
         .filter_map(|(id, instance)| {
             let over = overrides.and_then(|o| o.get(id));
             let drained = over.is_some_and(|o| o.drain);
-            (instance.status.is_routable() && !drained).then(|| Selected {
+            (!drained && filter.admits(instance)).then(|| Selected {
                 id,
                 instance,
                 weight: instance.weight_with(over),
             })
         })
-        .collect()
+        .collect();
+    let healthy = usable
+        .iter()
+        .filter(|s| s.instance.status.is_routable())
+        .count();
+    let fail_open = fail_open_percent
+        .is_some_and(|p| !usable.is_empty() && healthy * 100 < usable.len() * usize::from(p));
+    if fail_open {
+        return (usable, true);
+    }
+    let routable = usable
+        .into_iter()
+        .filter(|s| s.instance.status.is_routable())
+        .collect();
+    (routable, false)
 }
 
 /// Step 4b: the candidates of the first datacenter that has any, walking from `target`. Without
@@ -354,6 +419,8 @@ impl SplitMix64 {
     }
 }
 
+#[cfg(test)]
+mod filter_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

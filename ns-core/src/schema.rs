@@ -23,6 +23,8 @@ pub const PORT_RANGE: &str = "must be 1..=65535";
 pub const WEIGHT_RANGE: &str = "must be 0..=1000";
 /// Message for a percentage outside 0..=100.
 pub const PERCENT_RANGE: &str = "must be 0..=100";
+/// Message for a fail-open threshold outside 1..=100.
+pub const FAIL_OPEN_RANGE: &str = "must be 1..=100";
 /// Largest instance, group and override weight.
 pub const MAX_WEIGHT: u16 = 1000;
 /// Largest DNS TTL a service may ask for, in seconds (one day).
@@ -47,6 +49,16 @@ pub struct ServiceDef {
     /// Default for [`TrafficPolicy::prefer_same_dc`] while no traffic policy is in force.
     #[serde(default = "yes")]
     pub prefer_same_dc: bool,
+    /// Fail open (Envoy's panic threshold, Nacos' protect threshold): when fewer than this
+    /// percentage of the service's non-drained instances are routable, routing answers from
+    /// every non-drained instance, critical ones included, rather than funnel all traffic into
+    /// the few survivors. 1..=100; absent (the default) means never.
+    #[serde(
+        default,
+        deserialize_with = "de::opt_percent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fail_open_percent: Option<u8>,
 }
 
 /// One running instance of a service, stored at `/ns/instances/NAME/ID` on the agent's lease.
@@ -194,6 +206,7 @@ impl Default for ServiceDef {
             meta: BTreeMap::new(),
             ttl_secs: default_ttl(),
             prefer_same_dc: true,
+            fail_open_percent: None,
         }
     }
 }
@@ -223,6 +236,12 @@ impl ServiceDef {
         check_meta(&self.meta)?;
         if self.ttl_secs > MAX_TTL_SECS {
             return Err(ValidationError::new("ttl_secs", "must be 0..=86400"));
+        }
+        if self
+            .fail_open_percent
+            .is_some_and(|p| !(1..=100).contains(&p))
+        {
+            return Err(ValidationError::new("fail_open_percent", FAIL_OPEN_RANGE));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::de::{Deserialize, Deserializer, Error};
 
-use super::{PERCENT_RANGE, PORT_RANGE, WEIGHT_RANGE};
+use super::{FAIL_OPEN_RANGE, PERCENT_RANGE, PORT_RANGE, WEIGHT_RANGE};
 
 fn ranged<'de, D: Deserializer<'de>>(d: D, max: i64, msg: &str) -> Result<i64, D::Error> {
     let v = i64::deserialize(d)?;
@@ -66,4 +66,12 @@ pub(super) fn subnets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::
         .into_iter()
         .map(|n| n.0)
         .collect())
+}
+
+pub(super) fn opt_percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if (1..=100).contains(&v) => Ok(Some(v as u8)),
+        Some(_) => Err(D::Error::custom(FAIL_OPEN_RANGE)),
+    }
 }

@@ -212,6 +212,26 @@ fn service_def_rules() {
         "description: must be at most 1024 characters long"
     );
     assert!(e(json!({"meta": {"": "x"}})).starts_with("meta: key \"\" must be"));
+    for bad in [json!(0), json!(101), json!(-1), json!("50")] {
+        assert!(
+            e(json!({ "fail_open_percent": bad })).starts_with("fail_open_percent: "),
+            "{bad}"
+        );
+    }
+    let on = ServiceDef::from_json(br#"{"fail_open_percent": 50}"#).unwrap();
+    assert_eq!(on.fail_open_percent, Some(50));
+    assert_eq!(
+        ServiceDef::from_json(b"{}").unwrap().fail_open_percent,
+        None
+    );
+    let def = ServiceDef {
+        fail_open_percent: Some(0),
+        ..ServiceDef::default()
+    };
+    assert_eq!(
+        def.validate().unwrap_err().to_string(),
+        "fail_open_percent: must be 1..=100"
+    );
 }
 
 #[test]
