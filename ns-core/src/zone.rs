@@ -20,7 +20,8 @@
 //! label may not be a datacenter's name, and a datacenter may not take the last label of an
 //! existing service ([`crate::name::check_dc_label`], applied by the store's typed API). Data
 //! written around it (raw `/v1/kv`) resolves the exact service name first. Record building is
-//! in `zone/records.rs`; the wire (EDNS, truncation, ECS echo) is the servers' job.
+//! in `zone/records.rs`; the reply's OPT (UDP size, ECS echo) in [`wire`]; framing and
+//! truncation are the servers' job.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::name::{DcName, ServiceName};
 use crate::routing::{ClientCtx, Filter, Params, select_filtered};
 
 mod records;
+pub mod wire;
 
 /// What a zone is, beyond the data: its origin, TTLs and answer cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
