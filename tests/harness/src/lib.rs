@@ -2,6 +2,8 @@
 //!
 //! Modules:
 //! - [`agent`]: [`Agent`], one `ns-agent` process with its config; [`WebhookSink`] for alerts.
+//! - [`gateway`]: [`Gateway`], one `dns-gateway` process, its DNS and HTTP addresses and metrics.
+//! - [`dig`]: run the real `dig` (one question, or thousands with `dig -f`) and parse its answer.
 //! - [`binary`]: find a built binary (`$PYXIS_BIN` or the cargo target dir) and run CLI commands.
 //! - [`process`]: [`Proc`], a child process whose output is kept and dumped when a test panics.
 //! - [`ports`]: reserve free loopback ports for nodes that need fixed addresses.
@@ -18,7 +20,9 @@
 pub mod agent;
 pub mod binary;
 pub mod cluster;
+pub mod dig;
 pub mod eventually;
+pub mod gateway;
 pub mod history;
 pub mod http;
 pub mod ports;
@@ -28,7 +32,9 @@ pub mod proxy;
 pub use agent::{Agent, WebhookSink, replace_file, write_script};
 pub use binary::{CmdOutput, bin, run_cmd};
 pub use cluster::{Cluster, wait_healthy};
+pub use dig::{DigAnswer, dig, dig_batch};
 pub use eventually::eventually;
+pub use gateway::Gateway;
 pub use http::{Api, Reply};
 pub use ports::reserve_ports;
 pub use process::Proc;

@@ -26,6 +26,13 @@
 //!   400 naming the field with nothing written; registration, filtered listings and deletes.
 //! - `mirror`: the `/ns/` mirror follows registrations under leader kills and equals a fresh listing;
 //!   it re-lists when its resume point was compacted away.
+//! - `gateway`: `dns-gateway` asked with the real `dig`: every record type and rcode, placement
+//!   by source and ECS (scope), `NAME.DC`, NODATA without usable instances, fail-open, TC over
+//!   UDP and the whole answer over TCP.
+//! - `gateway_policy`: a 10/90 gray split over 2,000 ECS subnets, sticky; a forced shift within
+//!   1 s of its PUT and ending at its expiry; a critical instance gone within 1 s.
+//! - `gateway_faults`: answering from last known data with the whole store killed (staleness
+//!   in `/metrics`); 10,000 malformed packets, then a valid answer.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
@@ -38,6 +45,9 @@
 
 mod agent;
 mod cli;
+mod gateway;
+mod gateway_faults;
+mod gateway_policy;
 mod mirror;
 mod naming;
 mod nemesis;
