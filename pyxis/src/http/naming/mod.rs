@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
-use ns_core::{NameError, ValidationError};
+use ns_core::{DcName, Key, NameError, ServiceName, ValidationError, keys};
 use pyxis_client::api::{self, DeleteResponse, PutResponse, Revision};
 use serde::Serialize;
 
@@ -44,6 +44,34 @@ fn path_params<T>(path: Result<axum::extract::Path<T>, PathRejection>) -> Result
 /// Parses one path segment as a validated name; the error names `field`.
 fn name<T>(field: &str, raw: &str, parse: fn(&str) -> Result<T, NameError>) -> Result<T, ApiError> {
     parse(raw).map_err(|e| invalid(e.at(field)))
+}
+
+/// The reserved-label rule (`ns_core::name::check_dc_label`) against the applied data: a
+/// dotted service name may not end in a datacenter's name, or `NAME.DC.ZONE` would be
+/// ambiguous. 400 naming `name`. Checked against local state before proposing, like the
+/// other rules; two concurrent writes may still both pass (documented in ARCHITECTURE.md).
+fn check_reserved_label(node: &Node, svc: &ServiceName) -> Result<(), ApiError> {
+    let is_dc = |label: &str| {
+        DcName::parse(label).is_ok_and(|dc| {
+            node.view
+                .with_kv(|kv| kv.get(&keys::datacenter(&dc)).is_some())
+        })
+    };
+    ns_core::name::check_dc_label(svc, is_dc).map_err(|e| invalid(e.at("name")))
+}
+
+/// The other side of [`check_reserved_label`]: a datacenter may not be named like the last
+/// label of an existing service. 400 naming `dc`.
+fn check_dc_not_reserved(node: &Node, dc: &DcName) -> Result<(), ApiError> {
+    let names: Vec<ServiceName> = node.view.with_kv(|kv| {
+        [keys::SERVICES, keys::TRAFFIC, keys::INSTANCES]
+            .iter()
+            .flat_map(|prefix| kv.range(prefix))
+            .filter_map(|(key, _)| Key::parse(key)?.service().cloned())
+            .collect()
+    });
+    ns_core::name::check_dc_name(dc, names.iter().map(ServiceName::as_str))
+        .map_err(|e| invalid(e.at("dc")))
 }
 
 /// For a read whose only query parameter is `consistency`: refuses any other, then makes

@@ -36,6 +36,7 @@ pub async fn put_traffic(
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let policy = TrafficPolicy::from_json(&body).map_err(invalid)?;
+    super::check_reserved_label(&node, &svc)?;
     put_value(&node, rid, keys::traffic(&svc), &policy, write).await
 }
 
@@ -79,6 +80,7 @@ pub async fn put_datacenter(
     let dc = name("dc", &path_params(path)?, DcName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let value = Datacenter::from_json(&body).map_err(invalid)?;
+    super::check_dc_not_reserved(&node, &dc)?;
     put_value(&node, rid, keys::datacenter(&dc), &value, write).await
 }
 

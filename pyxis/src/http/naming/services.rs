@@ -69,6 +69,7 @@ pub async fn put(
     let svc = name("name", &path_params(path)?, ServiceName::parse)?;
     let write = WriteParams::parse(&uri, false)?;
     let def = ServiceDef::from_json(&body).map_err(invalid)?;
+    super::check_reserved_label(&node, &svc)?;
     put_value(&node, rid, keys::service(&svc), &def, write).await
 }
 
@@ -183,6 +184,7 @@ pub async fn put_instance(
     let id = name("id", &raw_id, InstanceId::parse)?;
     let write = WriteParams::parse(&uri, true)?;
     let instance = Instance::from_json(&body).map_err(invalid)?;
+    super::check_reserved_label(&node, &svc)?;
     // The lease's existence is checked by the state machine when the put applies, so a lease
     // that expires between here and there still writes nothing (404 `lease`).
     put_value(&node, rid, keys::instance(&svc, &id), &instance, write).await

@@ -1,7 +1,8 @@
 //! `dns-gateway` against a 3-node store, asked with the real `dig`: every record type and
 //! rcode of the zone, same-datacenter first by source address and by EDNS Client Subnet (with
 //! its scope), `NAME.DC`, NODATA for a service without a usable instance, fail-open at a 50 %
-//! threshold, and a 40-instance answer that truncates over UDP and comes whole over TCP.
+//! threshold, a 40-instance answer that truncates over UDP and comes whole over TCP, and the
+//! typed API refusing the names the reserved-label rule keeps apart.
 //! Policy changes are in `gateway_policy`, store outages and malformed packets in
 //! `gateway_faults`.
 
@@ -246,6 +247,39 @@ async fn gateway_answers_every_record_type_and_rcode() {
     assert!(!a.has_flag("tc"));
     assert_eq!(a.rdata("SRV").len(), 40);
     assert_eq!(a.additional.len(), 40);
+
+    // The reserved-label rule: `web.dc2` would read as `web` in dc2, and a datacenter named
+    // `hotel` would make `search.hotel` ambiguous; both are refused, naming the field.
+    let url = s.cluster.url(s.cluster.live_ids()[0]);
+    let api = s.cluster.api();
+    let r = api
+        .put_json(
+            &url,
+            "/v1/services/web.dc2/instances/x",
+            &inst("10.0.0.1", "dc1", "passing"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = |r: &harness::Reply| {
+        let body: Value = r.json().unwrap();
+        body["message"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(
+        message(&r).starts_with("name: ends in \"dc2\""),
+        "{}",
+        r.text()
+    );
+    let r = api
+        .put_json(&url, "/v1/datacenters/hotel", &json!({"subnets": []}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("dc: is the last label of the service"),
+        "{}",
+        r.text()
+    );
 
     let m = s.gw.metrics().await.unwrap();
     for series in [
