@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# DNS benchmark: dns-gateway against Knot and Unbound in one run, same 1,000-name zone
+# (../shared/bench/peers), same pinned cores (server SERVER_CPU, dnsperf CLIENT_CPU), the peers'
+# matrix (saturated QPS, server CPU per query, p50/p99 at LAT_QPS, hit and 10 % NXDOMAIN); the
+# gateway's zone has a gray policy on every tenth name. Then propagation (registration, health
+# change, shift -> changed answer, p50/p99 over PROP_N changes).
+#   bench/dns.sh [OUT]     (RUNS, DURATION, LAT_QPS, PROP_N as in the peers' README)
+# Run it on a quiet machine: figures taken while others compile are noise.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+peers="${PEERS_DIR:-../shared/bench/peers}"
+[[ -d "$peers" ]] || peers=/work/shared/bench/peers
+out="${1:-/dev/stdout}"
+target="${CARGO_TARGET_DIR:-target}/release"
+cargo build --release --bin pyxis --bin dns-gateway >&2
+work=$(mktemp -d)
+store_port=17971
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The store runs on the client core, away from the server under test.
+taskset -c "${CLIENT_CPU:-1}" "$target/pyxis" server --id 1 --listen "127.0.0.1:$store_port" \
+    --data-dir "$work/store" >"$work/store.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$store_port/healthz" >/dev/null && break; sleep 0.1; done
+export BENCH_TMP="${BENCH_TMP:-${TMPDIR:-/tmp}/peerbench}"
+export ZONE_DIR="$BENCH_TMP/zone-data"
+mkdir -p "$ZONE_DIR"
+[[ -f "$ZONE_DIR/zone.db" ]] || python3 "$peers/load/gen_zone.py" "$ZONE_DIR" >&2
+python3 bench/dns_register.py "http://127.0.0.1:$store_port" "$ZONE_DIR/zone.db" >&2
+
+{
+    echo "# bench/dns.sh $(date -u +%FT%TZ) $(git rev-parse --short HEAD)"
+    RUST_LOG=warn DNS_CMD="$target/dns-gateway --store 127.0.0.1:$store_port --listen 127.0.0.1:{PORT}" \
+        bash "$peers/dns-cmd.sh" dns-gateway
+    bash "$peers/dns-knot.sh"
+    bash "$peers/dns-unbound.sh"
+} | tee -a "$out"
+
+# Propagation, against a gateway of its own.
+RUST_LOG=warn "$target/dns-gateway" --store "127.0.0.1:$store_port" --listen 127.0.0.1:15399 \
+    >"$work/gw.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do dig @127.0.0.1 -p 15399 ns.corp SOA +short +tries=1 +time=1 >/dev/null 2>&1 && break; sleep 0.1; done
+python3 bench/dns_propagation.py "http://127.0.0.1:$store_port" 127.0.0.1 15399 "${PROP_N:-200}" | tee -a "$out"
