@@ -2,7 +2,8 @@
 # Starts the whole system on this machine, in the foreground, until Ctrl-C.
 # Today that is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data) and an
 # ns-agent (API on 127.0.0.1:8500) running the example service `hello` (a tiny HTTP server
-# on 127.0.0.1:8081) from ns-agent/examples/; the DNS gateway joins this script when it lands.
+# on 127.0.0.1:8081) from ns-agent/examples/, and the DNS gateway on 127.0.0.1:8053 (metrics on
+# 127.0.0.1:8054); the agent's own DNS on 8600 comes with its issue.
 #   PYXIS_LISTEN=127.0.0.1:7070  PYXIS_DATA=./pyxis-data  scripts/up.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,7 @@ data="${PYXIS_DATA:-./pyxis-data}"
 bin="${CARGO_TARGET_DIR:-target}/release/pyxis"
 agent="${CARGO_TARGET_DIR:-target}/release/ns-agent"
 agent_config="ns-agent/examples/agent.toml"
+gateway="${CARGO_TARGET_DIR:-target}/release/dns-gateway"
 
 echo "==> building (release)"
 cargo build --release --bins
@@ -47,9 +49,20 @@ for _ in $(seq 100); do
     "$bin" --endpoints "$listen" service show hello 2>/dev/null | grep -q passing && break
     sleep 0.1
 done
+echo "==> dns-gateway on 127.0.0.1:8053 (zone ns.corp)"
+RUST_LOG="${RUST_LOG:-info}" "$gateway" --store "$listen" --listen 127.0.0.1:8053 \
+    --http 127.0.0.1:8054 &
+pids+=($!)
+for _ in $(seq 100); do
+    dig @127.0.0.1 -p 8053 hello.ns.corp +short +tries=1 +time=1 2>/dev/null | grep -q . && break
+    sleep 0.1
+done
 cat <<MSG
 
-pyxis is up, with the agent and its example service. Try:
+pyxis is up, with the agent, its example service and the DNS gateway. Try:
+  dig @127.0.0.1 -p 8053 hello.ns.corp
+  dig @127.0.0.1 -p 8053 hello.ns.corp SRV
+  curl -s http://127.0.0.1:8054/metrics | grep dns_
   $bin --endpoints $listen service show hello
   $agent --config $agent_config status
   curl -s http://127.0.0.1:8081/
