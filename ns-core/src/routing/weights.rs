@@ -345,11 +345,7 @@ mod tests {
         );
         assert_eq!(
             view(&c, Some("dc4")),
-            [
-                row("a", 50, true),
-                row("b", 50, true),
-                row("x", 100, false)
-            ]
+            [row("a", 50, true), row("b", 50, true), row("x", 100, false)]
         );
     }
 
