@@ -11,6 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TOOLS=(
     "dig dnsutils"
     "curl curl"
+    "nginx nginx"
+    "haproxy haproxy"
+    "python3 python3"
 )
 
 step() { printf '\n==> %s\n' "$*"; }

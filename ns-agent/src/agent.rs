@@ -13,14 +13,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pyxis_client::{Client, ClientOptions};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::directory::{self, Control};
+use crate::kv::ConfigKv;
 use crate::lifecycle::{Command, Context, Settings};
 use crate::maintenance::Maintenance;
 use crate::registrar::Registrar;
+use crate::render::{self, GroupDef};
+use crate::service_file::Script;
 use crate::status::Board;
 use crate::{http_api, metrics};
 
@@ -67,6 +70,13 @@ pub async fn run(
         Client::with_options(config.store.clone(), client_options).context("store endpoints")?;
     let datacenter = ns_core::DcName::parse(&config.datacenter)
         .map_err(|e| anyhow::anyhow!("datacenter: {e}"))?;
+    // One mirror for everything in the agent that reads the naming model (templates, and
+    // local DNS later); nothing reads `/ns/` from the store per request.
+    let mirror = Arc::new(ns_core::Mirror::start(
+        client.clone(),
+        ns_core::MirrorOptions::default(),
+    ));
+    let kv = Arc::new(ConfigKv::start(client.clone(), config.kv_prefix.clone()));
     let registrar_stop = CancellationToken::new();
     let (registrar, registrar_task) =
         Registrar::start(client, config.lease_ttl, registrar_stop.clone());
@@ -83,6 +93,8 @@ pub async fn run(
         maintenance: Arc::new(Maintenance::load(&config.state_path())),
         http,
         settings: RwLock::new(settings_of(&config)),
+        mirror,
+        kv,
     });
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -108,15 +120,36 @@ pub async fn run(
             control_tx,
         ));
     }
+    let (groups_tx, groups_rx) = watch::channel(Vec::new());
+    let fixed: Vec<GroupDef> = config
+        .template_specs
+        .iter()
+        .map(|t| GroupDef {
+            service: None,
+            dir: config.base_dir.clone(),
+            templates: vec![t.clone()],
+            reload: t.command.clone().map(Script::Shell),
+        })
+        .collect();
+    let render_stop = CancellationToken::new();
+    let renders = tokio::spawn(render::manager::run(
+        ctx.clone(),
+        fixed,
+        groups_rx,
+        render_stop.clone(),
+    ));
     let remaining = directory::run(
         ctx.clone(),
         config.services_path(),
         config.debounce,
         config.rescan_interval,
         control_rx,
+        groups_tx,
         shutdown,
     )
     .await;
+    render_stop.cancel();
+    let _ = renders.await;
 
     tracing::info!("shutting down: deregistering every instance");
     registrar_stop.cancel();

@@ -38,6 +38,23 @@ pub struct Alert {
     pub at: String,
 }
 
+/// The payload of a template alert (a reload that failed and was rolled back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateAlert {
+    /// What happened: `reload_failed`.
+    pub kind: String,
+    /// The service whose templates they are; `null` for `agent.toml`'s.
+    pub service: Option<String>,
+    /// The node.
+    pub node: String,
+    /// The destinations that were put back.
+    pub templates: Vec<String>,
+    /// Output of the failed reload.
+    pub output: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+}
+
 /// Sends `alert` to the command and the webhook of `config`, in the background.
 pub fn fire(alert: Alert, config: &AlertConfig, http: &reqwest::Client) {
     tracing::warn!(
@@ -47,8 +64,23 @@ pub fn fire(alert: Alert, config: &AlertConfig, http: &reqwest::Client) {
         to = ?alert.to,
         "health alert"
     );
+    send(&alert, config, http);
+}
+
+/// Sends a template alert like [`fire`] sends a health alert.
+pub fn fire_template(alert: TemplateAlert, config: &AlertConfig, http: &reqwest::Client) {
+    tracing::warn!(
+        kind = %alert.kind,
+        service = ?alert.service,
+        templates = ?alert.templates,
+        "template alert"
+    );
+    send(&alert, config, http);
+}
+
+fn send(alert: &impl Serialize, config: &AlertConfig, http: &reqwest::Client) {
     metrics::counter!("ns_agent_alerts_total").increment(1);
-    let body = match serde_json::to_vec(&alert) {
+    let body = match serde_json::to_vec(alert) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the alert");

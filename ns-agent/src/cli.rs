@@ -48,6 +48,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render a template once against the live store and print it (nothing is written).
+    Render {
+        /// Required: render once to stdout (the running agent renders continuously).
+        #[arg(long)]
+        once: bool,
+        /// The Tera template.
+        file: PathBuf,
+        /// The datacenter `route()` routes for (default: the config's).
+        #[arg(long)]
+        dc: Option<String>,
+    },
     /// Take a service out of traffic (`on`) or back in (`off`), without stopping it.
     Maint {
         /// The service.
@@ -60,6 +71,16 @@ pub enum Command {
     },
 }
 
+/// What `render --once` takes besides its own arguments: the agent's config if it loads,
+/// and the store endpoints given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RenderEnv {
+    /// The agent's config, if it could be read.
+    pub config: Option<crate::AgentConfig>,
+    /// `--store` / `PYXIS_ENDPOINTS`.
+    pub store: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Mode {
     /// Out of traffic.
@@ -70,10 +91,13 @@ pub enum Mode {
 
 /// `ns-agent status` or `ns-agent maint`: runs the one-shot command against the agent at
 /// `http` and returns whether it succeeded (errors are printed to stderr).
-pub async fn oneshot(cmd: Command, http: &str) -> bool {
+pub async fn oneshot(cmd: Command, http: &str, env: RenderEnv) -> bool {
     let out = &mut std::io::stdout().lock();
     let r =
         match cmd {
+            Command::Render { once, file, dc } => {
+                render_once(once, &file, dc.as_deref(), env, out).await
+            }
             Command::Status { json } => status(http, json, out).await,
             Command::Maint { name, mode, reason } => {
                 maint(
@@ -115,6 +139,36 @@ pub fn validate(path: &Path, out: &mut impl std::io::Write) -> std::io::Result<b
         writeln!(out, "{}: no description files (*.toml)", path.display())?;
     }
     Ok(errors.is_empty())
+}
+
+/// `ns-agent render --once FILE [--dc DC]`: the template rendered against the live store.
+pub async fn render_once(
+    once: bool,
+    file: &Path,
+    dc: Option<&str>,
+    env: RenderEnv,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    if !once {
+        anyhow::bail!("render needs --once (the running agent renders its templates itself)");
+    }
+    let c = env.config.as_ref();
+    let who = crate::render::once::who(
+        c.map(|c| c.node.as_str()),
+        c.map(|c| c.datacenter.as_str()),
+        dc,
+        c.map_or("/config/", |c| c.kv_prefix.as_str()),
+    )?;
+    let store = env
+        .store
+        .or_else(|| c.map(|c| c.store.clone()))
+        .unwrap_or_else(|| vec!["127.0.0.1:7070".into()]);
+    let text =
+        crate::render::once::render_once(file, store, who, std::time::Duration::from_secs(10))
+            .await?;
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Flushes stdout, ignoring a closed pipe (`ns-agent status | head`).

@@ -12,7 +12,10 @@ use std::time::Duration;
 use ns_core::DcName;
 use serde::Deserialize;
 
-use crate::toml_span::{de_duration, field_of_error, line_of_field, line_of_offset};
+use crate::render::spec::{Holder, TemplateFile, TemplateSpec};
+use crate::toml_span::{
+    de_duration, field_of_error, line_of_array_field, line_of_field, line_of_offset,
+};
 
 /// The agent's configuration, as `agent.toml` gives it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,8 +50,15 @@ pub struct AgentConfig {
     pub debounce: Duration,
     /// File keeping maintenance mode across restarts, relative to the config file.
     pub state_file: PathBuf,
-    /// Where alerts about health transitions go.
+    /// Where alerts about health transitions and failed template reloads go.
     pub alert: AlertConfig,
+    /// Config keys under this prefix are followed for the templates' `key()` and `keys()`.
+    pub kv_prefix: String,
+    /// Templates that belong to no service; each reloads with its own `command`.
+    pub templates: Vec<TemplateFile>,
+    /// `templates`, checked, with absolute paths (filled by [`AgentConfig::parse`]).
+    #[serde(skip)]
+    pub template_specs: Vec<TemplateSpec>,
     /// Directory of the config file; paths above are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -80,6 +90,9 @@ impl Default for AgentConfig {
             debounce: Duration::from_millis(250),
             state_file: PathBuf::from("ns-agent.state.json"),
             alert: AlertConfig::default(),
+            kv_prefix: "/config/".into(),
+            templates: Vec::new(),
+            template_specs: Vec::new(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -141,6 +154,19 @@ impl AgentConfig {
             field: field.to_owned(),
             message,
         })?;
+        let mut specs = Vec::with_capacity(config.templates.len());
+        for (i, t) in config.templates.iter().enumerate() {
+            let spec = t
+                .check(&config.base_dir, Holder::Agent)
+                .map_err(|(key, message)| ConfigError {
+                    path: path.to_owned(),
+                    line: line_of_array_field(text, "templates", i, key),
+                    field: format!("templates[{i}].{key}"),
+                    message,
+                })?;
+            specs.push(spec);
+        }
+        config.template_specs = specs;
         Ok(config)
     }
 
@@ -182,6 +208,12 @@ impl AgentConfig {
         }
         if self.rescan_interval < Duration::from_millis(100) {
             return Err(("rescan_interval", "must be at least 100ms".into()));
+        }
+        if !self.kv_prefix.starts_with('/') || !self.kv_prefix.ends_with('/') {
+            return Err((
+                "kv_prefix",
+                "must start and end with '/' (\"/config/\")".into(),
+            ));
         }
         if self.script_timeout.is_zero() {
             return Err(("script_timeout", "must be more than 0".into()));

@@ -14,11 +14,12 @@ use std::time::Duration;
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use ns_core::ServiceName;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::{self, Command, Context, Settings};
+use crate::render::GroupDef;
 use crate::service_file::{self, ServiceFileError, ServiceSpec};
 
 /// A request to the directory loop from the HTTP API or a signal.
@@ -66,6 +67,7 @@ pub async fn run(
     debounce: Duration,
     rescan_every: Duration,
     mut control: mpsc::Receiver<Control>,
+    groups: watch::Sender<Vec<GroupDef>>,
     shutdown: CancellationToken,
 ) -> Remaining {
     let (events_tx, mut events) = mpsc::channel::<()>(1);
@@ -76,6 +78,7 @@ pub async fn run(
         running: BTreeMap::new(),
         stopping: BTreeMap::new(),
         reported: Vec::new(),
+        groups,
     };
     services.rescan().await;
     let mut tick = tokio::time::interval(rescan_every);
@@ -155,6 +158,8 @@ struct Services {
     stopping: BTreeMap<ServiceName, JoinHandle<()>>,
     /// The file errors of the last scan, as logged.
     reported: Vec<String>,
+    /// The running services' template groups, for `render::manager`.
+    groups: watch::Sender<Vec<GroupDef>>,
 }
 
 impl Services {
@@ -198,8 +203,11 @@ impl Services {
             match good.remove(&name) {
                 Some((spec, _)) if spec.path == r.spec.path => {
                     if spec != r.spec {
+                        let lifecycle = r.spec.differs_for_lifecycle(&spec);
                         r.spec = spec.clone();
-                        let _ = r.tx.send(Command::Update(Box::new(spec))).await;
+                        if lifecycle {
+                            let _ = r.tx.send(Command::Update(Box::new(spec))).await;
+                        }
                     }
                 }
                 other => {
@@ -236,6 +244,24 @@ impl Services {
             })
             .collect();
         self.ctx.board.set_file_errors(&annotated);
+        let groups: Vec<GroupDef> = self
+            .running
+            .values()
+            .filter(|r| !r.spec.templates.is_empty())
+            .map(|r| GroupDef {
+                service: Some(r.spec.name.clone()),
+                dir: r.spec.dir().to_owned(),
+                templates: r.spec.templates.clone(),
+                reload: r.spec.scripts.reload.clone(),
+            })
+            .collect();
+        self.groups.send_if_modified(|g| {
+            let changed = *g != groups;
+            if changed {
+                *g = groups;
+            }
+            changed
+        });
     }
 
     async fn maintenance(

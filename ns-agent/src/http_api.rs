@@ -47,6 +47,20 @@ pub fn report(ctx: &Context) -> Report {
         datacenter: ctx.datacenter.to_string(),
         store: ctx.registrar.contact().into(),
         services: ctx.board.services(),
+        mirror: Some(mirror_view(&ctx.mirror.status())),
+        templates: ctx.board.templates(),
+    }
+}
+
+fn mirror_view(m: &ns_core::MirrorStatus) -> crate::status::MirrorView {
+    crate::status::MirrorView {
+        synced: m.synced,
+        revision: m.revision,
+        listings: m.listings,
+        staleness_ms: m
+            .since_contact
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        last_error: m.last_error.clone(),
     }
 }
 

@@ -16,12 +16,15 @@
 //! - [`status`]: the status board behind `GET /v1/agent/status`.
 //! - [`http_api`]: the local HTTP API (status, metrics, maintenance).
 //! - [`metrics`]: the Prometheus recorder.
-//! - [`cli`]: the one-shot commands `validate`, `status` and `maint`.
+//! - [`render`]: config templates over the mirror: render, install, check, reload.
+//! - [`kv`]: the copy of the config keys templates read.
+//! - [`cli`]: the one-shot commands `validate`, `status`, `maint` and `render --once`.
 //! - `toml_span` (private): lines and fields of TOML errors; durations.
 //!
 //! The agent talks to the store only through `pyxis-client` and reads the naming model from
-//! `ns-core`; it never links the store server or openraft. Templates and local DNS are not here
-//! yet.
+//! `ns-core`; it never links the store server or openraft. It keeps one mirror of `/ns/`
+//! (`ns_core::Mirror`), shared by everything that reads the naming model. Local DNS is not
+//! here yet.
 
 pub mod agent;
 pub mod alert;
@@ -30,10 +33,12 @@ pub mod config;
 pub mod directory;
 pub mod health;
 pub mod http_api;
+pub mod kv;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
 pub mod registrar;
+pub mod render;
 pub mod service_file;
 pub mod status;
 pub mod supervisor;

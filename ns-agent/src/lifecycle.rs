@@ -48,6 +48,10 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Settings a SIGHUP may change.
     pub settings: RwLock<Settings>,
+    /// The agent's one mirror of `/ns/`, shared by templates (and local DNS).
+    pub mirror: Arc<ns_core::Mirror>,
+    /// The config keys templates read.
+    pub kv: Arc<crate::kv::ConfigKv>,
 }
 
 /// The agent settings that apply without a restart.

@@ -1,5 +1,5 @@
-//! `ns-agent`: run the per-host agent, check description files (`validate`), or ask a running
-//! agent (`status`, `maint`). Exit codes: 0 ok, 1 failure, 2 bad config. The CLI's types and
+//! `ns-agent`: run the per-host agent, check description files (`validate`), ask a running
+//! agent (`status`, `maint`), or try a template (`render --once`). Exit codes: 0 ok, 1 failure, 2 bad config. The CLI's types and
 //! the one-shot commands live in `ns_agent::cli`.
 
 use std::process::ExitCode;
@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             .http
             .or_else(|| config.as_ref().ok().map(|c| c.http.to_string()));
         let http = http.unwrap_or_else(|| "127.0.0.1:8500".into());
-        let ok = runtime.block_on(ns_agent::cli::oneshot(cmd, &http));
+        let env = ns_agent::cli::RenderEnv {
+            config: config.ok(),
+            store: cli.store.clone(),
+        };
+        let ok = runtime.block_on(ns_agent::cli::oneshot(cmd, &http, env));
         return if ok {
             ExitCode::SUCCESS
         } else {

@@ -16,7 +16,10 @@ use std::time::Duration;
 use ns_core::{DcName, Health, Instance, InstanceId, ServiceName};
 use serde::{Deserialize, Serialize};
 
-use crate::toml_span::{de_duration, field_of_error, line_of_field, line_of_offset};
+use crate::render::spec::{Holder, TemplateFile, TemplateSpec};
+use crate::toml_span::{
+    de_duration, field_of_error, line_of_array_field, line_of_field, line_of_offset,
+};
 
 /// One service, as its description file defines it, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct ServiceSpec {
     pub health: HealthSpec,
     /// The four lifecycle scripts.
     pub scripts: Scripts,
+    /// Its `[[templates]]`, rendered from the mirror; `scripts.reload` runs after them.
+    pub templates: Vec<TemplateSpec>,
 }
 
 /// When and how strictly the health script runs.
@@ -121,6 +126,8 @@ struct ServiceFile {
     #[serde(default)]
     health: HealthFile,
     scripts: ScriptsFile,
+    #[serde(default)]
+    templates: Vec<TemplateFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,11 +213,22 @@ impl ServiceSpec {
     /// Whether going from `self` to `new` needs the service restarted (port, address, id or the
     /// start/stop scripts changed) rather than a re-registration in place.
     pub fn needs_restart(&self, new: &ServiceSpec) -> bool {
+        // Templates are not the lifecycle's: `render::manager` follows them.
         self.port != new.port
             || self.address != new.address
             || self.id != new.id
             || self.scripts.start != new.scripts.start
             || self.scripts.stop != new.scripts.stop
+    }
+
+    /// Whether `new` differs from `self` in anything but its templates, which the lifecycle
+    /// does not act on.
+    pub fn differs_for_lifecycle(&self, new: &ServiceSpec) -> bool {
+        let strip = |s: &ServiceSpec| ServiceSpec {
+            templates: Vec::new(),
+            ..s.clone()
+        };
+        strip(self) != strip(new)
     }
 
     /// The directory scripts run in: the description file's.
@@ -294,6 +312,19 @@ pub fn parse(text: &str, path: &Path) -> Result<ServiceSpec, ServiceFileError> {
         health: script("scripts.health", &raw.scripts.health)?,
         reload: opt("scripts.reload", &raw.scripts.reload)?,
     };
+    let mut templates = Vec::with_capacity(raw.templates.len());
+    for (i, t) in raw.templates.iter().enumerate() {
+        let spec = t
+            .check(dir, Holder::Service)
+            .map_err(|(key, message)| ServiceFileError {
+                file: path.to_owned(),
+                line: line_of_array_field(text, "templates", i, key),
+                field: format!("templates[{i}].{key}"),
+                message,
+                service: service.clone(),
+            })?;
+        templates.push(spec);
+    }
     let spec = ServiceSpec {
         path: path.to_owned(),
         name,
@@ -311,6 +342,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ServiceSpec, ServiceFileError> {
             pass_after: h.pass_after,
         },
         scripts,
+        templates,
     };
     // The store validates what it is sent; checking the same rules here names the file's line.
     let dc = DcName::parse("dc").map_err(|e| err_at("", e.to_string()))?;

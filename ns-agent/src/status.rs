@@ -95,6 +95,61 @@ pub struct Report {
     pub store: StoreContact,
     /// Every service, by name.
     pub services: Vec<ServiceStatus>,
+    /// The naming mirror templates render from.
+    #[serde(default)]
+    pub mirror: Option<MirrorView>,
+    /// Every template, by destination.
+    #[serde(default)]
+    pub templates: Vec<TemplateStatus>,
+}
+
+/// The mirror part of [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorView {
+    /// Whether the mirror completed a listing and its last exchange with the store succeeded.
+    pub synced: bool,
+    /// The store revision it is current up to.
+    pub revision: u64,
+    /// How many listings of `/ns/` it made (0: templates have not rendered yet).
+    pub listings: u64,
+    /// Milliseconds since the store last answered it.
+    pub staleness_ms: Option<u64>,
+    /// Its last error while not synced.
+    pub last_error: Option<String>,
+}
+
+/// One template in `GET /v1/agent/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateStatus {
+    /// The service whose file declares it; `null` for a template of `agent.toml`.
+    pub service: Option<String>,
+    /// The Tera source.
+    pub source: PathBuf,
+    /// The rendered file.
+    pub dest: PathBuf,
+    /// When its output last went to (or already was on) disk, RFC 3339 UTC.
+    pub last_render: Option<String>,
+    /// The store revision of that output.
+    pub revision: Option<u64>,
+    /// How many times a new output was installed.
+    pub installs: u64,
+    /// The last error (render, check, write or reload), cleared by the next good render.
+    pub last_error: Option<TemplateError>,
+}
+
+/// Why a template's last render did not go in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateError {
+    /// `render`, `write`, `check` or `reload`.
+    pub stage: String,
+    /// The whole message (`file:line:column: message` for a render error).
+    pub message: String,
+    /// The template file, for a render error.
+    pub file: Option<PathBuf>,
+    /// Its 1-based line, when known.
+    pub line: Option<usize>,
+    /// Its 1-based column, when known.
+    pub column: Option<usize>,
 }
 
 /// The store part of [`Report`].
@@ -129,6 +184,7 @@ impl From<Contact> for StoreContact {
 pub struct Board {
     services: Mutex<BTreeMap<String, ServiceStatus>>,
     orphans: Mutex<Vec<ServiceStatus>>,
+    templates: Mutex<BTreeMap<PathBuf, TemplateStatus>>,
 }
 
 impl Board {
@@ -190,6 +246,27 @@ impl Board {
             });
         }
         *lock(&self.orphans) = orphans;
+    }
+
+    /// Creates or changes the entry of the template rendering to `dest`.
+    pub fn update_template(
+        &self,
+        dest: &std::path::Path,
+        fresh: impl FnOnce() -> TemplateStatus,
+        f: impl FnOnce(&mut TemplateStatus),
+    ) {
+        let mut map = lock(&self.templates);
+        f(map.entry(dest.to_owned()).or_insert_with(fresh));
+    }
+
+    /// Drops the entries of templates no longer declared.
+    pub fn retain_templates(&self, keep: impl Fn(&std::path::Path) -> bool) {
+        lock(&self.templates).retain(|d, _| keep(d));
+    }
+
+    /// Every template's entry, by destination.
+    pub fn templates(&self) -> Vec<TemplateStatus> {
+        lock(&self.templates).values().cloned().collect()
     }
 
     /// Every service's entry, running ones first by name, then the bad files.

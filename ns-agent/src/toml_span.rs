@@ -132,22 +132,86 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
 fn table_of_line(text: &str, offset: usize) -> String {
     let line_no = line_of_offset(text, offset);
     let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-    match line.strip_prefix('[') {
-        Some(h) => h.trim_end_matches(']').trim().to_owned(),
-        None => table_at(text, offset),
+    if line.starts_with('[') {
+        let upto = text.lines().take(line_no).collect::<Vec<_>>().join("\n");
+        header_name(&upto, line)
+    } else {
+        table_at(text, offset)
     }
 }
 
 /// The `[table]` header in force at `offset`, empty at the top level.
 fn table_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
-    before
+    let header = before
         .lines()
         .rev()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix('['))
-        .map(|h| h.trim_end_matches(']').trim().to_owned())
+        .find(|l| l.starts_with('['))
+        .unwrap_or_default();
+    header_name(before, header)
+}
+
+/// The table a header line opens: `a` for `[a]`, `a[N]` for the N-th (0-based) `[[a]]` of the
+/// text up to and including it.
+fn header_name(upto: &str, header: &str) -> String {
+    if let Some(inner) = header.strip_prefix("[[") {
+        let name = inner.split("]]").next().unwrap_or("").trim();
+        let index = upto
+            .lines()
+            .filter(|l| array_header(l) == Some(name))
+            .count()
+            .saturating_sub(1);
+        return format!("{name}[{index}]");
+    }
+    header
+        .strip_prefix('[')
+        .map(|h| h.split(']').next().unwrap_or("").trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The name of an array-of-tables header line (`[[templates]]`), if it is one.
+fn array_header(line: &str) -> Option<&str> {
+    let inner = line.trim().strip_prefix("[[")?;
+    Some(inner.split("]]").next()?.trim())
+}
+
+/// The 1-based line where `key` (`source`, `wait.max`) is set in the `index`-th (0-based)
+/// `[[array]]` block, or the block's header line when the key is not written there.
+pub(crate) fn line_of_array_field(
+    text: &str,
+    array: &str,
+    index: usize,
+    key: &str,
+) -> Option<usize> {
+    let mut seen = 0;
+    let mut header = None;
+    let top = key.split('.').next().unwrap_or(key);
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            if header.is_some() {
+                break;
+            }
+            if array_header(line) == Some(array) {
+                if seen == index {
+                    header = Some(i + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header.is_none() {
+            continue;
+        }
+        if let Some((lhs, _)) = line.split_once('=') {
+            let lhs = lhs.trim().trim_matches('"');
+            if lhs == key || lhs == top {
+                return Some(i + 1);
+            }
+        }
+    }
+    header
 }
 
 fn join(table: &str, key: &str) -> String {
@@ -185,6 +249,28 @@ mod tests {
         assert_eq!(
             field_of_error(DOC, Some(at), "unknown field `intervl`, expected"),
             "health.intervl"
+        );
+    }
+
+    #[test]
+    fn array_tables() {
+        let doc = "name = \"w\"\n[[templates]]\nsource = \"a\"\n[[templates]]\nsource = \"b\"\nwait = { min = \"1s\" }\n[scripts]\nhealth = \"x\"\n";
+        assert_eq!(line_of_array_field(doc, "templates", 1, "source"), Some(5));
+        assert_eq!(
+            line_of_array_field(doc, "templates", 1, "wait.max"),
+            Some(6)
+        );
+        assert_eq!(line_of_array_field(doc, "templates", 0, "dest"), Some(2));
+        assert_eq!(line_of_array_field(doc, "templates", 2, "dest"), None);
+        let at = doc.find("\"b\"").unwrap();
+        assert_eq!(
+            field_of_error(doc, Some(at), "invalid type"),
+            "templates[1].source"
+        );
+        let at = doc.find("[[templates]]\nsource = \"b").unwrap();
+        assert_eq!(
+            field_of_error(doc, Some(at), "missing field `dest`"),
+            "templates[1].dest"
         );
     }
 

@@ -36,6 +36,8 @@ use crate::catalog::{Catalog, ServiceEntry};
 use crate::name::{DcName, InstanceId, ServiceName};
 use crate::schema::{Instance, Override, Shift, TrafficPolicy, VersionGroup};
 
+pub mod weights;
+
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCtx {

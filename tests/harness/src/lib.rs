@@ -11,6 +11,10 @@
 //! - [`http`]: a thin reqwest wrapper for the `/v1/` API that returns status, headers and body.
 //! - [`cluster`]: start, kill, restart and grow a cluster of `pyxis server` processes.
 //! - [`proxy`]: a TCP relay in front of one server whose link a test can cut and restore.
+//! - [`backend`]: [`Backend`], a tiny HTTP server that answers with its name (proxy tests).
+//! - [`nginx`]: [`Nginx`], a real nginx with its own prefix on an ephemeral port, and
+//!   [`nginx::tally`] to count which backend answered.
+//! - [`haproxy`]: [`Haproxy`], a real HAProxy (master-worker) on an ephemeral port.
 //! - [`history`]: record puts and reads with their real-time spans and check the history
 //!   (a value applied once at its acknowledged revision, no stale or backward reads).
 //!
@@ -18,24 +22,30 @@
 //! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
 
 pub mod agent;
+pub mod backend;
 pub mod binary;
 pub mod cluster;
 pub mod dig;
 pub mod eventually;
 pub mod gateway;
+pub mod haproxy;
 pub mod history;
 pub mod http;
+pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxy;
 
 pub use agent::{Agent, WebhookSink, replace_file, write_script};
+pub use backend::Backend;
 pub use binary::{CmdOutput, bin, run_cmd};
 pub use cluster::{Cluster, wait_healthy};
 pub use dig::{DigAnswer, dig, dig_batch};
 pub use eventually::eventually;
 pub use gateway::Gateway;
+pub use haproxy::Haproxy;
 pub use http::{Api, Reply};
+pub use nginx::{Nginx, tally};
 pub use ports::reserve_ports;
 pub use process::Proc;
 pub use proxy::Proxy;

@@ -185,3 +185,5 @@ mod changes;
 mod faults;
 mod health;
 mod ops;
+mod templates;
+mod templates_more;
