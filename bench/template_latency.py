@@ -139,6 +139,7 @@ def request(store, method, path, body=None):
 
 
 def instance(port, version="v1"):
+    """An instance of `web` on 127.0.0.1:PORT in dc1, as the store API takes it."""
     return {"address": "127.0.0.1", "port": port, "datacenter": "dc1", "node": "bench",
             "version": version, "status": "passing"}
 
@@ -193,10 +194,12 @@ def traffic(a, fw, store, port, bk):
         request(store, "PUT", f"/v1/services/web/instances/{iid}", instance(p))
 
     def policy(up):
+        """Weight 100 for `up`, 0 (rendered `backup`) for the other."""
         return {"overrides": {"ta": {"weight": 100 if up == "ta" else 0},
                               "tb": {"weight": 100 if up == "tb" else 0}}}
 
     def primary(text, up_port, down_port):
+        """Whether the upstream sends everything to UP_PORT, DOWN_PORT only as backup."""
         up, down = line_of(text, up_port), line_of(text, down_port)
         return up != "" and "backup" not in up and "backup" in down
 
@@ -216,6 +219,7 @@ def traffic(a, fw, store, port, bk):
 
 
 def run_agent(a):
+    """The `agent` subcommand: registrations, then traffic changes; one JSON line each."""
     store = a.store.rstrip("/")
     bk = backends(a.backends)
     fw = FileWaiter(a.dest)
@@ -228,6 +232,7 @@ def run_agent(a):
 
 
 def run_reload(a):
+    """The `reload` subcommand: nginx alone, `nginx -t` and `nginx -s reload` timed apart."""
     bk = backends(a.backends)
     reload_cmd, check_cmd = shlex.split(a.reload), shlex.split(a.check)
     tmp = a.dest + ".bench-tmp"
@@ -262,6 +267,7 @@ def pct(vals, p):
 
 
 def run_report(a):
+    """The `report` subcommand: the markdown block from the results file."""
     meta, phases = {}, {}
     with open(a.results) as f:
         for line in f:
@@ -310,6 +316,7 @@ def run_report(a):
 
 
 def main():
+    """Parses the command line and runs the subcommand."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     ag = sub.add_parser("agent")
