@@ -9,8 +9,8 @@
 #   - a backend nginx serving two server blocks, bodies "A" (port +3) and "B" (port +4);
 #   - the front nginx under test (own prefix in the scratch dir, port +2), proxying / to the
 #     upstream `web` that the agent renders into upstream.conf;
-#   - one ns-agent (release build) whose agent.toml has one top-level [[templates]] block:
-#     templates/nginx-upstream.conf.tera, wait = { min = "0ms", max = "1s" },
+#   - one ns-agent (release build, API on port +5) whose agent.toml has one top-level
+#     [[templates]] block: templates/nginx-upstream.conf.tera, wait = { min = "0ms", max = "1s" },
 #     check = "nginx -t -q ...", command (its reload) = "nginx -s reload ...".
 # Then bench/template_latency.py times N registrations and N traffic policy changes (weights),
 # stops the agent, times N bare `nginx -s reload`s, and prints one markdown table, appended to
@@ -61,7 +61,8 @@ STORE_PORT=$((TEMPLATE_BASE_PORT + 1))
 FRONT_PORT=$((TEMPLATE_BASE_PORT + 2))
 A_PORT=$((TEMPLATE_BASE_PORT + 3))
 B_PORT=$((TEMPLATE_BASE_PORT + 4))
-for p in "$STORE_PORT" "$FRONT_PORT" "$A_PORT" "$B_PORT"; do claim_port "$p"; done
+AGENT_PORT=$((TEMPLATE_BASE_PORT + 5))
+for p in "$STORE_PORT" "$FRONT_PORT" "$A_PORT" "$B_PORT" "$AGENT_PORT"; do claim_port "$p"; done
 STORE="http://127.0.0.1:$STORE_PORT"
 
 write_run_meta
@@ -144,7 +145,7 @@ node = "bench"
 datacenter = "dc1"
 store = ["127.0.0.1:$STORE_PORT"]
 services_dir = "services.d"
-http = "127.0.0.1:0"
+http = "127.0.0.1:$AGENT_PORT"
 
 [[templates]]
 source = "upstream.conf.tera"
@@ -163,6 +164,9 @@ line=$(timeout $((60 + N * 2)) python3 "$BENCH_DIR/template_latency.py" agent --
   || { tail -n 20 "$W/agent.log" >&2; die "template_latency.py agent failed"; }
 printf '%s\n' "$line" >>"$RESULTS"
 kill -0 "$AGENT_PID" 2>/dev/null || die "the agent exited during the run"
+# The agent's own account of the template: how many files it installed, and its last error.
+status=$(curl -fsS --max-time 5 "http://127.0.0.1:$AGENT_PORT/v1/agent/status") || die "agent status failed"
+echo "meta agent_template=$(json_get "$status" '"%s installs, last_error %s" % (d["templates"][0]["installs"], (d["templates"][0]["last_error"] or {}).get("message", "none"))')" >>"$RESULTS"
 # A failed check, reload or render shows in the agent's log (RUST_LOG=warn).
 warns=$(grep -c -E '\b(WARN|ERROR)\b' "$W/agent.log" || true)
 echo "meta agent_log_warnings=${warns:-0}" >>"$RESULTS"

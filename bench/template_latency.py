@@ -295,7 +295,8 @@ def run_report(a):
            f"kernel {meta.get('kernel', '?')}; {meta.get('nginx', 'nginx ?')}; one store node; "
            f"file watched by {phases['registration'].get('watch', '?')}",
            f"- {meta.get('load_start', '')} (start); {meta.get('load_end', '')} (end)",
-           f"- agent log: {meta.get('agent_log_warnings', '?')} WARN/ERROR lines "
+           f"- agent: {meta.get('agent_template', '?')}; its log: "
+           f"{meta.get('agent_log_warnings', '?')} WARN/ERROR lines "
            "(0 expected; keep the scratch dir with KEEP=1 to read them)", "",
            "All times in ms, from the store's acknowledgement of the change (its PUT answered) "
            "unless said otherwise.", "",
