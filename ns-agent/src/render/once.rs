@@ -19,8 +19,9 @@ use crate::kv::ConfigKv;
 /// Why a one-shot render failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OnceError {
-    /// The template does not compile or render.
-    #[error("{0}")]
+    /// The template does not compile or render. Transparent: the CLI prints the error chain
+    /// (`{:#}`), so a wrapping message would repeat the location.
+    #[error(transparent)]
     Template(#[from] RenderError),
     /// The store could not be listed in time.
     #[error("store: {0}")]
@@ -84,4 +85,19 @@ pub fn who(
         datacenter,
         kv_prefix: kv_prefix.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_error_is_printed_once_through_anyhow() {
+        let e = OnceError::from(RenderError::of_file(
+            std::path::Path::new("bad.tera"),
+            "unexpected end".into(),
+        ));
+        let printed = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(printed, "bad.tera: unexpected end");
+    }
 }
