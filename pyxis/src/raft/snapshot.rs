@@ -109,8 +109,10 @@ impl SnapshotDir {
         Ok(file)
     }
 
-    /// Loads the current snapshot, if there is one.
-    pub fn load(&self) -> io::Result<Option<SnapshotFile>> {
+    /// Loads the current snapshot whole, if there is one: for tests only, since a node
+    /// reads it through [`SnapshotDir::open_current`] and never holds it in memory.
+    #[cfg(test)]
+    pub(crate) fn load(&self) -> io::Result<Option<SnapshotFile>> {
         let path = self.dir.join(FILE_NAME);
         match fs::read(&path) {
             Ok(bytes) => decode_file(bytes)

@@ -9,7 +9,7 @@
 //! `state_machine`'s business; the file format is `snapshot`'s.
 
 use std::fs::File;
-use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, Read as _, Seek as _, SeekFrom};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt as _};
@@ -110,9 +110,12 @@ pub async fn receive<E: std::fmt::Display>(
             .map_err(ReceiveError::Disk)?;
     }
     check.finish().map_err(ReceiveError::Invalid)?;
+    // tokio runs writes in the background: flushing is what reports their errors. Not
+    // synced: installing it writes the node's own snapshot file atomically.
+    tokio::io::AsyncWriteExt::flush(&mut out)
+        .await
+        .map_err(ReceiveError::Disk)?;
     let mut file = out.into_std().await;
-    // Not synced: installing it writes the node's own snapshot file atomically.
-    file.flush().map_err(ReceiveError::Disk)?;
     file.seek(SeekFrom::Start(0)).map_err(ReceiveError::Disk)?;
     let (meta, file) = tokio::task::spawn_blocking(move || read_meta(&mut file).map(|m| (m, file)))
         .await
