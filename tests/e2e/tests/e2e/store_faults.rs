@@ -240,7 +240,7 @@ async fn lagging_follower_catches_up_from_snapshot() {
 }
 
 /// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`, `VmHWM`), in MiB.
-fn proc_mib(pid: u32, field: &str) -> u64 {
+pub(crate) fn proc_mib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()

@@ -9,6 +9,7 @@ use harness::{Cluster, eventually};
 use pyxis_client::api::{ErrorCode, WatchMessage};
 use pyxis_client::{Client, Error};
 
+use crate::store_faults::proc_mib;
 use crate::writer::Writer;
 
 /// A watcher connected to the leader keeps every event, once, in order, while the leader
@@ -246,17 +247,6 @@ async fn compacted_start_gets_410_and_relist_continues() {
     assert_eq!(key, "/cw/new");
 }
 
-/// Resident memory of a process, in MiB, from `/proc/PID/status`.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kb / 1024
-}
-
 /// The watch history is bounded by bytes, not only by events: 300 overwrites of one key
 /// with 1 MiB values keep the node's memory near the size of what it holds (the history
 /// used to keep every old value: 300 MiB for 1 MiB of data), and a watch from before what is
@@ -268,7 +258,7 @@ async fn the_watch_history_is_bounded_by_bytes() {
         .unwrap();
     let cl = Client::new(vec![c.addr(1).to_owned()]).unwrap();
     let pid = c.proc(1).pid();
-    let before = rss_mib(pid);
+    let before = proc_mib(pid, "VmRSS");
     let value = vec![b'x'; 1024 * 1024];
     let mut first = 0;
     for i in 0..300 {
@@ -280,7 +270,7 @@ async fn the_watch_history_is_bounded_by_bytes() {
     // Room for the in-memory log until the next snapshot (64 MiB) and the 16 MiB history;
     // the snapshot that lets the log go is built within a few seconds.
     eventually(Duration::from_secs(30), async || {
-        let after = rss_mib(pid);
+        let after = proc_mib(pid, "VmRSS");
         anyhow::ensure!(
             after < before + 160,
             "rss grew from {before} to {after} MiB for 1 MiB of data"
