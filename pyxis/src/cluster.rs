@@ -7,16 +7,11 @@
 //! toward quorum before it holds the log; one that stops taking entries is dropped again. Only the leader changes membership; a follower
 //! proxies the HTTP request to it.
 
-use openraft::Instant as _;
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeSet;
 
-use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState};
 use pyxis_client::api::{ClusterInfo, Member, NodeStatus};
 
 use crate::health::{DEFAULT_MAX_LAG, Position};
-use crate::http::error::ApiError;
 
 /// How long `add_member` waits for a new learner to catch up before giving up.
 const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -24,8 +19,30 @@ const LEARNER_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60)
 const LEARNER_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long `add_member` waits for the newcomer to answer its status request.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-use crate::node::Node;
-use crate::raft::NodeAddr;
+use crate::node::{Node, NodeError};
+use crate::raft::Instant as _;
+use crate::raft::WatchReceiver as _;
+use crate::raft::{ChangeMembers, ClientWriteError, NodeAddr, RaftError, ServerState, WriteError};
+
+/// Why a membership change was refused or failed; `http::error` maps each to its status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MembershipError {
+    /// The newcomer's address or id is wrong (no pyxis node there, another node's id).
+    #[error("{0}")]
+    Invalid(String),
+    /// The change conflicts with the membership or with another change under way.
+    #[error("{0}")]
+    Conflict(String),
+    /// The node named is not a member.
+    #[error("{0}")]
+    NotMember(String),
+    /// This node cannot make the change now (no leader, Raft stopped, a newcomer behind).
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// openraft answered what a membership change never asks for (a bug).
+    #[error("{0}")]
+    Internal(String),
+}
 
 impl Node {
     /// This node's position from its Raft metrics, for `/healthz` (`health::judge`).
@@ -132,11 +149,11 @@ impl Node {
     }
 
     /// Adds `id` at `addr` as a learner, waits for it to catch up, then makes it a voter.
-    pub async fn add_member(&self, id: u64, addr: &str) -> Result<ClusterInfo, ApiError> {
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<ClusterInfo, MembershipError> {
         let known = self.cluster_info();
         if let Some(m) = known.members.iter().find(|m| m.id == id) {
             if m.addr != addr {
-                return Err(ApiError::conflict(format!(
+                return Err(MembershipError::Conflict(format!(
                     "id: node {id} is already a member at {}",
                     m.addr
                 )));
@@ -175,7 +192,7 @@ impl Node {
 
     /// Checks that a pyxis node answers at `addr`, that it is node `id`, and that it does
     /// not belong to another cluster (it should be empty, started with `--join`).
-    async fn probe_newcomer(&self, id: u64, addr: &str) -> Result<(), ApiError> {
+    async fn probe_newcomer(&self, id: u64, addr: &str) -> Result<(), MembershipError> {
         let start_it =
             format!("start it with `pyxis server --id {id} --join` and an empty --data-dir");
         let reply = self
@@ -190,16 +207,18 @@ impl Node {
                 } else {
                     "cannot connect".to_owned()
                 };
-                ApiError::bad_request(format!("addr: no pyxis node at {addr} ({why}); {start_it}"))
+                MembershipError::Invalid(format!(
+                    "addr: no pyxis node at {addr} ({why}); {start_it}"
+                ))
             })?;
         let body = reply.bytes().await.unwrap_or_default();
         let status: NodeStatus = serde_json::from_slice(&body).map_err(|_| {
-            ApiError::bad_request(format!(
+            MembershipError::Invalid(format!(
                 "addr: {addr} answered, but not as a pyxis node; {start_it}"
             ))
         })?;
         if status.id != id {
-            return Err(ApiError::bad_request(format!(
+            return Err(MembershipError::Invalid(format!(
                 "id: the node at {addr} is node {}, not {id}",
                 status.id
             )));
@@ -207,7 +226,7 @@ impl Node {
         if let (Some(theirs), Some(ours)) = (&status.cluster_id, self.cluster.get())
             && *theirs != ours.to_string()
         {
-            return Err(ApiError::conflict(format!(
+            return Err(MembershipError::Conflict(format!(
                 "addr: the node at {addr} belongs to cluster {theirs}, not to this one \
                  ({ours}); {start_it}"
             )));
@@ -219,9 +238,9 @@ impl Node {
     /// bad body (or, by a node of another cluster, as a foreign call), which decodes nothing
     /// and changes nothing there. A server that only mimics `/v1/status` fails here, before
     /// it becomes a learner that never catches up.
-    async fn probe_peer_api(&self, addr: &str, start_it: &str) -> Result<(), ApiError> {
+    async fn probe_peer_api(&self, addr: &str, start_it: &str) -> Result<(), MembershipError> {
         let not_a_peer = |why: String| {
-            ApiError::bad_request(format!(
+            MembershipError::Invalid(format!(
                 "addr: {addr} answers /v1/status but not the peer API (/raft/vote: {why}); \
                  {start_it}"
             ))
@@ -250,7 +269,7 @@ impl Node {
 
     /// Waits until learner `id` holds the log up to `index`: at most [`LEARNER_CATCH_UP`],
     /// and no longer than [`LEARNER_STALL`] without it gaining an entry.
-    async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), ApiError> {
+    async fn wait_caught_up(&self, id: u64, index: u64) -> Result<(), MembershipError> {
         let mut rx = self.raft.metrics();
         let start = tokio::time::Instant::now();
         let mut best = None;
@@ -273,7 +292,9 @@ impl Node {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
-                    return Err(ApiError::unavailable("raft stopped; see the server log"));
+                    return Err(
+                        NodeError::Unavailable("raft stopped; see the server log".into()).into(),
+                    );
                 }
                 Err(_) => {
                     let why = match best {
@@ -290,25 +311,26 @@ impl Node {
                             LEARNER_CATCH_UP.as_secs()
                         ),
                     };
-                    return Err(ApiError::unavailable(format!(
+                    return Err(NodeError::Unavailable(format!(
                         "id: node {id} did not catch up: {why}; it was not added"
-                    )));
+                    ))
+                    .into());
                 }
             }
         }
     }
 
     /// Removes `id` from the voters and the node list; 404 if it is not a member.
-    pub async fn remove_member(&self, id: u64) -> Result<ClusterInfo, ApiError> {
+    pub async fn remove_member(&self, id: u64) -> Result<ClusterInfo, MembershipError> {
         let known = self.cluster_info();
         let Some(member) = known.members.iter().find(|m| m.id == id) else {
-            return Err(ApiError::not_found(format!(
+            return Err(MembershipError::NotMember(format!(
                 "id: node {id} is not a member"
             )));
         };
         if member.voter {
             if known.members.iter().filter(|m| m.voter).count() == 1 {
-                return Err(ApiError::conflict(format!(
+                return Err(MembershipError::Conflict(format!(
                     "id: node {id} is the last voter and cannot be removed"
                 )));
             }
@@ -329,26 +351,30 @@ impl Node {
 
 /// A membership change refused or failed, in words (openraft's text carries debug dumps
 /// of log ids): a change racing another is a 409 to retry.
-fn membership_error(
-    e: RaftError<crate::raft::TypeConfig, ClientWriteError<crate::raft::TypeConfig>>,
-) -> ApiError {
-    use openraft::errors::ChangeMembershipError as C;
+fn membership_error(e: WriteError) -> MembershipError {
+    use crate::raft::ChangeMembershipError as C;
     let refused = match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => return ApiError::no_leader(),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+            return NodeError::NoLeader.into();
+        }
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
-            return ApiError::unknown_outcome(
+            return NodeError::UnknownOutcome(
                 "membership: leadership changed while the change was pending; it may or may \
-                 not have been applied: check GET /v1/cluster and retry",
-            );
+                 not have been applied: check GET /v1/cluster and retry"
+                    .into(),
+            )
+            .into();
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => c,
         // Membership changes attach no precondition.
         RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
-            return ApiError::internal(e);
+            return MembershipError::Internal(e.to_string());
         }
-        RaftError::Fatal(e) => return ApiError::unavailable(format!("raft stopped: {e}")),
+        RaftError::Fatal(e) => {
+            return NodeError::Unavailable(format!("raft stopped: {e}")).into();
+        }
     };
-    ApiError::conflict(match refused {
+    MembershipError::Conflict(match refused {
         C::InProgress(_) | C::UncommittedLeaderLog(_) => {
             "membership: another membership change is in progress; retry once it is done".to_owned()
         }
@@ -371,7 +397,7 @@ fn membership_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::errors::{ChangeMembershipError, InProgress};
+    use crate::raft::{ChangeMembershipError, InProgress};
 
     #[test]
     fn a_racing_membership_change_is_a_plain_409() {
@@ -383,9 +409,9 @@ mod tests {
                 },
             )),
         ));
-        assert_eq!(e.body.error.status(), 409);
+        assert!(matches!(e, MembershipError::Conflict(_)), "{e:?}");
         assert_eq!(
-            e.body.message,
+            e.to_string(),
             "membership: another membership change is in progress; retry once it is done"
         );
     }

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
-use crate::store::command::LeaseId;
-use crate::store::kv::{Command, CommandResult};
+use crate::store::command::{Command, CommandResult};
+use crate::store::value::LeaseId;
 
 /// How often the leader looks for expired leases.
 const TICK: Duration = Duration::from_millis(50);

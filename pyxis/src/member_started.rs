@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster_id::ClusterId;
 use crate::node::Node;
-use crate::store::kv::Command;
+use crate::store::command::Command;
 
 /// How long a starting node waits for each peer's status.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -100,7 +100,7 @@ async fn announce(node: &Node) -> Result<bool, crate::node::NodeError> {
     }
     let member = {
         let m = node.raft.metrics();
-        let m = openraft::async_runtime::watch::WatchReceiver::borrow_watched(&m);
+        let m = crate::raft::WatchReceiver::borrow_watched(&m);
         m.membership_config.get_node(&node.id).is_some()
     };
     if !member {

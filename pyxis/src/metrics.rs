@@ -1,10 +1,11 @@
 //! Prometheus metrics: the recorder, Raft gauges, and the HTTP request middleware.
 //!
-//! Counters and histograms are recorded where things happen (`log_store` records
-//! fsync latency, `node` counts proposals); this module installs the one global
-//! recorder, mirrors openraft's metrics into gauges, and times every HTTP request.
+//! Counters and histograms are recorded where things happen (`log_store` records WAL
+//! fsync latency and batch size, `network` each append RPC's duration, entries and bytes per
+//! peer, `state_machine` apply and snapshot build times, `node` counts proposals); this
+//! module installs the one global recorder with the histograms' buckets, mirrors openraft's
+//! metrics into gauges, and times every HTTP request.
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -14,21 +15,50 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::raft::Raft;
+use crate::raft::WatchReceiver as _;
+use crate::raft::{Raft, ServerState};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets of every `*_seconds` histogram: an fsync (tens of microseconds) to a snapshot
+/// build of a large state (tens of seconds).
+const SECONDS_BUCKETS: [f64; 18] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets of every `*_ops` and `*_entries` histogram (WAL batches, entries per append RPC
+/// or apply call): powers of two up to the largest append (256 entries) and beyond.
+const COUNT_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Buckets of every `*_bytes` histogram (append RPC bodies): 1 KiB to 64 MiB, by fours.
+const BYTES_BUCKETS: [f64; 9] = [
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
 
 /// Installs the process-wide recorder once and returns its handle (None if another
 /// recorder was installed first, e.g. by an embedding test).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 0.5, 1.0, 2.5,
-            ];
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Suffix("_ops".into()), &COUNT_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Suffix("_entries".into()), &COUNT_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Suffix("_bytes".into()), &BYTES_BUCKETS)
                 .ok()?;
             builder.install_recorder().ok()
         })
@@ -51,13 +81,11 @@ pub fn spawn_raft_gauges(raft: Raft, shutdown: CancellationToken) {
                     .set(m.last_applied.map_or(0, |l| l.index) as f64);
                 metrics::gauge!("pyxis_raft_snapshot_index")
                     .set(m.snapshot.map_or(0, |l| l.index) as f64);
-                metrics::gauge!("pyxis_raft_is_leader").set(
-                    if m.state == openraft::ServerState::Leader {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                );
+                metrics::gauge!("pyxis_raft_is_leader").set(if m.state == ServerState::Leader {
+                    1.0
+                } else {
+                    0.0
+                });
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,

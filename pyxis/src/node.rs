@@ -6,14 +6,11 @@
 //! leader when this node is not it), linearizable reads first call [`Node::linearize`].
 //! Membership changes are in `cluster`; routes are in `http`.
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
 use pyxis_client::{IdSource, RequestId};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -23,11 +20,16 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster_id::{self, ClusterId, ClusterIdentity};
 use crate::config::ServerConfig;
 use crate::peer_token::{self, PeerToken};
+use crate::raft::WatchReceiver as _;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::snapshot::SnapshotDir;
 use crate::raft::state_machine::{StateMachine, StoreView};
-use crate::raft::{Command, CommandResult, NodeAddr, Raft, codec};
+use crate::raft::{
+    ClientWriteError, Config, LinearizableReadError, NodeAddr, Raft, RaftError, ReadPolicy,
+    ServerState, SnapshotPolicy, codec,
+};
+use crate::store::command::{Command, CommandResult};
 use crate::store::validate::InvalidCommand;
 use crate::store::watch::HistoryLimits;
 
@@ -331,11 +333,9 @@ impl Node {
     pub async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
         match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
             Ok(lin) => Ok(lin.read_log_id().index()),
-            Err(RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
-                f,
-            ))) => Err(ForwardError::NotLeader(
-                f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-            )),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(
+                ForwardError::NotLeader(f.leader_id.zip(f.leader_node.map(|n| n.addr))),
+            ),
             // Quorum lost: the leader cannot confirm it still leads; let the caller retry.
             Err(RaftError::APIError(_)) => Err(ForwardError::NotLeader(None)),
             Err(RaftError::Fatal(e)) => Err(ForwardError::Failed(e.to_string())),

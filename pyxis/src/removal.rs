@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use openraft::ServerState;
-use openraft::async_runtime::watch::WatchReceiver as _;
 use pyxis_client::api::{ClusterInfo, Health, NodeStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
+use crate::raft::ServerState;
+use crate::raft::WatchReceiver as _;
 
 /// How often a node checks whether it is still a member.
 const CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -11,12 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
-use openraft::Membership;
-use openraft::testing::log_id;
-
 use crate::cluster_id::{ClusterId, ClusterIdentity};
 use crate::raft::snapshot::{SnapshotDir, SnapshotFile, decode_file};
-use crate::raft::{NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote, log_store};
+use crate::raft::{Membership, NodeAddr, SnapshotMeta, StoredMembership, Vote, log_id, log_store};
 use crate::store::kv::KvState;
 
 /// What a restore produced.
@@ -77,7 +74,7 @@ pub fn restore(
     let kv: KvState =
         crate::raft::state_machine::decode_state(&file.data).map_err(|e| bad(e.into()))?;
 
-    let at = log_id::<TypeConfig>(1, id, 1);
+    let at = log_id(1, id, 1);
     let membership = Membership::new(
         vec![BTreeSet::from([id])],
         BTreeMap::from([(id, NodeAddr::new(addr))]),

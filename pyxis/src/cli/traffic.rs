@@ -2,9 +2,10 @@
 //!
 //! `shift` and `drain` read the current policy, change one part and write it back only if
 //! nobody wrote it in between (compare-and-set on its mod revision; on a conflict they read
-//! again), so two operators changing different parts at once both keep their change. The
-//! server validates the result (a shift over 100% out of a datacenter, an unknown field)
-//! and refuses it with the field named, so a bad change writes nothing.
+//! again), so two operators changing different parts at once both keep their change. Every
+//! policy is edited as `ns-core`'s [`TrafficPolicy`] and checked by its validation before it
+//! is sent (`set` refuses a bad file with the field named, as in `p.json: shifts[0].percent:
+//! ...`); the server checks it again, so a bad change writes nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use ns_core::schema::{Shift, TrafficPolicy};
 use ns_core::{DcName, InstanceId};
 use pyxis_client::Client;
 use pyxis_client::api::ErrorCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::print;
 
@@ -82,8 +83,7 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let policy: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON", file.display()))?;
+            let policy = parse_policy(&text, &file.display().to_string())?;
             write(client, &name, &policy).await
         }
         TrafficCmd::Shift {
@@ -147,9 +147,15 @@ async fn edit(
     )
 }
 
-async fn write(client: &Client, name: &str, policy: &Value) -> anyhow::Result<()> {
+/// A policy file's text as `ns-core`'s [`TrafficPolicy`], checked as the server checks it,
+/// so a bad file is refused here with the field named (`FILE: shifts[0].percent: ...`).
+fn parse_policy(text: &str, source: &str) -> anyhow::Result<TrafficPolicy> {
+    TrafficPolicy::from_json(text.as_bytes()).map_err(|e| anyhow::anyhow!("{source}: {e}"))
+}
+
+async fn write(client: &Client, name: &str, policy: &TrafficPolicy) -> anyhow::Result<()> {
     let r = client
-        .put_traffic(name, policy)
+        .put_traffic(name, &serde_json::to_value(policy)?)
         .await
         .with_context(|| format!("set traffic {name}"))?;
     print(format!("revision {}\n", r.revision))
@@ -232,6 +238,29 @@ mod tests {
         set_drain(&mut p, &id("i1"), false);
         assert!(!p.overrides[&id("i1")].drain);
         assert!(p.overrides[&id("i2")].drain);
+    }
+
+    #[test]
+    fn a_policy_file_is_checked_with_the_field_named() {
+        let p = parse_policy(
+            r#"{"shifts": [{"from_dc": "a", "to_dc": "b", "percent": 40}]}"#,
+            "p.json",
+        )
+        .unwrap();
+        assert_eq!(p.shifts[0].percent, 40);
+        let e = parse_policy(
+            r#"{"shifts": [{"from_dc": "a", "to_dc": "b", "percent": 140}]}"#,
+            "p.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("p.json: shifts[0].percent"), "{e}");
+        let e = parse_policy(r#"{"shift": []}"#, "p.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.json: ") && e.contains("shift"), "{e}");
+        let e = parse_policy("{", "-").unwrap_err().to_string();
+        assert!(e.starts_with("-: "), "{e}");
     }
 
     #[test]

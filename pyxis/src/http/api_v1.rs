@@ -24,8 +24,9 @@ use super::error::ApiError;
 use super::params::{Params, key_from_path};
 use super::request_id::WriteId;
 use crate::node::Node;
-use crate::store::kv::{Command, CommandResult, Compare, CompareTarget, Op, to_key_value};
+use crate::store::command::{Command, CommandResult, Compare, CompareTarget, Op};
 use crate::store::read::{Budget, is_read_only};
+use crate::store::value::to_key_value;
 
 /// How long a blocking read waits when no `timeout` is given.
 const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

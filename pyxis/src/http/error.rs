@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pyxis_client::api::{ErrorBody, ErrorCode, Revision};
 
+use crate::cluster::MembershipError;
 use crate::node::NodeError;
 use crate::store::validate::InvalidCommand;
 
@@ -26,6 +27,18 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable(m) => ApiError::unavailable(m),
             NodeError::UnknownOutcome(m) => ApiError::unknown_outcome(m),
             NodeError::Invalid(e) => e.into(),
+        }
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> Self {
+        match e {
+            MembershipError::Invalid(m) => ApiError::bad_request(m),
+            MembershipError::Conflict(m) => ApiError::conflict(m),
+            MembershipError::NotMember(m) => ApiError::not_found(m),
+            MembershipError::Node(e) => e.into(),
+            MembershipError::Internal(m) => ApiError::internal(m),
         }
     }
 }
@@ -125,5 +138,34 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = ?self.body.error, message = %self.body.message, "request failed");
         }
         (status, Json(self.body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each refusal of a membership change keeps its message and gets its own status.
+    #[test]
+    fn membership_errors_map_to_their_statuses() {
+        let cases = [
+            (MembershipError::Invalid("addr: x".into()), 400),
+            (MembershipError::Conflict("id: y".into()), 409),
+            (MembershipError::NotMember("id: z".into()), 404),
+            (MembershipError::Node(NodeError::NoLeader), 503),
+            (
+                MembershipError::Node(NodeError::UnknownOutcome("maybe".into())),
+                503,
+            ),
+            (MembershipError::Internal("bug".into()), 500),
+        ];
+        for (e, status) in cases {
+            let message = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!(api.body.error.status(), status, "{message}");
+            if status != 500 {
+                assert_eq!(api.body.message, message);
+            }
+        }
     }
 }

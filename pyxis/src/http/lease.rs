@@ -20,7 +20,7 @@ use super::api_v1::parse_json;
 use super::error::ApiError;
 use super::request_id::WriteId;
 use crate::node::Node;
-use crate::store::kv::{Command, CommandResult};
+use crate::store::command::{Command, CommandResult};
 
 pub use crate::store::validate::{MAX_TTL_MS, MIN_TTL_MS};
 

@@ -10,12 +10,11 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use openraft::Snapshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,7 +22,8 @@ use super::throttle::Throttle;
 use crate::cluster_id::{self, Verdict};
 use crate::node::{ForwardError, MAX_PAYLOAD_ENTRIES, Node};
 use crate::peer_token;
-use crate::raft::{Command, SnapshotData, SnapshotMeta, Vote, codec};
+use crate::raft::{Snapshot, Vote, codec, transfer};
+use crate::store::command::Command;
 use crate::store::validate::MAX_COMMAND_BYTES;
 
 /// Seconds between two warnings about refused calls: a stray leader calls many times a second.
@@ -181,15 +181,37 @@ pub async fn pre_vote(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     }
 }
 
-/// `POST /raft/snapshot`: a whole snapshot from the leader.
-pub async fn snapshot(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = match decode(&body) {
+/// `POST /raft/snapshot`: a whole snapshot from the leader, its file as the body (streamed
+/// to a temp file, never held in memory) and its vote in [`transfer::VOTE_HEADER`].
+pub async fn snapshot(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Response {
+    let vote: Vote = match headers
+        .get(transfer::VOTE_HEADER)
+        .ok_or_else(|| "missing".to_owned())
+        .and_then(|v| v.to_str().map_err(|e| e.to_string()))
+        .and_then(transfer::decode_vote)
+    {
         Ok(v) => v,
-        Err(r) => return *r,
+        Err(why) => {
+            let msg = format!("raft rpc header {}: {why}", transfer::VOTE_HEADER);
+            return (StatusCode::BAD_REQUEST, msg).into_response();
+        }
     };
+    let (meta, data) =
+        match transfer::receive(node.view.snapshot_dir(), body.into_data_stream()).await {
+            Ok(received) => received,
+            Err(e @ transfer::ReceiveError::Disk(_)) => {
+                tracing::warn!(error = %e, "could not take a snapshot from the leader");
+                let msg = format!("raft rpc body: snapshot: {e}");
+                return (StatusCode::INTERNAL_SERVER_ERROR, msg).into_response();
+            }
+            Err(e) => {
+                let msg = format!("raft rpc body: snapshot: {e}");
+                return (StatusCode::BAD_REQUEST, msg).into_response();
+            }
+        };
     let snap = Snapshot {
         meta,
-        snapshot: SnapshotData::new(data),
+        snapshot: data,
     };
     reply(
         &node

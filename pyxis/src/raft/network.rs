@@ -5,7 +5,8 @@
 //! since timing out a large batch only makes openraft send it all again. Every request
 //! carries this node's cluster id and the peer token (if set) in headers; connect failures,
 //! a peer of another cluster (409) and one refusing our token (401/403) map to
-//! `Unreachable` so openraft backs off.
+//! `Unreachable` so openraft backs off. A snapshot is streamed from its file
+//! (`raft::transfer`), never read into memory to be sent.
 //! The receiving side is `http::raft_rpc`.
 
 use std::future::Future;
@@ -21,7 +22,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NodeAddr, SnapshotData, TypeConfig, Vote, codec};
+use super::{NodeAddr, Snapshot, SnapshotData, TypeConfig, Vote, codec, transfer};
 use crate::cluster_id::{self, ClusterIdentity};
 use crate::peer_token::{self, PeerToken};
 
@@ -81,6 +82,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             token: self.token.clone(),
             base: format!("http://{}/raft", node.addr),
             target,
+            appends: AppendMetrics::new(target),
         }
     }
 }
@@ -92,6 +94,26 @@ pub struct PeerClient {
     token: Option<PeerToken>,
     base: String,
     target: u64,
+    appends: AppendMetrics,
+}
+
+/// Histograms of one peer's append RPCs, registered once so that recording costs no
+/// label lookup or allocation per call.
+struct AppendMetrics {
+    seconds: metrics::Histogram,
+    entries: metrics::Histogram,
+    bytes: metrics::Histogram,
+}
+
+impl AppendMetrics {
+    fn new(target: u64) -> Self {
+        let peer = target.to_string();
+        AppendMetrics {
+            seconds: metrics::histogram!("pyxis_peer_append_seconds", "peer" => peer.clone()),
+            entries: metrics::histogram!("pyxis_peer_append_entries", "peer" => peer.clone()),
+            bytes: metrics::histogram!("pyxis_peer_append_bytes", "peer" => peer),
+        }
+    }
 }
 
 impl PeerClient {
@@ -104,19 +126,32 @@ impl PeerClient {
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let body = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let timeout = timeout(body.len());
-        let url = format!("{}/{path}", self.base);
+        self.send(path, self.post(path).body(body), timeout).await
+    }
+
+    /// A POST to `path` with the headers every peer call carries.
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
         let mut req = self
             .http
-            .post(&url)
-            .header("content-type", "application/octet-stream")
-            .body(body)
-            .timeout(timeout);
+            .post(format!("{}/{path}", self.base))
+            .header("content-type", "application/octet-stream");
         if let Some(id) = self.cluster.get() {
             req = req.header(cluster_id::HEADER, id.to_string());
         }
         if let Some(t) = &self.token {
             req = req.header(peer_token::HEADER, t.header_value());
         }
+        req
+    }
+
+    /// Sends `req` (to `path`) within `timeout` and decodes the peer's reply.
+    async fn send<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let url = format!("{}/{path}", self.base);
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
                 metrics::counter!("pyxis_peer_rpc_timeouts_total", "rpc" => path.to_owned())
@@ -134,7 +169,7 @@ impl PeerClient {
                 RPCError::Network(NetworkError::new(&e))
             }
         };
-        let resp = req.send().await.map_err(failed)?;
+        let resp = req.timeout(timeout).send().await.map_err(failed)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(failed)?;
         if !status.is_success() {
@@ -171,8 +206,18 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let ttl = option.soft_ttl();
-        self.call("append", &rpc, |bytes| append_timeout(ttl, bytes))
-            .await
+        let started = std::time::Instant::now();
+        self.appends.entries.record(rpc.entries.len() as f64);
+        let bytes = &self.appends.bytes;
+        let res = self
+            .call("append", &rpc, |n| {
+                bytes.record(n as f64);
+                append_timeout(ttl, n)
+            })
+            .await;
+        // Failed calls too: a timeout is the tail this histogram is there to show.
+        self.appends.seconds.record(started.elapsed().as_secs_f64());
+        res
     }
 
     async fn vote(
@@ -194,15 +239,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     async fn full_snapshot(
         &mut self,
         vote: Vote,
-        snapshot: openraft::alias::SnapshotOf<TypeConfig, SnapshotData>,
+        snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        // The body is the snapshot file as it streams off the disk; the vote rides in a
+        // header and the receiver reads the metadata from the file's own head.
+        let local = |e: &dyn std::error::Error| {
+            StreamingError::from(RPCError::<TypeConfig>::Network(NetworkError::from_string(
+                e.to_string(),
+            )))
+        };
+        let vote = transfer::encode_vote(&vote).map_err(|e| local(&e))?;
+        let body = transfer::body(snapshot.snapshot).map_err(|e| local(&e))?;
+        let req = self
+            .post("snapshot")
+            .header(transfer::VOTE_HEADER, vote)
+            .body(reqwest::Body::wrap_stream(body));
         tokio::pin!(cancel);
         tokio::select! {
             closed = &mut cancel => Err(StreamingError::Closed(closed)),
-            res = self.call("snapshot", &req, |_| option.hard_ttl()) => Ok(res?),
+            res = self.send("snapshot", req, option.hard_ttl()) => Ok(res?),
         }
     }
 }

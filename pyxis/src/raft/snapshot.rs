@@ -13,7 +13,7 @@
 //! module only stores it with its metadata.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ const SYNC_EVERY: usize = 4 * 1024 * 1024;
 /// Buffer between the encoder's many small writes and the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
 const FILE_NAME: &str = "snapshot.bin";
+/// Largest metadata a snapshot file may claim: a membership of a few nodes is far smaller.
+const MAX_META_BYTES: usize = 16 * 1024 * 1024;
 
 /// A snapshot in memory: openraft's metadata and the encoded state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,8 +78,41 @@ impl SnapshotDir {
         .map(drop)
     }
 
-    /// Loads the current snapshot, if there is one.
-    pub fn load(&self) -> io::Result<Option<SnapshotFile>> {
+    /// Opens the current snapshot file, if there is one, reading only its metadata: its
+    /// data stays on disk until someone reads the file (a follower being sent it).
+    pub fn open_current(&self) -> io::Result<Option<(SnapshotMeta, File)>> {
+        let path = self.dir.join(FILE_NAME);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = read_meta(&mut file)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Some((meta, file)))
+    }
+
+    /// A new read-write file in this dir for a snapshot a peer sends; its name is removed
+    /// at once, so the file vanishes with its last handle, whatever happens to the transfer.
+    pub fn incoming_file(&self) -> io::Result<File> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .dir
+            .join(format!("incoming.{}.{n}.tmp", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        fs::remove_file(&path)?;
+        Ok(file)
+    }
+
+    /// Loads the current snapshot whole, if there is one: for tests only, since a node
+    /// reads it through [`SnapshotDir::open_current`] and never holds it in memory.
+    #[cfg(test)]
+    pub(crate) fn load(&self) -> io::Result<Option<SnapshotFile>> {
         let path = self.dir.join(FILE_NAME);
         match fs::read(&path) {
             Ok(bytes) => decode_file(bytes)
@@ -121,6 +156,35 @@ fn write_file<W: Write>(
     body(&mut w)?;
     let sum = w.hasher.clone().finalize();
     w.inner.write_all(&sum.to_le_bytes())
+}
+
+/// Reads the metadata at the start of a snapshot file from `r` (positioned at its start),
+/// leaving the data unread; the checksum is checked by whoever reads the data.
+pub fn read_meta<R: Read>(r: &mut R) -> io::Result<SnapshotMeta> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+    let mut magic = [0u8; MAGIC.len()];
+    r.read_exact(&mut magic)
+        .map_err(|_| bad("not a pyxis snapshot (too short)"))?;
+    if &magic == MAGIC_V2 {
+        // The old layout encodes meta and data as one value: decoding it needs it whole.
+        let mut bytes = magic.to_vec();
+        r.read_to_end(&mut bytes)?;
+        return decode_file(bytes).map(|f| f.meta);
+    }
+    if &magic != MAGIC {
+        return Err(bad("not a pyxis snapshot (bad magic)"));
+    }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .map_err(|_| bad("truncated metadata"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_META_BYTES {
+        return Err(bad("snapshot metadata too large"));
+    }
+    let mut meta = vec![0u8; len];
+    r.read_exact(&mut meta)
+        .map_err(|_| bad("truncated metadata"))?;
+    Ok(codec::decode(&meta)?)
 }
 
 /// Decodes bytes written by [`write_state`] (a backup) or a node's snapshot file (v3 or v2),

@@ -15,9 +15,10 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use tokio::sync::watch;
 
-use super::snapshot::{SnapshotDir, SnapshotFile};
-use super::{LogId, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
-use crate::store::kv::{CommandResult, KvState, KvStateWithoutSessions};
+use super::snapshot::{SnapshotDir, decode_file};
+use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
+use crate::store::command::CommandResult;
+use crate::store::kv::{KvState, KvStateWithoutSessions};
 use crate::store::watch::{Compacted, Event, History, HistoryLimits};
 
 /// How far the state machine has applied: the log index and the store revision.
@@ -34,7 +35,7 @@ struct State {
     history: History,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    /// [`Command::approx_bytes`](crate::store::kv::Command::approx_bytes) of every command
+    /// [`Command::approx_bytes`](crate::store::command::Command::approx_bytes) of every command
     /// applied since this process started.
     applied_bytes: u64,
     /// `applied_bytes` as of the current snapshot, so the difference is the log it does not cover.
@@ -188,6 +189,11 @@ impl StoreView {
         self.shared.applied.subscribe()
     }
 
+    /// Where this node keeps its snapshot file (and receives a leader's).
+    pub fn snapshot_dir(&self) -> &SnapshotDir {
+        &self.shared.snapshots
+    }
+
     /// Log index of the current snapshot, if any.
     pub fn snapshot_index(&self) -> Option<u64> {
         self.shared
@@ -260,13 +266,12 @@ pub(super) fn lower_priority() {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotData;
 
-    async fn build_snapshot(
-        &mut self,
-    ) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         // Copy under the lock (O(1): a persistent map), encode and write outside it so apply
         // is not held up.
         let (meta, kv, covered_bytes) = self.shared.copy_state();
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let built =
             background(move || shared.save_snapshot(&meta, |dir| dir.save_state(&meta, &kv))).await;
         let (meta, written) = match built {
@@ -279,9 +284,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 // `snapshot_policy` trigger again later.
                 tracing::warn!(error = %e, "building a snapshot failed; keeping the current one, will retry");
                 metrics::counter!("pyxis_snapshot_build_failures_total").increment(1);
-                return Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+                return Ok(Snapshot {
                     meta: self.shared.current().clone().unwrap_or_default(),
-                    snapshot: SnapshotData::default(),
+                    snapshot: SnapshotData::metadata_only(),
                 });
             }
         };
@@ -290,6 +295,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             Some(bytes) => {
                 tracing::info!(index, bytes, "snapshot built");
                 metrics::counter!("pyxis_snapshots_built_total").increment(1);
+                metrics::histogram!("pyxis_snapshot_build_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
             None => tracing::info!(index, "a newer snapshot was installed meanwhile; kept it"),
         }
@@ -300,9 +307,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         // openraft keeps only the metadata of a snapshot it asked to build (`sm::worker`); when
         // it needs the data (a lagging follower), it calls `get_current_snapshot`, which reads
         // the file. So the data is not handed back here, which would hold it in memory again.
-        Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
+        Ok(Snapshot {
             meta,
-            snapshot: SnapshotData::default(),
+            snapshot: SnapshotData::metadata_only(),
         })
     }
 }
@@ -320,6 +327,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut n = 0u64;
         let mut events = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
@@ -347,6 +355,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         metrics::counter!("pyxis_raft_applied_entries_total").increment(n);
+        metrics::histogram!("pyxis_raft_apply_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("pyxis_raft_apply_entries").record(n as f64);
         self.shared.publish_applied();
         Ok(())
     }
@@ -360,17 +370,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
-        let kv = decode_state(&data)?;
+        // The state is about to be in memory anyway; its encoding is, only while decoding.
+        let file = tokio::task::spawn_blocking(move || snapshot.read_all().and_then(decode_file))
+            .await
+            .map_err(io::Error::other)??;
+        if &file.meta != meta {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the snapshot file holds other metadata than openraft installs",
+            ));
+        }
+        let kv = decode_state(&file.data)?;
         // Persist first: once installed, the log before it may be purged. A restart installs
-        // the file it just read (`get_current_snapshot`); that one is on disk already.
+        // the file it just opened (`get_current_snapshot`); that one is on disk already.
         let on_disk = self.shared.current().as_ref() == Some(meta);
         if !on_disk {
             let shared = self.shared.clone();
-            let file = SnapshotFile {
-                meta: meta.clone(),
-                data,
-            };
             tokio::task::spawn_blocking(move || {
                 shared.save_snapshot(&file.meta, |dir| dir.save(&file).map(|()| 0))
             })
@@ -394,26 +409,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        // The file is the snapshot; this runs at startup and when a follower needs it.
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        // The file is the snapshot; this runs at startup and when a follower needs it. Only
+        // its metadata is read here: a follower is sent the file as it streams off the disk.
         let shared = self.shared.clone();
-        let file = tokio::task::spawn_blocking(move || shared.snapshots.load())
+        let opened = tokio::task::spawn_blocking(move || shared.snapshots.open_current())
             .await
             .map_err(io::Error::other)??;
-        Ok(file.map(|f| {
+        Ok(opened.map(|(meta, file)| {
             let mut current = self.shared.current();
             // A build may have finished since the read; never step back to an older file.
             if current
                 .as_ref()
-                .is_none_or(|c| c.last_log_id < f.meta.last_log_id)
+                .is_none_or(|c| c.last_log_id < meta.last_log_id)
             {
-                *current = Some(f.meta.clone());
+                *current = Some(meta.clone());
             }
-            openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
-                meta: f.meta,
-                snapshot: SnapshotData::new(f.data),
+            Snapshot {
+                meta,
+                snapshot: SnapshotData::from_file(file),
             }
         }))
     }

@@ -10,10 +10,7 @@ use pyxis_client::RequestId;
 use pyxis_client::api::{CompareOp, Revision, TxnOpResult};
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Entry, to_key_value};
-
-/// Identifier of a lease.
-pub type LeaseId = u64;
+use super::value::{LeaseId, StoredValue, to_key_value};
 
 /// What a transaction compare looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,9 +262,9 @@ pub enum TxnResult {
     /// A delete removed keys.
     Delete(u64),
     /// A read returned entries.
-    Get(Vec<(String, Entry)>),
+    Get(Vec<(String, StoredValue)>),
     /// A read returned the entries that fit the result limit; more matched.
-    GetPartial(Vec<(String, Entry)>),
+    GetPartial(Vec<(String, StoredValue)>),
 }
 
 impl From<TxnResult> for TxnOpResult {

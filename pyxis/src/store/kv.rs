@@ -11,10 +11,10 @@ use std::ops::Bound;
 use bytes::Bytes;
 use pyxis_client::api::{CompareOp, Revision};
 
-pub use super::command::{Command, CommandResult, Compare, CompareTarget, LeaseId, Op, TxnResult};
-pub use super::entry::{Entry, to_key_value};
+use super::command::{Command, CommandResult, Compare, CompareTarget, Op, TxnResult};
 use super::lease::LeaseTable;
 use super::session::{Seen, Sessions};
+use super::value::{LeaseId, StoredValue};
 use super::watch::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "KvStateRepr")]
 pub struct KvState {
-    map: imbl::OrdMap<String, Entry>,
+    map: imbl::OrdMap<String, StoredValue>,
     revision: Revision,
     leases: LeaseTable,
     /// Request ids applied, so that a repeated request is applied once.
@@ -41,7 +41,7 @@ pub struct KvState {
 /// What a [`KvState`] is stored as: everything but the derived byte count.
 #[derive(Deserialize)]
 struct KvStateRepr {
-    map: imbl::OrdMap<String, Entry>,
+    map: imbl::OrdMap<String, StoredValue>,
     revision: Revision,
     leases: LeaseTable,
     sessions: Sessions,
@@ -66,7 +66,7 @@ impl From<KvStateRepr> for KvState {
 /// snapshots and backups of that layout still load, with no request remembered.
 #[derive(Deserialize)]
 pub struct KvStateWithoutSessions {
-    map: imbl::OrdMap<String, Entry>,
+    map: imbl::OrdMap<String, StoredValue>,
     revision: Revision,
     leases: LeaseTable,
 }
@@ -85,7 +85,7 @@ impl From<KvStateWithoutSessions> for KvState {
 }
 
 /// Bytes a key and its value count for in [`KvState::bytes`].
-fn entry_bytes(key: &str, e: &Entry) -> u64 {
+fn entry_bytes(key: &str, e: &StoredValue) -> u64 {
     (key.len() + e.value.len()) as u64
 }
 
@@ -126,7 +126,7 @@ impl KvState {
     }
 
     /// One key's entry.
-    pub fn get(&self, key: &str) -> Option<&Entry> {
+    pub fn get(&self, key: &str) -> Option<&StoredValue> {
         self.map.get(key)
     }
 
@@ -134,7 +134,7 @@ impl KvState {
     pub fn range<'a>(
         &'a self,
         prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+    ) -> impl Iterator<Item = (&'a String, &'a StoredValue)> + 'a {
         self.map
             .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
@@ -314,7 +314,7 @@ impl KvState {
                 self.bytes += (key.len() + value.len()) as u64;
                 self.map.insert(
                     key,
-                    Entry {
+                    StoredValue {
                         value,
                         create_rev: rev,
                         mod_rev: rev,

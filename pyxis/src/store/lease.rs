@@ -7,7 +7,7 @@
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
-use super::command::LeaseId;
+use super::value::LeaseId;
 
 /// One lease as replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

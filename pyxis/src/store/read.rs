@@ -6,7 +6,9 @@
 //! [`APPLY_RESULT_LIMIT`] to the gets of a transaction from the log, so every node cuts the
 //! same result at the same entry. Writes are in `kv`.
 
-use super::kv::{Command, CommandResult, Entry, KvState, Op, TxnResult};
+use super::command::{Command, CommandResult, Op, TxnResult};
+use super::kv::KvState;
+use super::value::StoredValue;
 
 /// Bytes an entry counts for on top of its key and value: about its JSON around them.
 pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
@@ -17,7 +19,7 @@ pub const APPLY_RESULT_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// What one entry weighs in a reply (an estimate of its JSON size; base64 or escapes can add
 /// a little, never a factor that grows with the data).
-pub fn reply_bytes(key: &str, e: &Entry) -> u64 {
+pub fn reply_bytes(key: &str, e: &StoredValue) -> u64 {
     (key.len() + e.value.len()) as u64 + ENTRY_OVERHEAD_BYTES
 }
 
@@ -50,7 +52,7 @@ impl Budget {
     }
 
     /// Spends what `key` and its entry weigh in a reply if it fits; false otherwise.
-    pub fn spend_entry(&mut self, key: &str, e: &Entry) -> bool {
+    pub fn spend_entry(&mut self, key: &str, e: &StoredValue) -> bool {
         self.spend(reply_bytes(key, e))
     }
 
@@ -74,7 +76,7 @@ impl Budget {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Read {
     /// The entries read, in key order.
-    pub entries: Vec<(String, Entry)>,
+    pub entries: Vec<(String, StoredValue)>,
     /// Whether entries under the key were left out (by the entry limit or the budget).
     pub more: bool,
 }

@@ -179,7 +179,7 @@ mod tests {
             revision: 3,
             results: vec![TxnResult::Get(vec![(
                 "/k".into(),
-                crate::store::kv::Entry {
+                crate::store::value::StoredValue {
                     value: vec![0u8; 5 * 1024 * 1024].into(),
                     create_rev: 1,
                     mod_rev: 1,
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn results_are_bounded_by_bytes_too() {
         let mut s = Sessions::default();
-        let entry = crate::store::kv::Entry {
+        let entry = crate::store::value::StoredValue {
             value: vec![0u8; 1024 * 1024].into(),
             create_rev: 1,
             mod_rev: 1,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use pyxis_client::api::Revision;
 use serde::{Deserialize, Serialize};
 
-use super::command::LeaseId;
+use super::value::LeaseId;
 
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::params::Params;
 use crate::node::Node;
-use crate::store::kv::{Command, CommandResult, Op, TxnResult};
+use crate::store::command::{Command, CommandResult, Op, TxnResult};
 use pyxis_client::RequestId;
 
 /// A 400 for a value the naming model rejected; the message reads `field: why`.

@@ -334,7 +334,7 @@ fn a_state_written_before_request_ids_still_loads() {
     // The layout of older snapshots and backups: the same fields without the sessions.
     #[derive(serde::Serialize)]
     struct Old<'a> {
-        map: &'a imbl::OrdMap<String, Entry>,
+        map: &'a imbl::OrdMap<String, StoredValue>,
         revision: Revision,
         leases: &'a LeaseTable,
     }

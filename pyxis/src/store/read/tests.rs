@@ -2,7 +2,7 @@ use bytes::Bytes;
 use pyxis_client::api::CompareOp;
 
 use super::*;
-use crate::store::kv::{Compare, CompareTarget};
+use crate::store::command::{Compare, CompareTarget};
 
 fn put(key: &str, value: Bytes) -> Command {
     Command::Put {

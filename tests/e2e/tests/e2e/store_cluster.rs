@@ -81,6 +81,49 @@ async fn health_and_metrics() {
     );
 }
 
+/// The leader's `/metrics` shows where a put's time goes, as histograms: WAL fsync time and
+/// batch size, each peer's append RPC time, entries and bytes, apply time and batch, and
+/// snapshot build time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_histograms_show_where_put_time_goes() {
+    let c = Cluster::start_with(3, &["--snapshot-threshold", "20"])
+        .await
+        .unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    for i in 0..40 {
+        api.put_ok(&c.url(leader), &format!("/hist/{i}"), b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    let peer = c.followers(leader)[0];
+    let mut wanted = vec![
+        "pyxis_raft_log_fsync_seconds_bucket".to_owned(),
+        "pyxis_raft_log_batch_ops_bucket".to_owned(),
+        "pyxis_raft_apply_seconds_bucket".to_owned(),
+        "pyxis_raft_apply_entries_bucket".to_owned(),
+        "pyxis_snapshot_build_seconds_bucket".to_owned(),
+    ];
+    for name in ["seconds", "entries", "bytes"] {
+        wanted.push(format!(r#"pyxis_peer_append_{name}_bucket{{peer="{peer}""#));
+    }
+    // The snapshot is built in the background once the threshold is passed.
+    eventually(Duration::from_secs(30), async || {
+        let page = api.get_path(&c.url(leader), "/metrics").await?.ok()?.text();
+        for w in &wanted {
+            anyhow::ensure!(page.contains(w.as_str()), "no {w} in /metrics:\n{page}");
+        }
+        // Buckets, not a summary: the `le` label is what Prometheus aggregates across nodes.
+        anyhow::ensure!(
+            page.contains(r#"pyxis_raft_log_batch_ops_bucket{le="1"}"#),
+            "{page}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 /// A fourth node joins (`--join`, then `POST /v1/cluster/members`) and a follower is removed
 /// (`DELETE`), while a writer keeps writing and reading linearizably without a single error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,6 +239,81 @@ async fn lagging_follower_catches_up_from_snapshot() {
     );
 }
 
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`, `VmHWM`), in MiB.
+pub(crate) fn proc_mib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+/// A node added after 68 MiB of writes, whose log the leader has purged, gets them as a
+/// snapshot the leader streams from its file: the leader's peak memory grows by less than
+/// the snapshot while it sends it (it used to read the file whole and then encode a copy
+/// of it: twice the snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_snapshot_is_sent_without_the_leader_holding_it() {
+    let mut c = Cluster::start(3).await.unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    // Seventeen 4 MiB values: the log outweighs the 64 MiB floor of the byte rule, so every
+    // node snapshots and purges the log the snapshot covers.
+    let url = c.url(leader);
+    let value = vec![b's'; pyxis_client::api::MAX_VALUE_BYTES];
+    for i in 0..17 {
+        api.put_ok(&url, &format!("/bigsnap/{i:02}"), value.clone())
+            .await
+            .unwrap();
+    }
+    eventually(CATCH_UP, async || {
+        let status = api.status(&url).await?;
+        anyhow::ensure!(status.snapshot_index.unwrap_or(0) > 0, "{status:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let want = api.status(&url).await.unwrap();
+
+    let pid = c.proc(leader).pid();
+    // Reset the leader's peak (VmHWM) to its current size, then add a fourth node.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let before = proc_mib(pid, "VmRSS");
+    c.add_node(4).await.unwrap();
+    eventually(CATCH_UP, async || {
+        let got = api.status(&c.url(4)).await?;
+        anyhow::ensure!(
+            got.keys == want.keys && got.revision >= want.revision,
+            "node 4: {} keys at revision {}, want {} at {}",
+            got.keys,
+            got.revision,
+            want.keys,
+            want.revision
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let grew = proc_mib(pid, "VmHWM").saturating_sub(before);
+    // The new node started empty: what it holds came as the leader's snapshot.
+    let logs = c.proc(4).logs();
+    assert!(logs.contains("snapshot installed"), "{logs}");
+    // Less than one copy of the snapshot (68 MiB): reading the file alone would exceed it.
+    // What it does grow by (30-40 MiB here) is the append of the entry after the snapshot,
+    // the new member's catch-up and the allocator, not the snapshot.
+    assert!(
+        grew < 64,
+        "sending a 68 MiB snapshot raised the leader's peak memory by {grew} MiB"
+    );
+    let last = api
+        .get_path(&c.url(4), "/v1/kv/bigsnap/16?consistency=serializable")
+        .await
+        .unwrap();
+    assert_eq!(last.status, 200, "{}", last.text());
+}
+
 /// The `key -> value` map of a listing (values as lossy text).
 fn values(listing: &RangeResponse) -> BTreeMap<String, String> {
     listing

@@ -1,5 +1,6 @@
 //! Watches against real nodes: every event exactly once and in order across a leader
-//! kill (the client resumes on another node), and a compacted start answered with 410.
+//! kill (the client resumes on another node), several events of one revision (a txn, a
+//! lease revoke) whole and in order, and a compacted start answered with 410.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use harness::{Cluster, eventually};
 use pyxis_client::api::{ErrorCode, WatchMessage};
 use pyxis_client::{Client, Error};
 
+use crate::store_faults::proc_mib;
 use crate::writer::Writer;
 
 /// A watcher connected to the leader keeps every event, once, in order, while the leader
@@ -118,6 +120,89 @@ async fn watch_resumes_on_another_node_without_gap_or_duplicate() {
     }
 }
 
+/// Several events of one revision reach a live watcher whole, once and in order: a txn's
+/// three puts in the order of its ops (not of its keys), and a lease revoke's three deletes
+/// in key order, each group under one revision and nothing else under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_events_of_one_revision_arrive_whole_and_in_order() {
+    let c = Cluster::start(3).await.unwrap();
+    let leader = c.leader().await.unwrap();
+    let follower = c.followers(leader)[0];
+    // Watch on a follower, write through the leader: the events travel through Raft.
+    let cl = Client::new(vec![c.addr(follower).to_owned()]).unwrap();
+    let writes = Client::new(vec![c.addr(leader).to_owned()]).unwrap();
+    let start = cl.range("/mr/").await.unwrap().revision + 1;
+    let mut watch = cl.watch("/mr/", true, Some(start)).unwrap();
+    let mut next = async || loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .expect("watch stalled")
+            .expect("watch failed");
+        match msg {
+            WatchMessage::Put { key, mod_rev, .. } => return ("put", key, mod_rev),
+            WatchMessage::Delete { key, mod_rev } => return ("delete", key, mod_rev),
+            WatchMessage::Progress { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    // The watcher is connected and streaming before the multi-key writes happen.
+    writes.put("/mr/start", "s").await.unwrap();
+    assert_eq!(next().await.1, "/mr/start");
+
+    let ops: Vec<serde_json::Value> = ["c", "a", "b"]
+        .iter()
+        .map(|k| serde_json::json!({"op": "put", "key": format!("/mr/t/{k}"), "value": "v"}))
+        .collect();
+    let txn = serde_json::json!({"compare": [], "success": ops, "failure": []});
+    let reply = c.api().txn(&c.url(leader), &txn).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let txn_rev = reply
+        .json::<pyxis_client::api::TxnResponse>()
+        .unwrap()
+        .revision;
+
+    let lease = writes.lease_grant(60_000).await.unwrap();
+    for k in ["/mr/l/z", "/mr/l/x", "/mr/l/y"] {
+        writes.put_leased(k, "v", lease.id, None).await.unwrap();
+    }
+    let revoked = writes.lease_revoke(lease.id).await.unwrap();
+    assert_eq!(revoked.deleted, 3);
+    writes.put("/mr/end", "e").await.unwrap();
+
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .is_none_or(|(_, k, _): &(&str, String, u64)| k != "/mr/end")
+    {
+        seen.push(next().await);
+    }
+    let at = |rev: u64| -> Vec<(&str, &str)> {
+        seen.iter()
+            .filter(|(_, _, r)| *r == rev)
+            .map(|(kind, k, _)| (*kind, k.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        at(txn_rev),
+        [("put", "/mr/t/c"), ("put", "/mr/t/a"), ("put", "/mr/t/b")],
+        "{seen:?}"
+    );
+    assert_eq!(
+        at(revoked.revision),
+        [
+            ("delete", "/mr/l/x"),
+            ("delete", "/mr/l/y"),
+            ("delete", "/mr/l/z")
+        ],
+        "{seen:?}"
+    );
+    // Three txn puts, three leased puts, three deletes and the end marker, each once.
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    for pair in seen.windows(2) {
+        assert!(pair[0].2 <= pair[1].2, "revisions went back: {pair:?}");
+    }
+}
+
 /// A watch from a revision older than the kept history gets 410; the client re-lists and
 /// watches on from the listing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,17 +247,6 @@ async fn compacted_start_gets_410_and_relist_continues() {
     assert_eq!(key, "/cw/new");
 }
 
-/// Resident memory of a process, in MiB, from `/proc/PID/status`.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kb / 1024
-}
-
 /// The watch history is bounded by bytes, not only by events: 300 overwrites of one key
 /// with 1 MiB values keep the node's memory near the size of what it holds (the history
 /// used to keep every old value: 300 MiB for 1 MiB of data), and a watch from before what is
@@ -184,7 +258,7 @@ async fn the_watch_history_is_bounded_by_bytes() {
         .unwrap();
     let cl = Client::new(vec![c.addr(1).to_owned()]).unwrap();
     let pid = c.proc(1).pid();
-    let before = rss_mib(pid);
+    let before = proc_mib(pid, "VmRSS");
     let value = vec![b'x'; 1024 * 1024];
     let mut first = 0;
     for i in 0..300 {
@@ -196,7 +270,7 @@ async fn the_watch_history_is_bounded_by_bytes() {
     // Room for the in-memory log until the next snapshot (64 MiB) and the 16 MiB history;
     // the snapshot that lets the log go is built within a few seconds.
     eventually(Duration::from_secs(30), async || {
-        let after = rss_mib(pid);
+        let after = proc_mib(pid, "VmRSS");
         anyhow::ensure!(
             after < before + 160,
             "rss grew from {before} to {after} MiB for 1 MiB of data"

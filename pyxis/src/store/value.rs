@@ -1,17 +1,18 @@
 //! One stored key's value and bookkeeping, and its wire form.
 //!
-//! Shared by the key space (`kv`, which stores entries) and the command results
-//! (`command`, whose transaction reads return them), so neither imports the other.
+//! Shared by the key space (`kv`, which stores values) and the command results
+//! (`command`, whose transaction reads return them); it imports neither.
 
 use bytes::Bytes;
 use pyxis_client::api::{KeyValue, Revision};
 use serde::{Deserialize, Serialize};
 
-use super::command::LeaseId;
+/// Identifier of a lease.
+pub type LeaseId = u64;
 
 /// One stored key's value and bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct StoredValue {
     /// The raw value.
     pub value: Bytes,
     /// Revision that created the key.
@@ -25,7 +26,7 @@ pub struct Entry {
 }
 
 /// Builds the wire form of a stored entry.
-pub fn to_key_value(key: String, e: &Entry) -> KeyValue {
+pub fn to_key_value(key: String, e: &StoredValue) -> KeyValue {
     KeyValue {
         key,
         value: e.value.clone(),
