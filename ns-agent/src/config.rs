@@ -359,6 +359,35 @@ webhook = "http://127.0.0.1:9000/alerts"
     }
 
     #[test]
+    fn the_local_dns_is_off_unless_asked_for() {
+        let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
+        assert_eq!(c.dns, None);
+        assert!(c.upstreams.is_empty());
+        assert_eq!(c.dns_zone, "ns.corp");
+        assert_eq!(c.dns_ttl, Duration::from_secs(5));
+        let allow: Vec<String> = c.dns_allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["127.0.0.0/8", "::1/128"], "loopback only");
+        let c = parse(
+            r#"
+node = "h"
+datacenter = "dc1"
+dns = "127.0.0.1:8600"
+upstreams = ["10.0.0.2:53", "[fd00::53]:5353"]
+dns_allow = ["127.0.0.1/32", "10.1.0.0/16"]
+dns_zone = "Corp.Example."
+dns_ttl = "30s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.dns.map(|a| a.port()), Some(8600));
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.dns_allow.len(), 2);
+        let settings = crate::dnsd::DnsSettings::of(&c).unwrap();
+        assert_eq!(settings.zone.to_string(), "corp.example.");
+        assert_eq!(settings.ttl, 30);
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
         assert_eq!(c.lease_ttl, Duration::from_secs(10));
@@ -401,6 +430,46 @@ webhook = "http://127.0.0.1:9000/alerts"
                 "http",
             ),
             ("node = \"h\"\ndatacenter = \n", 2, "datacenter"),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"localhost\"\n",
+                3,
+                "dns",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nupstreams = [\"10.0.0.1\"]\n",
+                3,
+                "upstreams",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nupstreams = [\"10.0.0.1:0\"]\n",
+                3,
+                "upstreams",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_allow = [\"127.0.0.1\"]\n",
+                3,
+                "dns_allow",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"127.0.0.1:8600\"\ndns_allow = []\n",
+                4,
+                "dns_allow",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_zone = \"a..b\"\n",
+                3,
+                "dns_zone",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_ttl = \"0s\"\n",
+                3,
+                "dns_ttl",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nhttp = \"127.0.0.1:8600\"\ndns = \"127.0.0.1:8600\"\n",
+                4,
+                "dns",
+            ),
         ];
         for (text, line, field) in cases {
             let e = parse(text).unwrap_err();

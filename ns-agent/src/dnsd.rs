@@ -196,6 +196,9 @@ async fn follow_mirror(
 
 /// A zone name: DNS labels, made fully qualified and lowercase.
 pub fn parse_zone(s: &str) -> Result<Name, String> {
+    if s.trim_end_matches('.').is_empty() {
+        return Err("must name a zone such as \"ns.corp\", not the root".into());
+    }
     let mut name = Name::from_ascii(s.trim_end_matches('.'))
         .map_err(|e| format!("{s:?} is not a DNS name: {e}"))?
         .to_lowercase();

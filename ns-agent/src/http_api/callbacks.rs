@@ -76,8 +76,12 @@ fn check_url(url: &str) -> Result<(), String> {
     if url.len() > 2048 {
         return Err("longer than 2048 bytes".into());
     }
-    if !url.starts_with("http://") {
+    let Some(rest) = url.strip_prefix("http://") else {
         return Err(format!("{url:?} must be an http:// URL"));
+    };
+    // The URL standard reads `http:///x` as host `x`; a missing host is a mistake here.
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
     }
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
     if parsed.host_str().is_none_or(str::is_empty) {

@@ -181,9 +181,13 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
+mod callbacks;
 mod changes;
+mod dns;
+mod dns_forward;
 mod faults;
 mod health;
 mod ops;
+mod resolve;
 mod templates;
 mod templates_more;
