@@ -288,8 +288,7 @@ impl AgentConfig {
         if self.dns.is_some() && self.dns_allow.is_empty() {
             return Err((
                 "dns_allow",
-                "must list at least one network (\"127.0.0.1/32\"), or no client could ask"
-                    .into(),
+                "must list at least one network (\"127.0.0.1/32\"), or no client could ask".into(),
             ));
         }
         Ok(())

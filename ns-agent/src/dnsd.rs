@@ -226,6 +226,10 @@ mod tests {
         let host: IpAddr = "10.0.0.7".parse().unwrap();
         let c = client_of(&dc, host);
         assert_eq!(c.dc, Some(dc));
-        assert_eq!(c.key, client_key_of_ip(host), "the gateway's key for the host");
+        assert_eq!(
+            c.key,
+            client_key_of_ip(host),
+            "the gateway's key for the host"
+        );
     }
 }

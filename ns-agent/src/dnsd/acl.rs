@@ -40,7 +40,10 @@ mod tests {
 
     #[test]
     fn only_listed_networks_are_allowed() {
-        let acl = Acl::new(&["127.0.0.2/32".parse().unwrap(), "10.1.0.0/16".parse().unwrap()]);
+        let acl = Acl::new(&[
+            "127.0.0.2/32".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap(),
+        ]);
         assert!(acl.allows(ip("127.0.0.2")));
         assert!(!acl.allows(ip("127.0.0.1")));
         assert!(acl.allows(ip("10.1.200.3")));

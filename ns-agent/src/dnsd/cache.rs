@@ -209,12 +209,19 @@ mod tests {
         let q = name("X.Other.Corp.");
         c.put(&q, RecordType::A, &a(10), t0);
         let hit = c
-            .get(&name("x.other.corp."), RecordType::A, t0 + Duration::from_secs(3))
+            .get(
+                &name("x.other.corp."),
+                RecordType::A,
+                t0 + Duration::from_secs(3),
+            )
             .expect("kept, case-insensitively");
         assert!(hit.cached);
         assert_eq!(hit.answers[0].ttl, 7, "TTL lowered by the age");
         assert!(c.get(&q, RecordType::AAAA, t0).is_none(), "keyed by type");
-        assert!(c.get(&q, RecordType::A, t0 + Duration::from_secs(10)).is_none());
+        assert!(
+            c.get(&q, RecordType::A, t0 + Duration::from_secs(10))
+                .is_none()
+        );
         assert!(c.is_empty(), "an expired entry is dropped when looked at");
     }
 
@@ -226,10 +233,15 @@ mod tests {
         assert_eq!(nx(30, 5).lifetime(), Some(Duration::from_secs(5)));
         assert_eq!(nx(3, 60).lifetime(), Some(Duration::from_secs(3)));
         c.put(&q, RecordType::A, &nx(30, 5), t0);
-        let hit = c.get(&q, RecordType::A, t0 + Duration::from_secs(4)).unwrap();
+        let hit = c
+            .get(&q, RecordType::A, t0 + Duration::from_secs(4))
+            .unwrap();
         assert_eq!(hit.rcode, ResponseCode::NXDomain);
         assert_eq!(hit.authority.len(), 1, "the SOA comes back");
-        assert!(c.get(&q, RecordType::A, t0 + Duration::from_secs(5)).is_none());
+        assert!(
+            c.get(&q, RecordType::A, t0 + Duration::from_secs(5))
+                .is_none()
+        );
         for f in [
             Forwarded::empty(ResponseCode::ServFail),
             Forwarded::empty(ResponseCode::NXDomain),
@@ -254,6 +266,10 @@ mod tests {
             "the entry closest to expiry made room"
         );
         assert!(c.get(&name("c.x."), RecordType::A, t0).is_some());
-        assert!(Cache::new(0).get(&name("c.x."), RecordType::A, t0).is_none());
+        assert!(
+            Cache::new(0)
+                .get(&name("c.x."), RecordType::A, t0)
+                .is_none()
+        );
     }
 }

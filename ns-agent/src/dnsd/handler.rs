@@ -132,15 +132,18 @@ impl RequestHandler for AgentHandler {
     ) -> ResponseInfo {
         if !self.acl.allows(request.src().ip()) {
             self.stats.refused_acl();
-            self.stats.query(RecordType::Unknown(0), ResponseCode::Refused);
+            self.stats
+                .query(RecordType::Unknown(0), ResponseCode::Refused);
             return self.error(request, response, ResponseCode::Refused).await;
         }
         if request.metadata.op_code != OpCode::Query {
-            self.stats.query(RecordType::Unknown(0), ResponseCode::NotImp);
+            self.stats
+                .query(RecordType::Unknown(0), ResponseCode::NotImp);
             return self.error(request, response, ResponseCode::NotImp).await;
         }
         let Ok(info) = request.request_info() else {
-            self.stats.query(RecordType::Unknown(0), ResponseCode::FormErr);
+            self.stats
+                .query(RecordType::Unknown(0), ResponseCode::FormErr);
             return self.error(request, response, ResponseCode::FormErr).await;
         };
         let query = info.query.original();

@@ -136,14 +136,17 @@ mod tests {
         s.refused_acl();
         s.forwarded(ResponseCode::NoError, false);
         s.forwarded(ResponseCode::NoError, true);
-        let v = s.view("127.0.0.1:8600".into(), &ns_core::MirrorStatus {
-            revision: 7,
-            synced: true,
-            since_contact: None,
-            last_error: None,
-            invalid_keys: 0,
-            listings: 1,
-        });
+        let v = s.view(
+            "127.0.0.1:8600".into(),
+            &ns_core::MirrorStatus {
+                revision: 7,
+                synced: true,
+                since_contact: None,
+                last_error: None,
+                invalid_keys: 0,
+                listings: 1,
+            },
+        );
         assert_eq!((v.queries, v.refused, v.refused_acl), (2, 1, 1));
         assert_eq!((v.forwarded, v.cache_hits), (2, 1));
         assert_eq!((v.mirror_revision, v.staleness_seconds), (7, None));

@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_body_has_exactly_name_and_url() {
-        let ok: Result<NewCallback, _> = serde_json::from_str(r#"{"name":"web","url":"http://h/"}"#);
+        let ok: Result<NewCallback, _> =
+            serde_json::from_str(r#"{"name":"web","url":"http://h/"}"#);
         assert!(ok.is_ok());
         let extra = serde_json::from_str::<NewCallback>(r#"{"name":"web","url":"u","x":1}"#)
             .unwrap_err()

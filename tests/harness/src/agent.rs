@@ -6,8 +6,8 @@
 //! in its config, the local DNS address from its `listening dns-udp=ADDR` line. Writing the
 //! services and scripts is the test's business ([`write_script`] makes one executable).
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,7 +79,10 @@ impl Agent {
                     .chars()
                     .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',' && *c != '\u{1b}')
                     .collect();
-                Some(addr.parse().with_context(|| format!("dns address in {line:?}"))?)
+                Some(
+                    addr.parse()
+                        .with_context(|| format!("dns address in {line:?}"))?,
+                )
             }
             Err(_) => None,
         };
@@ -88,8 +91,12 @@ impl Agent {
 
     /// The local DNS address (UDP and TCP); an error if the agent runs none.
     pub fn dns(&self) -> anyhow::Result<SocketAddr> {
-        self.dns
-            .with_context(|| format!("the agent announced no dns listener\n{}", self.proc.log_tail(20)))
+        self.dns.with_context(|| {
+            format!(
+                "the agent announced no dns listener\n{}",
+                self.proc.log_tail(20)
+            )
+        })
     }
 
     /// The text of `/metrics`.

@@ -39,11 +39,18 @@ async fn callbacks_deliver_changes_retry_and_drop() {
     let s = DnsRig::start(1, "").await;
     let api = Api::with_timeout(Duration::from_secs(10));
     let base = s.agent.url().to_owned();
-    s.put("/v1/services/web/instances/w1", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w1",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     let sink = WebhookSink::start().await.unwrap();
     let r = api
-        .post_json(&base, "/v1/callbacks", &json!({"name": "web", "url": sink.url()}))
+        .post_json(
+            &base,
+            "/v1/callbacks",
+            &json!({"name": "web", "url": sink.url()}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
@@ -63,12 +70,18 @@ async fn callbacks_deliver_changes_retry_and_drop() {
     assert_eq!(first["name"], "web");
     let i1 = first["index"].as_u64().unwrap();
     // And again after a change, with a larger index.
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.6", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.6", "dc2", "passing"),
+    )
+    .await;
     let second = eventually(LONG, async || {
         let got = received(&sink);
         let last = got.last().cloned().unwrap_or(Value::Null);
-        anyhow::ensure!(last["instances"].as_array().map(Vec::len) == Some(2), "{got:?}");
+        anyhow::ensure!(
+            last["instances"].as_array().map(Vec::len) == Some(2),
+            "{got:?}"
+        );
         Ok(last)
     })
     .await
@@ -105,7 +118,12 @@ async fn callbacks_deliver_changes_retry_and_drop() {
     .await
     .unwrap();
     assert_eq!(dropped["failures"], 5, "{dropped}");
-    assert!(dropped["last_error"].as_str().is_some_and(|e| e.contains(&dead)), "{dropped}");
+    assert!(
+        dropped["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&dead)),
+        "{dropped}"
+    );
     assert!(dropped["delivered_index"].is_null(), "{dropped}");
 
     // DELETE removes; a second DELETE and an unknown id are 404.
@@ -136,8 +154,11 @@ async fn callbacks_deliver_changes_retry_and_drop() {
     assert_eq!(all["callbacks"], json!([]), "{all}");
     // A deleted callback gets nothing more.
     let before = sink.bodies().len();
-    s.put("/v1/services/web/instances/w3", inst("10.0.2.7", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w3",
+        inst("10.0.2.7", "dc2", "passing"),
+    )
+    .await;
     eventually(LONG, async || {
         let r = api.get_path(&base, "/v1/resolve/web").await?;
         let v: Value = r.json()?;
@@ -156,8 +177,14 @@ async fn callbacks_refuse_bad_bodies_naming_the_field() {
     let base = s.agent.url().to_owned();
     for (body, field) in [
         (json!({"name": "web"}), "body:"),
-        (json!({"name": "web", "url": "http://h/", "extra": 1}), "body:"),
-        (json!({"name": "Not A Name", "url": "http://127.0.0.1:1/"}), "name:"),
+        (
+            json!({"name": "web", "url": "http://h/", "extra": 1}),
+            "body:",
+        ),
+        (
+            json!({"name": "Not A Name", "url": "http://127.0.0.1:1/"}),
+            "name:",
+        ),
         (json!({"name": "web", "url": "https://127.0.0.1/x"}), "url:"),
         (json!({"name": "web", "url": "http://"}), "url:"),
         (json!(["web"]), "body:"),

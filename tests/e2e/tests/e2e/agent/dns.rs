@@ -103,12 +103,21 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
         json!({"ttl_secs": 30, "owner": "team-a"}),
     )
     .await;
-    s.put("/v1/services/web/instances/w1", inst("10.0.1.5", "dc1", "passing"))
-        .await;
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.5", "dc2", "passing"))
-        .await;
-    s.put("/v1/services/web/instances/w2v6", inst("fd00::25", "dc2", "warning"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w1",
+        inst("10.0.1.5", "dc1", "passing"),
+    )
+    .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
+    s.put(
+        "/v1/services/web/instances/w2v6",
+        inst("fd00::25", "dc2", "warning"),
+    )
+    .await;
     for id in ["d1", "d2"] {
         s.put(
             &format!("/v1/services/down/instances/{id}"),
@@ -146,9 +155,16 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
     assert_eq!(a.status, "NOERROR");
     let srv = a.rdata("SRV");
     assert_eq!(srv.len(), 2, "{a:?}");
-    assert!(srv.iter().all(|r| r.starts_with("1 ") && r.contains(" 8080 ")), "{a:?}");
+    assert!(
+        srv.iter()
+            .all(|r| r.starts_with("1 ") && r.contains(" 8080 ")),
+        "{a:?}"
+    );
     let extra = a.additional.join("\n");
-    assert!(extra.contains("10.0.2.5") && extra.contains("fd00::25"), "{a:?}");
+    assert!(
+        extra.contains("10.0.2.5") && extra.contains("fd00::25"),
+        "{a:?}"
+    );
     let a = s.dig("_http._tcp.web.ns.corp", "SRV", &[]).await;
     assert_eq!(a.rdata("SRV").len(), 2, "{a:?}");
     // TXT: the definition and the instances.
@@ -195,8 +211,11 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_dns_answers_only_clients_in_dns_allow() {
     let s = DnsRig::start(1, "dns_allow = [\"127.0.0.2/32\"]").await;
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     let dns = s.agent.dns().unwrap();
     eventually(LONG, async || {
         let a = dig(dns, "web.ns.corp", "A", &["-b", "127.0.0.2"]).await?;
@@ -208,7 +227,9 @@ async fn agent_dns_answers_only_clients_in_dns_allow() {
     let a = s.dig("web.ns.corp", "A", &["-b", "127.0.0.1"]).await;
     assert_eq!(a.status, "REFUSED", "{a:?}");
     assert!(a.answer.is_empty(), "{a:?}");
-    let a = s.dig("web.ns.corp", "A", &["-b", "127.0.0.1", "+tcp"]).await;
+    let a = s
+        .dig("web.ns.corp", "A", &["-b", "127.0.0.1", "+tcp"])
+        .await;
     assert_eq!(a.status, "REFUSED", "over TCP too: {a:?}");
     let status = s.dns_status().await;
     assert_eq!(status["refused_acl"], 2, "{status}");
@@ -219,8 +240,11 @@ async fn agent_dns_answers_only_clients_in_dns_allow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_dns_answers_from_last_data_with_the_store_down() {
     let mut s = DnsRig::start(3, "").await;
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     s.wait_rdata("web.ns.corp", "A", &["10.0.2.5"]).await;
     for id in s.cluster.ids() {
         s.cluster.kill9(id).unwrap();
@@ -255,8 +279,11 @@ async fn agent_dns_answers_from_last_data_with_the_store_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_dns_survives_malformed_packets() {
     let mut s = DnsRig::start(1, "").await;
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     s.wait_rdata("web.ns.corp", "A", &["10.0.2.5"]).await;
     let dns = s.agent.dns().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
@@ -293,7 +320,10 @@ async fn agent_dns_survives_malformed_packets() {
             }
         }
     }
-    assert!(formerr > 0, "malformed questions with a good header get FORMERR");
+    assert!(
+        formerr > 0,
+        "malformed questions with a good header get FORMERR"
+    );
     let a = dig(dns, "web.ns.corp", "A", &["+time=2"]).await.unwrap();
     assert_eq!(a.rdata("A"), ["10.0.2.5"]);
     let a = dig(dns, "web.ns.corp", "A", &["+tcp", "+time=2"])

@@ -33,7 +33,10 @@ async fn agent_dns_forwards_other_names_and_serves_repeats_from_its_cache() {
     let url = store.url(store.live_ids()[0]);
     for (path, body) in [
         ("/v1/services/x", json!({"ttl_secs": 60})),
-        ("/v1/services/x/instances/x1", inst("10.9.0.1", "dc1", "passing")),
+        (
+            "/v1/services/x/instances/x1",
+            inst("10.9.0.1", "dc1", "passing"),
+        ),
     ] {
         let r = api.put_json(&url, path, &body).await.unwrap();
         assert!(r.is_success(), "{path}: {}", r.text());
@@ -50,7 +53,10 @@ async fn agent_dns_forwards_other_names_and_serves_repeats_from_its_cache() {
     let a = s.dig("x.other.corp", "A", &[]).await;
     assert_eq!(a.status, "NOERROR", "{a:?}");
     assert_eq!(a.rdata("A"), ["10.9.0.1"]);
-    assert!(!a.has_flag("aa") && a.has_flag("ra"), "a forwarded answer: {a:?}");
+    assert!(
+        !a.has_flag("aa") && a.has_flag("ra"),
+        "a forwarded answer: {a:?}"
+    );
     // The repeat comes from the agent's cache: the upstream is not asked again.
     let asked = upstream_count(&upstream, "A", "NOERROR").await;
     for _ in 0..3 {
@@ -87,8 +93,11 @@ async fn agent_dns_forwards_other_names_and_serves_repeats_from_its_cache() {
         "the negative answer is cached for the SOA's TTL"
     );
     // The zone's own names are still the agent's.
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     s.wait_rdata("web.ns.corp", "A", &["10.0.2.5"]).await;
 
     // The upstream gone: the cached answer stands within its TTL; a new name is SERVFAIL.

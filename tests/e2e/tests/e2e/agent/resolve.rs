@@ -47,10 +47,16 @@ fn view_of(r: &Reply) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_follows_changes_and_blocks_until_one() {
     let s = DnsRig::start(1, "").await;
-    s.put("/v1/services/web/instances/w1", inst("10.0.2.5", "dc2", "passing"))
-        .await;
-    s.put("/v1/services/web/instances/r1", inst("10.0.1.5", "dc1", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w1",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
+    s.put(
+        "/v1/services/web/instances/r1",
+        inst("10.0.1.5", "dc1", "passing"),
+    )
+    .await;
     let first = eventually(LONG, async || {
         let v = view_of(&get(&s, "web").await);
         anyhow::ensure!(ids(&v) == ["w1"], "same datacenter only: {v}");
@@ -71,16 +77,25 @@ async fn resolve_follows_changes_and_blocks_until_one() {
     let agent_url = s.agent.url().to_owned();
     let waiter = tokio::spawn(async move {
         let r = Api::with_timeout(Duration::from_secs(90))
-            .get_path(&agent_url, &format!("/v1/resolve/web?wait_rev={i1}&timeout=30s"))
+            .get_path(
+                &agent_url,
+                &format!("/v1/resolve/web?wait_rev={i1}&timeout=30s"),
+            )
             .await
             .unwrap();
         (r, Instant::now())
     });
     // Not an answer: the call must still be waiting while nothing changed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiter.is_finished(), "wait_rev={i1} returned without a change");
-    s.put("/v1/services/web/instances/w2", inst("10.0.2.6", "dc2", "passing"))
-        .await;
+    assert!(
+        !waiter.is_finished(),
+        "wait_rev={i1} returned without a change"
+    );
+    s.put(
+        "/v1/services/web/instances/w2",
+        inst("10.0.2.6", "dc2", "passing"),
+    )
+    .await;
     let acked = Instant::now();
     let (r, woke) = waiter.await.unwrap();
     let v = view_of(&r);
@@ -88,18 +103,27 @@ async fn resolve_follows_changes_and_blocks_until_one() {
     let i2 = v["index"].as_u64().unwrap();
     assert!(i2 > i1, "{i2} > {i1}");
     let late = woke.saturating_duration_since(acked);
-    assert!(late < Duration::from_secs(1), "woke {late:?} after the change");
+    assert!(
+        late < Duration::from_secs(1),
+        "woke {late:?} after the change"
+    );
 
     // A critical mark takes the instance out, and wakes the next waiter.
     let agent_url = s.agent.url().to_owned();
     let waiter = tokio::spawn(async move {
         Api::with_timeout(Duration::from_secs(90))
-            .get_path(&agent_url, &format!("/v1/resolve/web?wait_rev={i2}&timeout=30s"))
+            .get_path(
+                &agent_url,
+                &format!("/v1/resolve/web?wait_rev={i2}&timeout=30s"),
+            )
             .await
             .unwrap()
     });
-    s.put("/v1/services/web/instances/w1", inst("10.0.2.5", "dc2", "critical"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w1",
+        inst("10.0.2.5", "dc2", "critical"),
+    )
+    .await;
     let v = view_of(&waiter.await.unwrap());
     assert_eq!(ids(&v), ["w2"], "{v}");
     let i3 = v["index"].as_u64().unwrap();
@@ -110,15 +134,24 @@ async fn resolve_follows_changes_and_blocks_until_one() {
     let agent_url = s.agent.url().to_owned();
     let waiter = tokio::spawn(async move {
         Api::with_timeout(Duration::from_secs(90))
-            .get_path(&agent_url, &format!("/v1/resolve/web?wait_rev={i3}&timeout=2s"))
+            .get_path(
+                &agent_url,
+                &format!("/v1/resolve/web?wait_rev={i3}&timeout=2s"),
+            )
             .await
             .unwrap()
     });
-    s.put("/v1/services/api/instances/a1", inst("10.0.2.9", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/api/instances/a1",
+        inst("10.0.2.9", "dc2", "passing"),
+    )
+    .await;
     // A rewrite of web's remote instance changes nothing this agent is answered.
-    s.put("/v1/services/web/instances/r1", inst("10.0.1.5", "dc1", "warning"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/r1",
+        inst("10.0.1.5", "dc1", "warning"),
+    )
+    .await;
     let v = view_of(&waiter.await.unwrap());
     let waited = started.elapsed();
     assert_eq!(v["index"].as_u64(), Some(i3), "{v}");
@@ -132,8 +165,11 @@ async fn resolve_follows_changes_and_blocks_until_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolve_refuses_bad_input_naming_the_field() {
     let s = DnsRig::start(1, "").await;
-    s.put("/v1/services/web/instances/w1", inst("10.0.2.5", "dc2", "passing"))
-        .await;
+    s.put(
+        "/v1/services/web/instances/w1",
+        inst("10.0.2.5", "dc2", "passing"),
+    )
+    .await;
     eventually(LONG, async || {
         let r = get(&s, "web").await;
         anyhow::ensure!(r.status == 200, "{}", r.text());
