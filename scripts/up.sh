@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starts the whole system on this machine, in the foreground, until Ctrl-C.
-# Today that is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data) and an
-# ns-agent (API on 127.0.0.1:8500) running the example service `hello` (a tiny HTTP server
-# on 127.0.0.1:8081) from ns-agent/examples/, and the DNS gateway on 127.0.0.1:8053 (metrics on
-# 127.0.0.1:8054); the agent's own DNS on 8600 comes with its issue.
+# That is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data), an ns-agent (API
+# on 127.0.0.1:8500, local DNS on 127.0.0.1:8600) running the example service `hello` (a tiny
+# HTTP server on 127.0.0.1:8081) from ns-agent/examples/, and the DNS gateway on
+# 127.0.0.1:8053 (metrics on 127.0.0.1:8054).
 #   PYXIS_LISTEN=127.0.0.1:7070  PYXIS_DATA=./pyxis-data  scripts/up.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,7 +40,7 @@ for _ in $(seq 100); do
 done
 "$bin" --endpoints "$listen" kv put /hello/world "pyxis is up" >/dev/null
 
-echo "==> ns-agent with $agent_config (example service: hello)"
+echo "==> ns-agent with $agent_config (example service: hello, local DNS on 127.0.0.1:8600)"
 # Ctrl-C (SIGTERM) deregisters first; --stop-services-on-exit then stops the example server.
 RUST_LOG="${RUST_LOG:-info}" "$agent" --config "$agent_config" --store "$listen" \
     --stop-services-on-exit &
@@ -57,11 +57,18 @@ for _ in $(seq 100); do
     dig @127.0.0.1 -p 8053 hello.ns.corp +short +tries=1 +time=1 2>/dev/null | grep -q . && break
     sleep 0.1
 done
+for _ in $(seq 100); do
+    dig @127.0.0.1 -p 8600 hello.ns.corp +short +tries=1 +time=1 2>/dev/null | grep -q . && break
+    sleep 0.1
+done
 cat <<MSG
 
-pyxis is up, with the agent, its example service and the DNS gateway. Try:
+pyxis is up, with the agent (and its local DNS), its example service and the DNS gateway. Try:
+  dig @127.0.0.1 -p 8600 hello.ns.corp
   dig @127.0.0.1 -p 8053 hello.ns.corp
   dig @127.0.0.1 -p 8053 hello.ns.corp SRV
+  curl -s http://127.0.0.1:8500/v1/resolve/hello
+  curl -s "http://127.0.0.1:8500/v1/resolve/hello?wait_rev=INDEX&timeout=30s"   # waits for a change
   curl -s http://127.0.0.1:8054/metrics | grep dns_
   $bin --endpoints $listen service show hello
   $agent --config $agent_config status
