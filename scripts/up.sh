@@ -42,7 +42,7 @@ done
 
 echo "==> ns-agent with $agent_config (example service: hello, local DNS on 127.0.0.1:8600)"
 # Ctrl-C (SIGTERM) deregisters first; --stop-services-on-exit then stops the example server.
-RUST_LOG="${RUST_LOG:-info}" "$agent" --config "$agent_config" --store "$listen" \
+RUST_LOG="${RUST_LOG:-info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn}" "$agent" --config "$agent_config" --store "$listen" \
     --stop-services-on-exit &
 pids+=($!)
 for _ in $(seq 100); do
@@ -50,7 +50,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 echo "==> dns-gateway on 127.0.0.1:8053 (zone ns.corp)"
-RUST_LOG="${RUST_LOG:-info}" "$gateway" --store "$listen" --listen 127.0.0.1:8053 \
+RUST_LOG="${RUST_LOG:-info,hickory_server=warn,hickory_net=warn}" "$gateway" --store "$listen" --listen 127.0.0.1:8053 \
     --http 127.0.0.1:8054 &
 pids+=($!)
 for _ in $(seq 100); do

@@ -191,8 +191,10 @@ impl Callbacks {
                         });
                         if failures >= MAX_FAILURES {
                             tracing::warn!(callback = %id, service = %name, error = %e, failures, "callback dropped after repeated failures");
-                            self.update(&id, |i| i.state = CallbackState::Dropped);
-                            self.book.unfollow(&name);
+                            // A callback deleted meanwhile has already stopped following.
+                            if self.mark_dropped(&id) {
+                                self.book.unfollow(&name);
+                            }
                             return;
                         }
                         let wait = FIRST_RETRY
@@ -242,6 +244,17 @@ impl Callbacks {
             Ok(())
         } else {
             Err(format!("POST {url}: HTTP {}", reply.status()))
+        }
+    }
+
+    /// Marks `id` dropped; false if it is gone or was dropped already.
+    fn mark_dropped(&self, id: &str) -> bool {
+        match self.lock().get_mut(id) {
+            Some(e) if e.info.state == CallbackState::Active => {
+                e.info.state = CallbackState::Dropped;
+                true
+            }
+            _ => false,
         }
     }
 

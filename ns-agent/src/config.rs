@@ -390,7 +390,10 @@ dns_ttl = "30s"
     fn the_example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agent.toml");
         let c = AgentConfig::load(&path).unwrap();
-        assert_eq!(c.dns.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:8600"));
+        assert_eq!(
+            c.dns.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:8600")
+        );
         assert!(c.services_path().ends_with("examples/services.d"));
     }
 

@@ -20,6 +20,19 @@ async fn get(rig: &DnsRig, path_and_query: &str) -> Reply {
         .unwrap()
 }
 
+/// Starts a blocking `GET /v1/resolve/{query}` in the background; the task yields the reply
+/// and when it arrived.
+fn spawn_get(rig: &DnsRig, query: String) -> tokio::task::JoinHandle<(Reply, Instant)> {
+    let base = rig.agent.url().to_owned();
+    tokio::spawn(async move {
+        let r = Api::with_timeout(Duration::from_secs(90))
+            .get_path(&base, &format!("/v1/resolve/{query}"))
+            .await
+            .unwrap();
+        (r, Instant::now())
+    })
+}
+
 /// The ids of a view's instances, in order.
 fn ids(view: &Value) -> Vec<String> {
     view["instances"]
@@ -74,17 +87,7 @@ async fn resolve_follows_changes_and_blocks_until_one() {
     assert_eq!(view_of(&get(&s, "web").await), first);
 
     // A blocking call wakes on a registration, within 1 s of its acknowledgement.
-    let agent_url = s.agent.url().to_owned();
-    let waiter = tokio::spawn(async move {
-        let r = Api::with_timeout(Duration::from_secs(90))
-            .get_path(
-                &agent_url,
-                &format!("/v1/resolve/web?wait_rev={i1}&timeout=30s"),
-            )
-            .await
-            .unwrap();
-        (r, Instant::now())
-    });
+    let waiter = spawn_get(&s, format!("web?wait_rev={i1}&timeout=30s"));
     // Not an answer: the call must still be waiting while nothing changed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -109,38 +112,20 @@ async fn resolve_follows_changes_and_blocks_until_one() {
     );
 
     // A critical mark takes the instance out, and wakes the next waiter.
-    let agent_url = s.agent.url().to_owned();
-    let waiter = tokio::spawn(async move {
-        Api::with_timeout(Duration::from_secs(90))
-            .get_path(
-                &agent_url,
-                &format!("/v1/resolve/web?wait_rev={i2}&timeout=30s"),
-            )
-            .await
-            .unwrap()
-    });
+    let waiter = spawn_get(&s, format!("web?wait_rev={i2}&timeout=30s"));
     s.put(
         "/v1/services/web/instances/w1",
         inst("10.0.2.5", "dc2", "critical"),
     )
     .await;
-    let v = view_of(&waiter.await.unwrap());
+    let v = view_of(&waiter.await.unwrap().0);
     assert_eq!(ids(&v), ["w2"], "{v}");
     let i3 = v["index"].as_u64().unwrap();
     assert!(i3 > i2);
 
     // Only other data changes: the wait runs to its timeout and answers the same index.
     let started = Instant::now();
-    let agent_url = s.agent.url().to_owned();
-    let waiter = tokio::spawn(async move {
-        Api::with_timeout(Duration::from_secs(90))
-            .get_path(
-                &agent_url,
-                &format!("/v1/resolve/web?wait_rev={i3}&timeout=2s"),
-            )
-            .await
-            .unwrap()
-    });
+    let waiter = spawn_get(&s, format!("web?wait_rev={i3}&timeout=2s"));
     s.put(
         "/v1/services/api/instances/a1",
         inst("10.0.2.9", "dc2", "passing"),
@@ -152,7 +137,7 @@ async fn resolve_follows_changes_and_blocks_until_one() {
         inst("10.0.1.5", "dc1", "warning"),
     )
     .await;
-    let v = view_of(&waiter.await.unwrap());
+    let v = view_of(&waiter.await.unwrap().0);
     let waited = started.elapsed();
     assert_eq!(v["index"].as_u64(), Some(i3), "{v}");
     assert_eq!(ids(&v), ["w2"]);
