@@ -214,7 +214,8 @@ pub async fn status(http: &str, json: bool, out: &mut impl std::io::Write) -> an
             "dns {}  revision {}  staleness {}  queries {}  forwarded {} ({} from cache)  refused {} ({} by dns_allow)",
             d.listen,
             d.mirror_revision,
-            d.staleness_seconds.map_or("-".into(), |v| format!("{v:.1}s")),
+            d.staleness_seconds
+                .map_or("-".into(), |v| format!("{v:.1}s")),
             d.queries,
             d.forwarded,
             d.cache_hits,

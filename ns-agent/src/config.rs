@@ -285,6 +285,15 @@ impl AgentConfig {
                 format!("{u}: needs a unicast address and a port other than 0"),
             ));
         }
+        if let Some(a) = self.dns
+            && a.port() != 0
+            && let Some(u) = self.upstreams.iter().find(|u| **u == a)
+        {
+            return Err((
+                "upstreams",
+                format!("{u} is this agent's own dns address: a forwarding loop"),
+            ));
+        }
         if self.dns.is_some() && self.dns_allow.is_empty() {
             return Err((
                 "dns_allow",
@@ -464,6 +473,11 @@ dns_ttl = "30s"
                 "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"127.0.0.1:8600\"\ndns_allow = []\n",
                 4,
                 "dns_allow",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"127.0.0.1:8600\"\nupstreams = [\"127.0.0.1:8600\"]\n",
+                4,
+                "upstreams",
             ),
             (
                 "node = \"h\"\ndatacenter = \"dc1\"\ndns_zone = \"a..b\"\n",

@@ -50,6 +50,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/agent/status", get(status))
         .route("/v1/agent/maintenance/{name}", put(maintenance))
         .route("/v1/resolve/{name}", get(resolve::resolve))
+        .route("/v1/resolve/", get(resolve::missing_name))
+        .route("/v1/resolve", get(resolve::missing_name))
         .route(
             "/v1/callbacks",
             post(callbacks::create).get(callbacks::list),

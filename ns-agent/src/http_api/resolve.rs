@@ -90,6 +90,11 @@ pub(super) async fn resolve(
     }
 }
 
+/// `GET /v1/resolve/` without a name.
+pub(super) async fn missing_name() -> Response {
+    bad("name: required (GET /v1/resolve/NAME)")
+}
+
 fn reply(view: View) -> Response {
     let index = view.index.to_string();
     ([(INDEX_HEADER, index)], Json(view)).into_response()

@@ -171,6 +171,7 @@ async fn resolve_refuses_bad_input_naming_the_field() {
         ("Web_Bad", 400, "name:"),
         ("a..b", 400, "name:"),
         ("nope", 404, "name:"),
+        ("", 400, "name:"),
     ] {
         let r = get(&s, path).await;
         assert_eq!(r.status, status, "{path}: {}", r.text());
