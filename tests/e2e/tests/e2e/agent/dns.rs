@@ -1,12 +1,13 @@
 //! The agent's local DNS against a real store, asked with the real `dig`: the zone's record
 //! types and rcodes as the gateway gives them, answered for the agent's own datacenter first,
-//! `NAME.DC`, REFUSED outside the zone without upstreams, `dns_allow`, answers from last
+//! `NAME.DC`, REFUSED outside the zone without upstreams, the host's gray group the same as the
+//! gateway gives the host, `dns_allow`, answers from last
 //! known data with the whole store killed, and 10,000 malformed packets.
 //! Forwarding to upstreams is in `agent::dns_forward`.
 
 use std::time::Duration;
 
-use harness::{Agent, Cluster, DigAnswer, dig, eventually};
+use harness::{Agent, Cluster, DigAnswer, Gateway, dig, eventually};
 use rand::SeedableRng as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -206,6 +207,60 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
         m.contains("dns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"}"),
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
+    let s = DnsRig::start(1, "").await;
+    let gw = Gateway::start(
+        &s.cluster.endpoints(),
+        &s.cluster.dir().join("gw-logs"),
+        &[],
+    )
+    .await
+    .unwrap();
+    // 16 services split 50/50 between v1 and v2 (the group hash is salted by the service
+    // name, so the host lands in v1 for some and v2 for others), every instance in dc1.
+    let names: Vec<String> = (0..16).map(|i| format!("gray{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        for (id, version, host) in [("a", "v1", 1), ("b", "v2", 2)] {
+            let mut body = inst(&format!("10.6.{i}.{host}"), "dc1", "passing");
+            body["version"] = json!(version);
+            s.put(&format!("/v1/services/{name}/instances/{id}"), body)
+                .await;
+        }
+        s.put(
+            &format!("/v1/traffic/{name}"),
+            json!({"groups": [{"version": "v1", "weight": 50}, {"version": "v2", "weight": 50}]}),
+        )
+        .await;
+    }
+    let agent = s.agent.dns().unwrap();
+    // In force once every answer is one group's single instance, at both servers.
+    let answers = eventually(LONG, async || {
+        let mut out = Vec::new();
+        for name in &names {
+            let q = format!("{name}.ns.corp");
+            let at_agent = dig(agent, &q, "A", &[]).await?.rdata("A");
+            let at_gateway = dig(gw.dns(), &q, "A", &[]).await?.rdata("A");
+            anyhow::ensure!(
+                at_agent.len() == 1 && at_gateway.len() == 1,
+                "{q}: {at_agent:?} {at_gateway:?}"
+            );
+            out.push((at_agent, at_gateway));
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap();
+    for ((at_agent, at_gateway), name) in answers.iter().zip(&names) {
+        assert_eq!(
+            at_agent, at_gateway,
+            "{name}: the agent and the gateway disagree"
+        );
+    }
+    let v2 = answers.iter().filter(|(a, _)| a[0].ends_with(".2")).count();
+    assert!(v2 > 0 && v2 < names.len(), "both groups occur: {answers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
