@@ -1,6 +1,7 @@
 //! The agent's local DNS against a real store, asked with the real `dig`: the zone's record
 //! types and rcodes as the gateway gives them, answered for the agent's own datacenter first,
-//! `NAME.DC`, REFUSED outside the zone without upstreams, the host's gray group the same as the
+//! `NAME.DC`, a 40-instance answer truncated over UDP and whole over TCP, REFUSED outside the
+//! zone without upstreams, the host's gray group the same as the
 //! gateway gives the host, `dns_allow`, answers from last
 //! known data with the whole store killed, and 10,000 malformed packets.
 //! Forwarding to upstreams is in `agent::dns_forward`.
@@ -126,11 +127,18 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
         )
         .await;
     }
+    for i in 1..=40 {
+        s.put(
+            &format!("/v1/services/big/instances/b{i}"),
+            inst(&format!("10.4.0.{i}"), "dc2", "passing"),
+        )
+        .await;
+    }
     // The last write is visible: everything before it is too.
     let dns = s.agent.dns().unwrap();
     eventually(LONG, async || {
-        let a = dig(dns, "down.ns.corp", "A", &[]).await?;
-        anyhow::ensure!(a.status == "NOERROR", "{a:?}");
+        let a = dig(dns, "big.ns.corp", "A", &["+tcp"]).await?;
+        anyhow::ensure!(a.rdata("A").len() == 40, "{a:?}");
         Ok(())
     })
     .await
@@ -191,6 +199,18 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
             "{name} {rtype}: {a:?}"
         );
     }
+    // 40 instances: truncated over UDP (TC), whole over TCP, as at the gateway.
+    let a = s.dig("big.ns.corp", "A", &["+noedns", "+ignore"]).await;
+    assert!(a.has_flag("tc") && a.rdata("A").len() < 40, "{a:?}");
+    let a = s.dig("big.ns.corp", "SRV", &["+ignore"]).await;
+    assert!(
+        a.has_flag("tc"),
+        "40 SRV with targets exceed 1232 bytes: {a:?}"
+    );
+    let a = s.dig("big.ns.corp", "SRV", &["+tcp"]).await;
+    assert!(!a.has_flag("tc"), "{a:?}");
+    assert_eq!(a.rdata("SRV").len(), 40);
+    assert_eq!(a.additional.len(), 40);
     // Outside the zone, without upstreams: REFUSED.
     let a = s.dig("example.org", "A", &[]).await;
     assert_eq!(a.status, "REFUSED", "{a:?}");
@@ -198,7 +218,7 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
 
     let dns = s.dns_status().await;
     assert_eq!(dns["listen"], s.agent.dns().unwrap().to_string(), "{dns}");
-    assert!(dns["queries"].as_u64() >= Some(14), "{dns}");
+    assert!(dns["queries"].as_u64() >= Some(17), "{dns}");
     assert!(dns["refused"].as_u64() >= Some(1), "{dns}");
     assert_eq!(dns["forwarded"], 0, "{dns}");
     assert!(dns["mirror_revision"].as_u64() > Some(0), "{dns}");
