@@ -1,9 +1,9 @@
 //! The agent's local DNS against a real store, asked with the real `dig`: the zone's record
 //! types and rcodes as the gateway gives them, answered for the agent's own datacenter first,
 //! `NAME.DC`, a 40-instance answer truncated over UDP and whole over TCP, REFUSED outside the
-//! zone without upstreams, the host's gray group the same as the
-//! gateway gives the host, `dns_allow`, answers from last
-//! known data with the whole store killed, and 10,000 malformed packets.
+//! zone without upstreams, the host's gray group the same as the gateway gives the host,
+//! `dns_allow`, answers from last known data with the whole store killed, and 10,000 malformed
+//! packets.
 //! Forwarding to upstreams is in `agent::dns_forward`.
 
 use std::time::Duration;
