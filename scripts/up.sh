@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starts the whole system on this machine, in the foreground, until Ctrl-C.
-# Today that is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data) and an
-# ns-agent (API on 127.0.0.1:8500) running the example service `hello` (a tiny HTTP server
-# on 127.0.0.1:8081) from ns-agent/examples/, and the DNS gateway on 127.0.0.1:8053 (metrics on
-# 127.0.0.1:8054); the agent's own DNS on 8600 comes with its issue.
+# That is a one-node pyxis store on 127.0.0.1:7070 (data in ./pyxis-data), an ns-agent (API
+# on 127.0.0.1:8500, local DNS on 127.0.0.1:8600) running the example service `hello` (a tiny
+# HTTP server on 127.0.0.1:8081) from ns-agent/examples/, and the DNS gateway on
+# 127.0.0.1:8053 (metrics on 127.0.0.1:8054).
 #   PYXIS_LISTEN=127.0.0.1:7070  PYXIS_DATA=./pyxis-data  scripts/up.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,9 +40,9 @@ for _ in $(seq 100); do
 done
 "$bin" --endpoints "$listen" kv put /hello/world "pyxis is up" >/dev/null
 
-echo "==> ns-agent with $agent_config (example service: hello)"
+echo "==> ns-agent with $agent_config (example service: hello, local DNS on 127.0.0.1:8600)"
 # Ctrl-C (SIGTERM) deregisters first; --stop-services-on-exit then stops the example server.
-RUST_LOG="${RUST_LOG:-info}" "$agent" --config "$agent_config" --store "$listen" \
+RUST_LOG="${RUST_LOG:-info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn}" "$agent" --config "$agent_config" --store "$listen" \
     --stop-services-on-exit &
 pids+=($!)
 for _ in $(seq 100); do
@@ -50,18 +50,25 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 echo "==> dns-gateway on 127.0.0.1:8053 (zone ns.corp)"
-RUST_LOG="${RUST_LOG:-info}" "$gateway" --store "$listen" --listen 127.0.0.1:8053 \
+RUST_LOG="${RUST_LOG:-info,hickory_server=warn,hickory_net=warn}" "$gateway" --store "$listen" --listen 127.0.0.1:8053 \
     --http 127.0.0.1:8054 &
 pids+=($!)
 for _ in $(seq 100); do
     dig @127.0.0.1 -p 8053 hello.ns.corp +short +tries=1 +time=1 2>/dev/null | grep -q . && break
     sleep 0.1
 done
+for _ in $(seq 100); do
+    dig @127.0.0.1 -p 8600 hello.ns.corp +short +tries=1 +time=1 2>/dev/null | grep -q . && break
+    sleep 0.1
+done
 cat <<MSG
 
-pyxis is up, with the agent, its example service and the DNS gateway. Try:
+pyxis is up, with the agent (and its local DNS), its example service and the DNS gateway. Try:
+  dig @127.0.0.1 -p 8600 hello.ns.corp
   dig @127.0.0.1 -p 8053 hello.ns.corp
   dig @127.0.0.1 -p 8053 hello.ns.corp SRV
+  curl -s http://127.0.0.1:8500/v1/resolve/hello
+  curl -s "http://127.0.0.1:8500/v1/resolve/hello?wait_rev=INDEX&timeout=30s"   # waits for a change
   curl -s http://127.0.0.1:8054/metrics | grep dns_
   $bin --endpoints $listen service show hello
   $agent --config $agent_config status

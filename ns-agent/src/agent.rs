@@ -1,7 +1,7 @@
 //! [`run`]: the agent process, wired together, and its signals.
 //!
-//! It starts the registrar (lease and store writes), the local HTTP API, and the directory
-//! loop with its lifecycles. SIGTERM or SIGINT ends it: the lease is revoked (every instance
+//! It starts the registrar (lease and store writes), the local DNS (when configured), the
+//! resolve book and callbacks, the local HTTP API, and the directory loop with its lifecycles. SIGTERM or SIGINT ends it: the lease is revoked (every instance
 //! deregistered in one write), then the process exits, leaving the services running unless
 //! `--stop-services-on-exit` asked for `stop` after the drain. SIGHUP re-reads the config file:
 //! drain, script timeout and alerts apply at once; the other fields need a restart (logged).
@@ -70,8 +70,8 @@ pub async fn run(
         Client::with_options(config.store.clone(), client_options).context("store endpoints")?;
     let datacenter = ns_core::DcName::parse(&config.datacenter)
         .map_err(|e| anyhow::anyhow!("datacenter: {e}"))?;
-    // One mirror for everything in the agent that reads the naming model (templates, and
-    // local DNS later); nothing reads `/ns/` from the store per request.
+    // One mirror for everything in the agent that reads the naming model (templates, local
+    // DNS, resolve and callbacks); nothing reads `/ns/` from the store per request.
     let mirror = Arc::new(ns_core::Mirror::start(
         client.clone(),
         ns_core::MirrorOptions::default(),
@@ -84,6 +84,7 @@ pub async fn run(
         .no_proxy()
         .build()
         .context("building the webhook client")?;
+    let client = crate::dnsd::client_of(&datacenter, config.advertise);
     let ctx = Arc::new(Context {
         node: config.node.clone(),
         datacenter,
@@ -96,6 +97,24 @@ pub async fn run(
         mirror,
         kv,
     });
+    // The same client context for the DNS answers and the resolve API, so both give one list.
+    let services_stop = CancellationToken::new();
+    let dns = match crate::dnsd::DnsSettings::of(&config) {
+        Some(settings) => Some(Arc::new(crate::dnsd::start(
+            settings,
+            &ctx.mirror,
+            client.clone(),
+            &services_stop,
+        )?)),
+        None => None,
+    };
+    let book = Arc::new(crate::resolve::Book::new(ctx.mirror.clone(), client));
+    tokio::spawn(book.clone().run(services_stop.clone()));
+    let callbacks = Arc::new(crate::callbacks::Callbacks::new(
+        book.clone(),
+        ctx.http.clone(),
+        services_stop.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("http: cannot listen on {}", config.http))?;
@@ -106,6 +125,9 @@ pub async fn run(
     let router = http_api::router(http_api::Api {
         ctx: ctx.clone(),
         control: control_tx.clone(),
+        book,
+        callbacks,
+        dns,
     });
     let server = tokio::spawn(
         axum::serve(listener, router)
@@ -169,6 +191,7 @@ pub async fn run(
     }
     http_stop.cancel();
     let _ = server.await;
+    services_stop.cancel();
     tracing::info!(
         stopped_services = stop,
         "agent stopped{}",
@@ -221,6 +244,11 @@ async fn reload_on_hangup(
                 running.services_path() != new.services_path(),
             ),
             ("http", running.http != new.http),
+            ("dns", running.dns != new.dns),
+            ("upstreams", running.upstreams != new.upstreams),
+            ("dns_allow", running.dns_allow != new.dns_allow),
+            ("dns_zone", running.dns_zone != new.dns_zone),
+            ("dns_ttl", running.dns_ttl != new.dns_ttl),
             ("lease_ttl", running.lease_ttl != new.lease_ttl),
             ("state_file", running.state_path() != new.state_path()),
             ("debounce", running.debounce != new.debounce),

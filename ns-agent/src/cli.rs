@@ -208,6 +208,21 @@ pub async fn status(http: &str, json: bool, out: &mut impl std::io::Write) -> an
         s.staleness_ms.map_or("-".into(), |m| format!("{m}ms")),
         s.lease.map_or("-".into(), |l| l.to_string()),
     )?;
+    if let Some(d) = &r.dns {
+        writeln!(
+            out,
+            "dns {}  revision {}  staleness {}  queries {}  forwarded {} ({} from cache)  refused {} ({} by dns_allow)",
+            d.listen,
+            d.mirror_revision,
+            d.staleness_seconds
+                .map_or("-".into(), |v| format!("{v:.1}s")),
+            d.queries,
+            d.forwarded,
+            d.cache_hits,
+            d.refused,
+            d.refused_acl,
+        )?;
+    }
     let rows: Vec<[String; 6]> = r
         .services
         .iter()

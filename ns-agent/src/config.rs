@@ -5,10 +5,11 @@
 //! that override the file (`--store`, `PYXIS_ENDPOINTS`) are applied by `main`, not here: this
 //! library never reads the environment. Service description files are `service_file`'s.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ns_core::DcName;
 use serde::Deserialize;
 
@@ -62,6 +63,20 @@ pub struct AgentConfig {
     /// Directory of the config file; paths above are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Address of the local DNS server, UDP and TCP on the same port (`127.0.0.1:8600`); no
+    /// DNS server when absent.
+    pub dns: Option<SocketAddr>,
+    /// Resolvers (`IP:PORT`) names outside the zone are forwarded to; none: such names are
+    /// refused.
+    pub upstreams: Vec<SocketAddr>,
+    /// Networks whose clients the local DNS answers; others get REFUSED.
+    pub dns_allow: Vec<IpNet>,
+    /// The zone the local DNS answers from the mirror, as the gateway's `--zone`.
+    pub dns_zone: String,
+    /// TTL of the zone's SOA, NS and negative answers and of services without a definition,
+    /// as the gateway's `--ttl`.
+    #[serde(deserialize_with = "de_duration")]
+    pub dns_ttl: Duration,
 }
 
 /// Alert targets; both optional, both get the same JSON payload.
@@ -94,6 +109,14 @@ impl Default for AgentConfig {
             templates: Vec::new(),
             template_specs: Vec::new(),
             base_dir: PathBuf::from("."),
+            dns: None,
+            upstreams: Vec::new(),
+            dns_allow: vec![
+                IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+                IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+            ],
+            dns_zone: "ns.corp".into(),
+            dns_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -234,6 +257,49 @@ impl AgentConfig {
         {
             return Err(("alert.command", "must not be empty".into()));
         }
+        self.check_dns()
+    }
+
+    /// Checks the local DNS fields.
+    fn check_dns(&self) -> Result<(), (&'static str, String)> {
+        if let Err(m) = crate::dnsd::parse_zone(&self.dns_zone) {
+            return Err(("dns_zone", m));
+        }
+        if self.dns_ttl.as_secs() == 0 || self.dns_ttl.as_secs() > u64::from(u32::MAX) {
+            return Err(("dns_ttl", "must be 1s or more (whole seconds)".into()));
+        }
+        if let Some(a) = self.dns
+            && self.http.port() != 0
+            && a.port() != 0
+            && a == self.http
+        {
+            return Err(("dns", format!("{a} is also the http address")));
+        }
+        if let Some(u) = self
+            .upstreams
+            .iter()
+            .find(|u| u.port() == 0 || u.ip().is_unspecified())
+        {
+            return Err((
+                "upstreams",
+                format!("{u}: needs a unicast address and a port other than 0"),
+            ));
+        }
+        if let Some(a) = self.dns
+            && a.port() != 0
+            && let Some(u) = self.upstreams.iter().find(|u| **u == a)
+        {
+            return Err((
+                "upstreams",
+                format!("{u} is this agent's own dns address: a forwarding loop"),
+            ));
+        }
+        if self.dns.is_some() && self.dns_allow.is_empty() {
+            return Err((
+                "dns_allow",
+                "must list at least one network (\"127.0.0.1/32\"), or no client could ask".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -301,6 +367,46 @@ webhook = "http://127.0.0.1:9000/alerts"
     }
 
     #[test]
+    fn the_local_dns_is_off_unless_asked_for() {
+        let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
+        assert_eq!(c.dns, None);
+        assert!(c.upstreams.is_empty());
+        assert_eq!(c.dns_zone, "ns.corp");
+        assert_eq!(c.dns_ttl, Duration::from_secs(5));
+        let allow: Vec<String> = c.dns_allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["127.0.0.0/8", "::1/128"], "loopback only");
+        let c = parse(
+            r#"
+node = "h"
+datacenter = "dc1"
+dns = "127.0.0.1:8600"
+upstreams = ["10.0.0.2:53", "[fd00::53]:5353"]
+dns_allow = ["127.0.0.1/32", "10.1.0.0/16"]
+dns_zone = "Corp.Example."
+dns_ttl = "30s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.dns.map(|a| a.port()), Some(8600));
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.dns_allow.len(), 2);
+        let settings = crate::dnsd::DnsSettings::of(&c).unwrap();
+        assert_eq!(settings.zone.to_string(), "corp.example.");
+        assert_eq!(settings.ttl, 30);
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/agent.toml");
+        let c = AgentConfig::load(&path).unwrap();
+        assert_eq!(
+            c.dns.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:8600")
+        );
+        assert!(c.services_path().ends_with("examples/services.d"));
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
         assert_eq!(c.lease_ttl, Duration::from_secs(10));
@@ -343,6 +449,51 @@ webhook = "http://127.0.0.1:9000/alerts"
                 "http",
             ),
             ("node = \"h\"\ndatacenter = \n", 2, "datacenter"),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"localhost\"\n",
+                3,
+                "dns",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nupstreams = [\"10.0.0.1\"]\n",
+                3,
+                "upstreams",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nupstreams = [\"10.0.0.1:0\"]\n",
+                3,
+                "upstreams",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_allow = [\"127.0.0.1\"]\n",
+                3,
+                "dns_allow",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"127.0.0.1:8600\"\ndns_allow = []\n",
+                4,
+                "dns_allow",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns = \"127.0.0.1:8600\"\nupstreams = [\"127.0.0.1:8600\"]\n",
+                4,
+                "upstreams",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_zone = \"a..b\"\n",
+                3,
+                "dns_zone",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\ndns_ttl = \"0s\"\n",
+                3,
+                "dns_ttl",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nhttp = \"127.0.0.1:8600\"\ndns = \"127.0.0.1:8600\"\n",
+                4,
+                "dns",
+            ),
         ];
         for (text, line, field) in cases {
             let e = parse(text).unwrap_err();

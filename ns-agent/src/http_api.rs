@@ -1,10 +1,17 @@
-//! The agent's local HTTP API: status, metrics and maintenance mode.
+//! The agent's local HTTP API: status, metrics, maintenance mode, name resolution and
+//! callbacks.
 //!
-//! `GET /v1/agent/status` serves the status board with the store contact; `GET /metrics` the
-//! Prometheus text; `PUT /v1/agent/maintenance/NAME?enable=true|false&reason=TEXT` takes a
-//! service out of traffic or back, through the directory loop (which owns the lifecycles).
-//! Errors are JSON `{"error": CODE, "message"}` as in the store's API. Name resolution and
-//! watches are not served here yet.
+//! `GET /v1/agent/status` serves the status board with the store contact (and the local DNS);
+//! `GET /metrics` the Prometheus text; `PUT /v1/agent/maintenance/NAME?enable=true|false&
+//! reason=TEXT` takes a service out of traffic or back, through the directory loop (which owns
+//! the lifecycles). `GET /v1/resolve/NAME` (blocking with `wait_rev`) is `resolve`'s, the
+//! `/v1/callbacks` routes `callbacks`'. Errors are JSON `{"error": CODE, "message"}` as in the
+//! store's API.
+
+mod callbacks;
+mod resolve;
+
+pub use resolve::{DEFAULT_WAIT, INDEX_HEADER, MAX_WAIT};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +21,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +36,12 @@ pub struct Api {
     pub ctx: Arc<Context>,
     /// Requests to the directory loop.
     pub control: mpsc::Sender<Control>,
+    /// The followed names and their views.
+    pub book: Arc<crate::resolve::Book>,
+    /// The registered callbacks.
+    pub callbacks: Arc<crate::callbacks::Callbacks>,
+    /// The local DNS, when configured.
+    pub dns: Option<Arc<crate::dnsd::Dnsd>>,
 }
 
 /// The router of the local API.
@@ -36,13 +49,25 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/agent/status", get(status))
         .route("/v1/agent/maintenance/{name}", put(maintenance))
+        .route("/v1/resolve/{name}", get(resolve::resolve))
+        .route("/v1/resolve/", get(resolve::missing_name))
+        .route("/v1/resolve", get(resolve::missing_name))
+        .route(
+            "/v1/callbacks",
+            post(callbacks::create).get(callbacks::list),
+        )
+        .route(
+            "/v1/callbacks/{id}",
+            get(callbacks::show).delete(callbacks::delete),
+        )
         .route("/metrics", get(metrics_text))
         .with_state(api)
 }
 
 /// The status report as of now.
-pub fn report(ctx: &Context) -> Report {
+pub fn report(ctx: &Context, dns: Option<&crate::dnsd::Dnsd>) -> Report {
     Report {
+        dns: dns.map(|d| d.view(&ctx.mirror)),
         node: ctx.node.clone(),
         datacenter: ctx.datacenter.to_string(),
         store: ctx.registrar.contact().into(),
@@ -65,10 +90,14 @@ fn mirror_view(m: &ns_core::MirrorStatus) -> crate::status::MirrorView {
 }
 
 async fn status(State(api): State<Api>) -> Json<Report> {
-    Json(report(&api.ctx))
+    Json(report(&api.ctx, api.dns.as_deref()))
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(api): State<Api>) -> Response {
+    // The mirror gauges are set when scraped, so they are as fresh as the scrape.
+    if let Some(dns) = &api.dns {
+        dns.view(&api.ctx.mirror);
+    }
     match crate::metrics::handle() {
         Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
         None => error(
@@ -143,6 +172,7 @@ async fn maintenance(
     }
 }
 
+/// A JSON error reply `{"error": code, "message": message}`.
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }

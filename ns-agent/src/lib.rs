@@ -18,19 +18,24 @@
 //! - [`metrics`]: the Prometheus recorder.
 //! - [`render`]: config templates over the mirror: render, install, check, reload.
 //! - [`kv`]: the copy of the config keys templates read.
+//! - [`dnsd`]: the local DNS: the zone from the mirror, other names forwarded, `dns_allow`.
+//! - [`resolve`]: a name's policy-applied list for this agent, and since when it holds.
+//! - [`callbacks`]: URLs the agent POSTs a name's list to on every change.
 //! - [`cli`]: the one-shot commands `validate`, `status`, `maint` and `render --once`.
 //! - `toml_span` (private): lines and fields of TOML errors; durations.
 //!
 //! The agent talks to the store only through `pyxis-client` and reads the naming model from
 //! `ns-core`; it never links the store server or openraft. It keeps one mirror of `/ns/`
-//! (`ns_core::Mirror`), shared by everything that reads the naming model. Local DNS is not
-//! here yet.
+//! (`ns_core::Mirror`), shared by everything that reads the naming model: templates, the
+//! local DNS, `/v1/resolve` and callbacks.
 
 pub mod agent;
 pub mod alert;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod dnsd;
 pub mod health;
 pub mod http_api;
 pub mod kv;
@@ -39,6 +44,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod registrar;
 pub mod render;
+pub mod resolve;
 pub mod service_file;
 pub mod status;
 pub mod supervisor;

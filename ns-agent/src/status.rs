@@ -101,6 +101,9 @@ pub struct Report {
     /// Every template, by destination.
     #[serde(default)]
     pub templates: Vec<TemplateStatus>,
+    /// The local DNS; `null` when the config asks for none.
+    #[serde(default)]
+    pub dns: Option<crate::dnsd::stats::DnsView>,
 }
 
 /// The mirror part of [`Report`].

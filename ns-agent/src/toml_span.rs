@@ -111,8 +111,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        // Saturating: a huge number is a huge duration, never an overflow panic.
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
         _ => {
             return Err(format!(
                 "{s:?} has no unit; use ms, s, m or h (\"10s\", \"250ms\")"

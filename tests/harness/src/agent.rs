@@ -2,9 +2,11 @@
 //! test-owned directory; and [`WebhookSink`], a tiny HTTP server that records alert POSTs.
 //!
 //! The agent is started with `http = "127.0.0.1:0"` (or whatever the test's config says) and
-//! its API address is learnt from its `listening http=ADDR` line, as for `pyxis`. Writing the
+//! its API address is learnt from its `listening http=ADDR` line, as for `pyxis`; with `dns`
+//! in its config, the local DNS address from its `listening dns-udp=ADDR` line. Writing the
 //! services and scripts is the test's business ([`write_script`] makes one executable).
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ pub struct Agent {
     args: Vec<String>,
     dir: PathBuf,
     url: String,
+    dns: Option<SocketAddr>,
     api: Api,
 }
 
@@ -43,6 +46,7 @@ impl Agent {
             args,
             dir: dir.to_owned(),
             url: String::new(),
+            dns: None,
             api: Api::with_timeout(Duration::from_secs(5)),
         };
         agent.wait_listening().await?;
@@ -63,7 +67,51 @@ impl Agent {
             bail!("no address in {line:?}");
         }
         self.url = format!("http://{addr}");
+        // The DNS listener is bound before the HTTP one, so its line is already there if any.
+        self.dns = match self
+            .proc
+            .wait_for_line("listening dns-udp=", Duration::ZERO)
+            .await
+        {
+            Ok(line) => {
+                let at = line.find("listening dns-udp=").unwrap_or(0) + "listening dns-udp=".len();
+                let addr: String = line[at..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',' && *c != '\u{1b}')
+                    .collect();
+                Some(
+                    addr.parse()
+                        .with_context(|| format!("dns address in {line:?}"))?,
+                )
+            }
+            Err(_) => None,
+        };
         Ok(())
+    }
+
+    /// The local DNS address (UDP and TCP); an error if the agent runs none.
+    pub fn dns(&self) -> anyhow::Result<SocketAddr> {
+        self.dns.with_context(|| {
+            format!(
+                "the agent announced no dns listener\n{}",
+                self.proc.log_tail(20)
+            )
+        })
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self.api.get_path(&self.url, "/metrics").await?.ok()?.text())
+    }
+
+    /// One sample of `/metrics`: the value of the line starting with `series` (name and
+    /// labels exactly as rendered), if present.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let text = self.metrics().await?;
+        Ok(text.lines().find_map(|l| {
+            let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+            rest.trim().parse().ok()
+        }))
     }
 
     /// The agent's API base URL (`http://127.0.0.1:PORT`).

@@ -1,7 +1,8 @@
 //! The host agent (`ns-agent`) against a real store, with real shell scripts: registration only
 //! after `pass_after` passes, flap-damped health with alerts, deregistration before `stop`,
 //! hung checks killed with their children, lease expiry after kill -9, store outages, bad
-//! files, in-place changes and restarts, SIGTERM, maintenance across restarts.
+//! files, in-place changes and restarts, SIGTERM, maintenance across restarts; its local DNS
+//! (`dns`, `dns_forward`), `/v1/resolve` (`resolve`) and callbacks (`callbacks`).
 //!
 //! Each test writes its services and scripts into its own temporary directory. Scripts record
 //! what they did in files the test reads; a service "process" is a `sleep` whose pid is kept so
@@ -181,9 +182,13 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
+mod callbacks;
 mod changes;
+mod dns;
+mod dns_forward;
 mod faults;
 mod health;
 mod ops;
+mod resolve;
 mod templates;
 mod templates_more;

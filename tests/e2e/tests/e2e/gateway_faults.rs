@@ -46,7 +46,7 @@ async fn gateway_answers_from_last_data_with_the_store_down() {
 }
 
 /// One malformed DNS message of kind `i % 6`.
-fn malformed(i: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+pub(crate) fn malformed(i: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
     let id = (i as u16).to_be_bytes();
     let header = |qd: u16, an: u16, ns: u16, ar: u16| {
         let mut h = vec![id[0], id[1], 0x01, 0x00];

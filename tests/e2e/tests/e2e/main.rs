@@ -36,7 +36,10 @@
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
-//!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics).
+//!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics),
+//!   `dns` and `dns_forward` (the local DNS with `dig`: the zone, `dns_allow`, store down,
+//!   malformed packets, forwarding and its cache), `resolve` (`/v1/resolve`, `wait_rev`) and
+//!   `callbacks` (delivery, retry, drop, DELETE).
 //! - `writer`: a background task that streams puts and records which ones were acknowledged.
 //! - `nemesis`: kills, restarts, pauses and resumes leaders and followers for history tests.
 //!
