@@ -25,6 +25,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
@@ -33,8 +34,13 @@ use crate::mirror::Snapshot;
 use crate::name::{DcName, ServiceName};
 use crate::routing::{ClientCtx, Filter, Params, select_filtered};
 
+pub mod packet;
 mod records;
 pub mod wire;
+
+/// Source of [`Zone::id`]: a process-wide counter, so no two zones ever share an id (an
+/// address could be reused once a zone is freed; an id cannot).
+static NEXT_ZONE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a zone is, beyond the data: its origin, TTLs and answer cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +73,11 @@ pub struct Zone {
     /// Every proper suffix of a dotted service name (`hotel` for `search.hotel`): names that
     /// exist because something lies below them.
     parents: HashSet<Box<str>>,
+    /// Unique per zone built in this process, so answer caches notice a new zone.
+    id: u64,
+    /// Every traffic policy's `expires_at`, sorted: the instants at which answers change
+    /// without a new snapshot.
+    expiries: Vec<u64>,
 }
 
 /// The outcome of one question.
@@ -135,12 +146,53 @@ impl Zone {
                 parents.insert(Box::from(&s[i + 1..]));
             }
         }
+        let mut expiries: Vec<u64> = snapshot
+            .catalog
+            .services
+            .values()
+            .filter_map(|e| e.traffic.as_ref()?.expires_at)
+            .collect();
+        expiries.sort_unstable();
         Zone {
             config,
             snapshot,
             soa,
             ns,
             parents,
+            id: NEXT_ZONE_ID.fetch_add(1, Ordering::Relaxed),
+            expiries,
+        }
+    }
+
+    /// An id no other zone of this process has: caches of answers compare it to know they
+    /// still answer from this zone.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The first policy expiry after `now_ms` (`u64::MAX` if none): until then, answers to the
+    /// same question and client decision stay what they are at `now_ms`.
+    pub fn next_expiry(&self, now_ms: u64) -> u64 {
+        let i = self.expiries.partition_point(|&e| e <= now_ms);
+        self.expiries.get(i).copied().unwrap_or(u64::MAX)
+    }
+
+    /// The service (and the datacenter of the `NAME.DC` form) a name in the zone answers
+    /// for, if it names one; `None` for the apex, `.addr.` names, parents, unknown names and
+    /// names outside the zone, whose answers do not depend on the client.
+    pub fn service_of(&self, qname: &Name) -> Option<(ServiceName, Option<DcName>)> {
+        let origin = &self.config.origin;
+        if !origin.zone_of(qname) {
+            return None;
+        }
+        let depth = usize::from(qname.num_labels() - origin.num_labels());
+        let labels: Vec<&[u8]> = qname.iter().take(depth).collect();
+        if labels.is_empty() {
+            return None;
+        }
+        match self.resolve(&labels) {
+            Target::Service { name, dc, .. } => Some((name, dc)),
+            _ => None,
         }
     }
 
