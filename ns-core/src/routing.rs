@@ -175,7 +175,8 @@ pub fn select_filtered<'a>(
         return out;
     };
     let d = decide(entry, service, client, params.now_ms, filter.dc);
-    (out.policy, out.target_dc, out.shifted, out.group) = (d.policy, d.target_dc, d.shifted, d.group);
+    (out.policy, out.target_dc, out.shifted, out.group) =
+        (d.policy, d.target_dc, d.shifted, d.group);
     let policy = active_policy(entry, params.now_ms, &mut out.policy);
 
     let overrides = policy.map(|p| &p.overrides);

@@ -91,7 +91,7 @@ fn header_only(p: &[u8], rcode: ResponseCode, out: &mut Vec<u8>) {
     out.extend_from_slice(&p[..2]);
     // QR, the query's opcode and RD; then the rcode.
     out.push(0x80 | (p[2] & 0x79));
-    out.push(u8::from(rcode.low()));
+    out.push(rcode.low());
     out.extend_from_slice(&[0; 8]);
 }
 
@@ -140,12 +140,7 @@ pub(super) fn slow(zone: &Zone, req: &Request<'_>, out: &mut Vec<u8>) -> Outcome
     };
     let ecs = wire::client_subnet(msg.edns.as_ref());
     let placed = placement(zone, req.src, ecs, req.dc);
-    let answer = zone.answer(
-        query.name(),
-        query.query_type(),
-        &placed.client,
-        req.params,
-    );
+    let answer = zone.answer(query.name(), query.query_type(), &placed.client, req.params);
     let edns = wire::reply_edns(msg.edns.as_ref(), &placed, answer.per_client);
     let meta = response_meta(&msg.metadata, answer.rcode, answer.authoritative);
     let max = if req.tcp {

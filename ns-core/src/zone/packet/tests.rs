@@ -27,7 +27,11 @@ fn fixture() -> Catalog {
         .into_iter()
         .enumerate()
     {
-        let mut x = inst(&format!("10.0.{}.{}", 1 + i / 2, 20 + i), dc, Health::Passing);
+        let mut x = inst(
+            &format!("10.0.{}.{}", 1 + i / 2, 20 + i),
+            dc,
+            Health::Passing,
+        );
         x.version = version.into();
         gray.instances
             .insert(InstanceId::parse(&format!("g{i}")).unwrap(), x);
@@ -146,7 +150,13 @@ fn hits_match_the_slow_path_and_rotate() {
         edns: Some((4096, Some((ip("10.0.2.0"), 24)))),
     };
     let o = same(&mut r, &q, ip("127.0.0.1"), false, 3);
-    assert!(matches!(o, Outcome::Answered { rcode: ResponseCode::NoError, .. }));
+    assert!(matches!(
+        o,
+        Outcome::Answered {
+            rcode: ResponseCode::NoError,
+            ..
+        }
+    ));
     assert_eq!(r.cached(), 1);
     // A name under the zone but unknown, a name outside, the apex.
     for (name, qtype) in [
@@ -155,15 +165,33 @@ fn hits_match_the_slow_path_and_rotate() {
         ("ns.corp.", RecordType::SOA),
         ("idle.ns.corp.", RecordType::A),
     ] {
-        same(&mut r, &Q { name: name.into(), qtype, ..q.clone() }, ip("10.0.1.1"), false, 5);
+        same(
+            &mut r,
+            &Q {
+                name: name.into(),
+                qtype,
+                ..q.clone()
+            },
+            ip("10.0.1.1"),
+            false,
+            5,
+        );
     }
     // Cached orders still rotate (over TCP, so the 40 addresses fit).
     let zone = zone_of(fixture());
-    let packet = wire(&Q { name: "big.ns.corp.".into(), edns: None, ..q });
+    let packet = wire(&Q {
+        name: "big.ns.corp.".into(),
+        edns: None,
+        ..q
+    });
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for seed in 0..64 {
-        r.respond(&zone, &request(&packet, ip("10.0.1.9"), true, seed), &mut out);
+        r.respond(
+            &zone,
+            &request(&packet, ip("10.0.1.9"), true, seed),
+            &mut out,
+        );
         seen.insert(out.clone());
     }
     assert_eq!(seen.len(), super::VARIANTS, "one order per variant");
