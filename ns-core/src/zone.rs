@@ -20,8 +20,9 @@
 //! label may not be a datacenter's name, and a datacenter may not take the last label of an
 //! existing service ([`crate::name::check_dc_label`], applied by the store's typed API). Data
 //! written around it (raw `/v1/kv`) resolves the exact service name first. Record building is
-//! in `zone/records.rs`; the reply's OPT (UDP size, ECS echo) in [`wire`]; framing and
-//! truncation are the servers' job.
+//! in `zone/records.rs`; the reply's OPT (UDP size, ECS echo) in [`wire`]; packets in and
+//! out (parsing, encoding, truncation, the answer cache) in [`packet`]; sockets and framing
+//! are the servers' job.
 
 use std::collections::HashSet;
 use std::sync::Arc;
