@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::name::{DcName, ServiceName};
 use crate::routing;
-use crate::zone::{QueryParams, Zone};
+use crate::zone::{NameKind, QueryParams, Zone};
 
 mod encode;
 mod parse;
@@ -110,6 +110,9 @@ pub struct Responder {
     bytes: usize,
     key: KeyBuf,
     scratch: Vec<u8>,
+    /// The zone's SOA as it follows an owner in a negative reply: type, class, TTL, length
+    /// and RDATA with its names spelled out, so NXDOMAIN needs no cache entry.
+    soa: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -187,6 +190,7 @@ impl Responder {
             self.bytes = 0;
             self.zone_id = zone.id();
             self.valid_until = zone.next_expiry(now_ms);
+            self.soa = soa_wire(zone);
         }
     }
 
@@ -204,6 +208,27 @@ impl Responder {
         let placed = encode::placement(zone, req.src, ecs.map(|e| (e.addr, e.source)), req.dc);
         let key = &self.key.0[..key_len];
         if !self.names.contains_key(key) {
+            // Unknown and outside names are answered from the SOA and the question alone, so
+            // a flood of random names neither costs a build nor evicts the cached names.
+            let qtype = RecordType::from(q.qtype);
+            let (rcode, outcome) = match zone.classify_wire(&key[2..]) {
+                NameKind::Unknown => (
+                    ResponseCode::NXDomain,
+                    Outcome::Answered {
+                        rcode: ResponseCode::NXDomain,
+                        qtype,
+                        fail_open: false,
+                    },
+                ),
+                NameKind::Outside => (ResponseCode::Refused, Outcome::Outside { qtype }),
+                _ => (ResponseCode::NoError, Outcome::NotImplemented),
+            };
+            if rcode != ResponseCode::NoError {
+                let origin = zone.origin_wire().len();
+                negative(q, rcode, &self.soa, key_len - 2, origin, out);
+                append_opt(q, placed.scope, out);
+                return fits(req, q, out).then_some(outcome);
+            }
             let entry = new_entry(zone, key)?;
             self.admit(key_len + ENTRY_OVERHEAD);
             self.names.insert(self.key.0[..key_len].into(), entry);
@@ -267,14 +292,10 @@ impl Responder {
         } else {
             placed.scope
         };
-        assemble(bytes, q, scope, out);
-        let limit = if req.tcp {
-            encode::TCP_MAX
-        } else {
-            encode::udp_limit(q.edns.as_ref().map(|o| o.payload))
-        };
+        assemble(bytes, q, out);
+        append_opt(q, scope, out);
         // Too large for this transport: the slow path truncates it exactly as hickory does.
-        (out.len() <= usize::from(limit)).then_some(outcome)
+        fits(req, q, out).then_some(outcome)
     }
 
     /// Makes room for a new entry of `cost` bytes, emptying the cache at its bounds.
@@ -309,15 +330,57 @@ fn new_entry(zone: &Zone, key: &[u8]) -> Option<Entry> {
     })
 }
 
-/// Writes the reply: the cached bytes with the query's id, RD, CD and question (case kept),
-/// then the OPT when the query had one (the clamped size, the ECS echo with `scope`).
-fn assemble(cached: &[u8], q: &Question<'_>, scope: u8, out: &mut Vec<u8>) {
+/// Whether the reply in `out` fits the transport (512 bytes, the OPT's size, or TCP's 65,535).
+fn fits(req: &Request<'_>, q: &Question<'_>, out: &[u8]) -> bool {
+    let limit = if req.tcp {
+        encode::TCP_MAX
+    } else {
+        encode::udp_limit(q.edns.as_ref().map(|o| o.payload))
+    };
+    out.len() <= usize::from(limit)
+}
+
+/// Writes the reply's start: the cached bytes with the query's id, RD, CD and question (case
+/// kept).
+fn assemble(cached: &[u8], q: &Question<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(cached);
     out[..2].copy_from_slice(&q.id.to_be_bytes());
     out[2] |= u8::from(q.rd);
     out[3] |= u8::from(q.cd) << 4;
     out[12..12 + q.wire.len()].copy_from_slice(q.wire);
+}
+
+/// Writes an NXDOMAIN (with the SOA in authority, its owner a pointer to the origin inside
+/// the question) or a REFUSED (no records, not authoritative), as the slow path answers an
+/// unknown or an outside name. `name_len` is the question name's wire length, `origin` the
+/// origin's.
+fn negative(
+    q: &Question<'_>,
+    rcode: ResponseCode,
+    soa: &[u8],
+    name_len: usize,
+    origin: usize,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(&q.id.to_be_bytes());
+    let nx = rcode == ResponseCode::NXDomain;
+    // QR, AA for the zone's own answer, RD echoed; CD echoed and the rcode.
+    out.push(0x80 | if nx { 0x04 } else { 0 } | u8::from(q.rd));
+    out.push(u8::from(q.cd) << 4 | rcode.low());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, u8::from(nx), 0, 0]);
+    out.extend_from_slice(q.wire);
+    if nx {
+        // The origin's labels end the question name, which starts at offset 12.
+        let at = (12 + name_len - origin) as u16;
+        out.extend_from_slice(&(0xc000 | at).to_be_bytes());
+        out.extend_from_slice(soa);
+    }
+}
+
+/// Appends the OPT when the query had one: the clamped size, the ECS echo with `scope`.
+fn append_opt(q: &Question<'_>, scope: u8, out: &mut Vec<u8>) {
     let Some(opt) = &q.edns else {
         return;
     };
@@ -340,6 +403,35 @@ fn assemble(cached: &[u8], q: &Question<'_>, scope: u8, out: &mut Vec<u8>) {
         }
         None => out.extend_from_slice(&[0, 0]),
     }
+}
+
+/// The zone's SOA after its owner: type, class IN, TTL, RDATA length, and the RDATA with
+/// both names in full (no compression: it is built once per zone, not per reply).
+fn soa_wire(zone: &Zone) -> Vec<u8> {
+    let record = zone.soa_record();
+    let RData::SOA(soa) = &record.data else {
+        return Vec::new();
+    };
+    let mut rdata = Vec::with_capacity(64);
+    for name in [&soa.mname, &soa.rname] {
+        for label in name.iter() {
+            rdata.push(label.len() as u8);
+            rdata.extend_from_slice(label);
+        }
+        rdata.push(0);
+    }
+    rdata.extend_from_slice(&soa.serial.to_be_bytes());
+    for v in [soa.refresh, soa.retry, soa.expire] {
+        rdata.extend_from_slice(&v.to_be_bytes());
+    }
+    rdata.extend_from_slice(&soa.minimum.to_be_bytes());
+    let mut out = Vec::with_capacity(10 + rdata.len());
+    out.extend_from_slice(&6u16.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&record.ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(&rdata);
+    out
 }
 
 #[cfg(test)]
