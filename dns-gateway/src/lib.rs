@@ -5,6 +5,7 @@
 //! - [`config`]: the command line and the [`Config`] it becomes.
 //! - [`server`]: sockets (`SO_REUSEPORT` UDP, TCP, HTTP), the mirror and the zone rebuilds.
 //! - [`udp`]: one blocking worker thread per UDP socket around `ns_core::zone::packet`.
+//! - [`mmsg`]: batched datagram I/O (`recvmmsg` / `sendmmsg`), the crate's only unsafe code.
 //! - [`tcp`]: DNS over TCP, one task per connection, same pure path.
 //! - [`stats`]: per-worker query counters, summed when `/metrics` is scraped.
 //! - [`metrics`]: the Prometheus recorder, `/metrics` and `/healthz`.
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod mmsg;
 pub mod server;
 pub mod stats;
 pub mod tcp;

@@ -1,5 +1,5 @@
 //! The UDP workers: one OS thread per `SO_REUSEPORT` socket (the kernel spreads clients over
-//! them), each a blocking `recv_from` / `send_to` loop around its own
+//! them), each a blocking loop of batched receives and sends (`mmsg`) around its own
 //! [`ns_core::zone::packet::Responder`], so the hot path has no task switch, no lock and no
 //! allocation on a cache hit. Workers read the current zone from the shared `ArcSwap` per
 //! packet and count into their own [`WorkerStats`].
@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use ns_core::zone::packet::{Request, Responder};
 use ns_core::{QueryParams, Zone};
 
+use crate::mmsg::Batch;
 use crate::stats::WorkerStats;
 
 /// How often an idle worker looks at the stop flag.
@@ -48,40 +49,43 @@ pub fn spawn(
 
 fn worker(socket: &UdpSocket, zone: &ArcSwap<Zone>, stats: &WorkerStats, stop: &AtomicBool) {
     let mut responder = Responder::new();
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut out = Vec::with_capacity(RECV_BUFFER);
+    let mut batch = Batch::new(RECV_BUFFER);
     let mut seed: u64 = rand::random();
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
+        match batch.recv(socket) {
+            Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => {
                 // Per-datagram errors (an ICMP error queued on the socket) end nothing.
                 tracing::debug!(error = %e, "udp receive failed");
                 continue;
             }
-        };
-        let started = Instant::now();
-        seed = seed.wrapping_add(SEED_STEP);
-        let current = zone.load();
-        let req = Request {
-            packet: &buf[..n],
-            src: src.ip(),
-            tcp: false,
-            dc: None,
-            params: QueryParams {
-                now_ms: now_ms(),
-                seed,
-            },
-        };
-        let outcome = responder.respond(&current, &req, &mut out);
-        drop(current);
-        if !out.is_empty()
-            && let Err(e) = socket.send_to(&out, src)
-        {
-            tracing::debug!(error = %e, %src, "reply not sent");
         }
-        stats.outcome(outcome, started.elapsed());
+        let current = zone.load();
+        let now = now_ms();
+        for i in 0..batch.len() {
+            let started = Instant::now();
+            let mut out = std::mem::take(&mut batch.replies[i]);
+            out.clear();
+            let (packet, src) = batch.datagram(i);
+            let Some(src) = src else {
+                batch.replies[i] = out;
+                continue;
+            };
+            seed = seed.wrapping_add(SEED_STEP);
+            let req = Request {
+                packet,
+                src: src.ip(),
+                tcp: false,
+                dc: None,
+                params: QueryParams { now_ms: now, seed },
+            };
+            let outcome = responder.respond(&current, &req, &mut out);
+            batch.replies[i] = out;
+            stats.outcome(outcome, started.elapsed());
+        }
+        drop(current);
+        batch.send(socket);
     }
 }
 
