@@ -1,5 +1,5 @@
 //! The command line, `dns-gateway --store ENDPOINTS --listen HOST:PORT [--zone ns.corp]
-//! [--ttl 5s] [--http HOST:PORT]`, and the [`Config`] it becomes.
+//! [--ttl 5s] [--http HOST:PORT] [--threads N]`, and the [`Config`] it becomes.
 //!
 //! Parsing and checking only: nothing here opens a socket (that is `server`).
 
@@ -34,6 +34,10 @@ pub struct Cli {
     /// Address of the HTTP listener for `/metrics` and `/healthz`; none when absent.
     #[arg(long)]
     pub http: Option<SocketAddr>,
+    /// UDP worker threads, each with its own socket on the port (default: the CPUs this
+    /// process may run on, which respects `taskset`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 /// What the gateway runs with.
@@ -51,6 +55,8 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// Answer cap.
     pub max_answers: usize,
+    /// UDP worker threads.
+    pub threads: usize,
 }
 
 impl From<Cli> for Config {
@@ -62,6 +68,10 @@ impl From<Cli> for Config {
             ttl: u32::try_from(cli.ttl.as_secs()).unwrap_or(u32::MAX),
             http: cli.http,
             max_answers: MAX_ANSWERS,
+            threads: cli.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
         }
     }
 }
@@ -110,6 +120,7 @@ mod tests {
         assert_eq!(c.zone.to_string(), "ns.corp.");
         assert_eq!(c.ttl, 5);
         assert_eq!(c.http, None);
+        assert!(c.threads >= 1);
     }
 
     #[test]
@@ -124,6 +135,9 @@ mod tests {
         assert!(bad("--ttl", "s").contains("not a duration"));
         assert!(bad("--listen", "nope").contains("--listen"));
         assert!(bad("--zone", "a..b").contains("not a DNS name"));
+        assert!(bad("--threads", "0").contains("--threads"));
+        let cli = Cli::try_parse_from(["dns-gateway", "--store", "x:1", "--threads", "3"]).unwrap();
+        assert_eq!(Config::from(cli).threads, 3);
         let cli = Cli::try_parse_from([
             "dns-gateway",
             "--store",

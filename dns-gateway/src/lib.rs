@@ -3,18 +3,23 @@
 //!
 //! Modules:
 //! - [`config`]: the command line and the [`Config`] it becomes.
-//! - [`handler`]: [`handler::GatewayHandler`], the thin hickory `RequestHandler` over
-//!   `ns_core::zone` (placement, answer, reply OPT).
 //! - [`server`]: sockets (`SO_REUSEPORT` UDP, TCP, HTTP), the mirror and the zone rebuilds.
+//! - [`udp`]: one blocking worker thread per UDP socket around `ns_core::zone::packet`.
+//! - [`mmsg`]: batched datagram I/O (`recvmmsg` / `sendmmsg`), the crate's only unsafe code.
+//! - [`tcp`]: DNS over TCP, one task per connection, same pure path.
+//! - [`stats`]: per-worker query counters, summed when `/metrics` is scraped.
 //! - [`metrics`]: the Prometheus recorder, `/metrics` and `/healthz`.
 //!
 //! What a name means, which records and which rcode answer it, is `ns_core::zone`'s, so the
 //! agent's local DNS gives the same answers; this crate adds only the wire and the process.
 
 pub mod config;
-pub mod handler;
 pub mod metrics;
+pub mod mmsg;
 pub mod server;
+pub mod stats;
+pub mod tcp;
+pub mod udp;
 
 use std::net::TcpListener;
 
@@ -41,8 +46,7 @@ pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
 
 /// Binds the listeners `config` names and runs the gateway until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let dns = server::bind_dns(config.listen, cores)?;
+    let dns = server::bind_dns(config.listen, config.threads)?;
     let http = match config.http {
         Some(addr) => {
             let l =

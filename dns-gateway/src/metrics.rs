@@ -1,25 +1,24 @@
 //! The gateway's Prometheus metrics and its HTTP endpoints, `/metrics` and `/healthz`.
 //!
-//! Recorded: `dns_queries_total{qtype,rcode}`, `dns_query_duration_seconds` (handler time,
-//! histogram), `dns_fail_open_total` (answers where routing failed open), and, read from the
-//! mirror when scraped, `dns_mirror_revision`, `dns_mirror_synced`,
+//! Served: `dns_queries_total{qtype,rcode}`, `dns_query_duration_seconds` (handler time,
+//! histogram) and `dns_fail_open_total` (answers where routing failed open), summed from the
+//! workers' counters (`stats`) at each scrape, and, read from the mirror when scraped, `dns_mirror_revision`, `dns_mirror_synced`,
 //! `dns_mirror_staleness_seconds` (time since the store last answered) and
 //! `dns_mirror_listings_total`. `/healthz` is 503 until the mirror's first full listing.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ns_core::Mirror;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::stats::Stats;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -41,59 +40,23 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Counts one answered query and its handler time.
-pub fn query(qtype: &'static str, rcode: ResponseCode, started: Instant) {
-    let rcode = match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::ServFail => "SERVFAIL",
-        _ => "OTHER",
-    };
-    metrics::counter!("dns_queries_total", "qtype" => qtype, "rcode" => rcode).increment(1);
-    metrics::histogram!("dns_query_duration_seconds").record(started.elapsed().as_secs_f64());
-}
-
-/// Counts one answer where routing failed open.
-pub fn fail_open() {
-    metrics::counter!("dns_fail_open_total").increment(1);
-}
-
-/// A bounded label for a query type (no label per unknown type number).
-pub fn qtype_label(t: RecordType) -> &'static str {
-    match t {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::SRV => "SRV",
-        RecordType::TXT => "TXT",
-        RecordType::SOA => "SOA",
-        RecordType::NS => "NS",
-        RecordType::ANY => "ANY",
-        RecordType::PTR => "PTR",
-        RecordType::MX => "MX",
-        RecordType::CNAME => "CNAME",
-        _ => "other",
-    }
-}
-
 /// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     mirror: Arc<Mirror>,
+    stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(healthz))
-        .with_state(mirror);
+        .with_state((mirror, stats));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 
-async fn render(State(mirror): State<Arc<Mirror>>) -> Response {
+async fn render(State((mirror, stats)): State<(Arc<Mirror>, Arc<Stats>)>) -> Response {
     let status = mirror.status();
     metrics::gauge!("dns_mirror_revision").set(status.revision as f64);
     metrics::gauge!("dns_mirror_synced").set(if status.synced { 1.0 } else { 0.0 });
@@ -106,14 +69,12 @@ async fn render(State(mirror): State<Arc<Mirror>>) -> Response {
     let Some(h) = handle() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no metrics recorder").into_response();
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        h.render(),
-    )
-        .into_response()
+    let mut text = h.render();
+    stats.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn healthz(State(mirror): State<Arc<Mirror>>) -> Response {
+async fn healthz(State((mirror, _)): State<(Arc<Mirror>, Arc<Stats>)>) -> Response {
     let s = mirror.status();
     let body = status_json(&s);
     let code = if s.listings == 0 {

@@ -1,7 +1,7 @@
-//! Sockets and tasks: binds the DNS listeners (several `SO_REUSEPORT` UDP sockets and one TCP
-//! listener on the same port) and the HTTP one, starts the mirror, rebuilds the [`Zone`] each
-//! time the mirror publishes, and runs hickory's `Server` with the [`GatewayHandler`] until
-//! shutdown.
+//! Sockets and tasks: binds the DNS listeners (one `SO_REUSEPORT` UDP socket per worker and
+//! one TCP listener on the same port) and the HTTP one, starts the mirror, rebuilds the
+//! [`Zone`] each time the mirror publishes, and runs the UDP worker threads (`udp`) and the
+//! TCP task (`tcp`) until shutdown.
 //!
 //! The query path never reaches the store: the handler reads the zone from an `ArcSwap`, and
 //! only the mirror's one watch talks to pyxis. While the store is unreachable the last zone
@@ -9,24 +9,17 @@
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use hickory_server::Server;
-use ns_core::{Mirror, MirrorOptions, Zone, ZoneConfig};
-use pyxis_client::{Client, ClientOptions};
+use ns_core::{Mirror, Zone, ZoneConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::handler::GatewayHandler;
-use crate::metrics;
-
-/// A TCP connection that sends no query for this long is closed.
-const TCP_IDLE: Duration = Duration::from_secs(5);
-/// Per-connection buffer of replies waiting to be written.
-const TCP_REPLY_BUFFER: usize = 64;
+use crate::stats::Stats;
+use crate::{metrics, tcp, udp};
 /// Receive buffer of each UDP socket, so bursts are queued rather than dropped.
 const UDP_RECV_BUFFER: usize = 4 << 20;
 /// Attempts to find a port free for both UDP and TCP when the port asked for is 0.
@@ -35,7 +28,7 @@ const BIND_ATTEMPTS: usize = 20;
 /// The DNS sockets, bound.
 #[derive(Debug)]
 pub struct DnsListeners {
-    /// UDP sockets sharing one port (`SO_REUSEPORT`), one per core.
+    /// UDP sockets sharing one port (`SO_REUSEPORT`), one per worker.
     pub udp: Vec<StdUdpSocket>,
     /// The TCP listener on the same port.
     pub tcp: StdTcpListener,
@@ -93,7 +86,6 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<StdUdpSocket> {
     s.set_reuse_port(true)?;
     // A smaller buffer than asked for is fine; the kernel caps it at rmem_max.
     let _ = s.set_recv_buffer_size(UDP_RECV_BUFFER);
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s.into())
 }
@@ -106,13 +98,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = metrics::handle();
-    // Short attempts: the mirror retries by itself, and its staleness must show quickly.
-    let options = ClientOptions::default()
-        .request_timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_millis(500))
-        .retry_budget(Duration::from_secs(1));
-    let client = Client::with_options(config.store.clone(), options).context("store endpoints")?;
-    let mirror = Arc::new(Mirror::start(client, MirrorOptions::default()));
+    let mirror = Arc::new(Mirror::for_endpoints(config.store.clone()).context("store endpoints")?);
     let zone_config = ZoneConfig {
         origin: config.zone.clone(),
         ttl: config.ttl,
@@ -130,34 +116,40 @@ pub async fn serve(
     ));
 
     let addr = dns.local_addr()?;
-    let mut server = Server::new(GatewayHandler::new(zone));
-    for s in dns.udp {
-        server.register_socket(tokio::net::UdpSocket::from_std(s)?);
-    }
-    server.register_listener(
-        tokio::net::TcpListener::from_std(dns.tcp)?,
-        TCP_IDLE,
-        TCP_REPLY_BUFFER,
-    );
-    tracing::info!(zone = %config.zone, "listening dns-udp={addr}");
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = udp::spawn(dns.udp, &zone, || stats.worker(), &stop).context("udp workers")?;
+    let tcp_listener = tokio::net::TcpListener::from_std(dns.tcp)?;
+    let tcp = tokio::spawn(tcp::serve(
+        tcp_listener,
+        Arc::clone(&zone),
+        stats.worker(),
+        shutdown.clone(),
+    ));
+    tracing::info!(zone = %config.zone, threads = workers.len(), "listening dns-udp={addr}");
     tracing::info!("listening dns-tcp={addr}");
     if let Some(http) = http {
         let listener = tokio::net::TcpListener::from_std(http)?;
         tracing::info!("listening http={}", listener.local_addr()?);
-        let (m, stop) = (Arc::clone(&mirror), shutdown.clone());
+        let (m, s, stop) = (Arc::clone(&mirror), Arc::clone(&stats), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(listener, m, stop).await {
+            if let Err(e) = metrics::serve(listener, m, s, stop).await {
                 tracing::error!(error = %e, "http listener failed");
             }
         });
     }
-    tokio::select! {
-        r = server.block_until_done() => r.context("dns server stopped")?,
-        () = shutdown.cancelled() => {
-            tracing::info!("shutting down");
-            server.shutdown_gracefully().await.context("dns server shutdown")?;
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    stop.store(true, Ordering::Relaxed);
+    let _ = tcp.await;
+    // Workers notice the flag within their read timeout.
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
         }
-    }
+    })
+    .await
+    .context("udp workers")?;
     Ok(())
 }
 

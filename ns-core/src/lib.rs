@@ -17,7 +17,8 @@
 //! - [`placement`]: [`placement::place`], a DNS client's datacenter from its EDNS Client
 //!   Subnet or source address against the datacenters' subnets.
 //! - [`zone`]: [`Zone`], the zone's answers (records and rcodes) for a snapshot, a question and
-//!   a client, shared by the gateway and the agent's local DNS.
+//!   a client, shared by the gateway and the agent's local DNS; [`zone::packet`] turns query
+//!   packets into reply packets (hand-parsed fast path with a cache, hickory slow path).
 //!
 //! Apart from the mirror, this crate does no I/O, reads no clock and draws no randomness: time
 //! and seeds are passed in.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use imbl::OrdMap;
 use pyxis_client::api::{RangeResponse, Revision, WatchMessage, decode_value};
-use pyxis_client::{Client, Error, Watch};
+use pyxis_client::{Client, ClientOptions, Error, Watch};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -108,6 +108,19 @@ impl Mirror {
             snapshots: rx,
             task,
         }
+    }
+
+    /// Starts a mirror of the store at `endpoints` (`host:port` or URLs) with the defaults
+    /// every reader of the naming model uses: short attempts (3 s per request, 0.5 s to
+    /// connect, 1 s of retries), because the mirror retries by itself and its staleness must
+    /// show quickly, and [`MirrorOptions::default`]. Call inside a tokio runtime.
+    pub fn for_endpoints(endpoints: Vec<String>) -> Result<Mirror, Error> {
+        let options = ClientOptions::default()
+            .request_timeout(Duration::from_secs(3))
+            .connect_timeout(Duration::from_millis(500))
+            .retry_budget(Duration::from_secs(1));
+        let client = Client::with_options(endpoints, options)?;
+        Ok(Mirror::start(client, MirrorOptions::default()))
     }
 
     /// The latest published snapshot (an `Arc` clone).

@@ -174,19 +174,10 @@ pub fn select_filtered<'a>(
     let Some(entry) = catalog.service(service) else {
         return out;
     };
+    let d = decide(entry, service, client, params.now_ms, filter.dc);
+    (out.policy, out.target_dc, out.shifted, out.group) =
+        (d.policy, d.target_dc, d.shifted, d.group);
     let policy = active_policy(entry, params.now_ms, &mut out.policy);
-    let prefer_same_dc = match (policy, &entry.def) {
-        (Some(p), _) => p.prefer_same_dc,
-        (None, Some(def)) => def.prefer_same_dc,
-        (None, None) => true,
-    };
-    let shifts = policy.map_or(&[][..], |p| &p.shifts);
-    (out.target_dc, out.shifted) = match filter.dc {
-        Some(dc) => (Some(dc.clone()), false),
-        None => target_dc(shifts, client, service, prefer_same_dc),
-    };
-    let groups = policy.map_or(&[][..], |p| &p.groups);
-    out.group = pick_group(groups, client.key, service).map(|g| g.version.as_str());
 
     let overrides = policy.map(|p| &p.overrides);
     let fail_open_percent = entry.def.as_ref().and_then(|d| d.fail_open_percent);
@@ -214,6 +205,51 @@ pub fn select_filtered<'a>(
     weighted_order(&mut chosen, params.seed, params.max_answers);
     out.instances = chosen;
     out
+}
+
+/// Steps 1 to 3 for one client: everything of [`select_filtered`] that depends on the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// Which policy applied.
+    pub policy: PolicySource,
+    /// The datacenter the client is routed to after shifts (the `NAME.DC` form's if given).
+    pub target_dc: Option<DcName>,
+    /// Whether a forced shift moved this client.
+    pub shifted: bool,
+    /// The client's version group, if the policy has groups.
+    pub group: Option<&'a str>,
+}
+
+/// The client-dependent steps (policy, target datacenter, version group) of
+/// [`select_filtered`] for `entry`, the catalog entry of `service`: two clients with the same
+/// decision get the same selection for the same seed, which is what answer caches key on.
+pub fn decide<'a>(
+    entry: &'a ServiceEntry,
+    service: &ServiceName,
+    client: &ClientCtx,
+    now_ms: u64,
+    filter_dc: Option<&DcName>,
+) -> Decision<'a> {
+    let mut source = PolicySource::Default;
+    let policy = active_policy(entry, now_ms, &mut source);
+    let prefer_same_dc = match (policy, &entry.def) {
+        (Some(p), _) => p.prefer_same_dc,
+        (None, Some(def)) => def.prefer_same_dc,
+        (None, None) => true,
+    };
+    let shifts = policy.map_or(&[][..], |p| &p.shifts);
+    let (target_dc, shifted) = match filter_dc {
+        Some(dc) => (Some(dc.clone()), false),
+        None => target_dc(shifts, client, service, prefer_same_dc),
+    };
+    let groups = policy.map_or(&[][..], |p| &p.groups);
+    let group = pick_group(groups, client.key, service).map(|g| g.version.as_str());
+    Decision {
+        policy: source,
+        target_dc,
+        shifted,
+        group,
+    }
 }
 
 /// Step 1: the traffic policy in force at `now_ms`, recording where it came from.

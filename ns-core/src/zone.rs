@@ -20,11 +20,13 @@
 //! label may not be a datacenter's name, and a datacenter may not take the last label of an
 //! existing service ([`crate::name::check_dc_label`], applied by the store's typed API). Data
 //! written around it (raw `/v1/kv`) resolves the exact service name first. Record building is
-//! in `zone/records.rs`; the reply's OPT (UDP size, ECS echo) in [`wire`]; framing and
-//! truncation are the servers' job.
+//! in `zone/records.rs`; the reply's OPT (UDP size, ECS echo) in [`wire`]; packets in and
+//! out (parsing, encoding, truncation, the answer cache) in [`packet`]; sockets and framing
+//! are the servers' job.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
@@ -33,8 +35,16 @@ use crate::mirror::Snapshot;
 use crate::name::{DcName, ServiceName};
 use crate::routing::{ClientCtx, Filter, Params, select_filtered};
 
+pub mod packet;
 mod records;
 pub mod wire;
+
+/// Source of [`Zone::id`]: a process-wide counter, so no two zones ever share an id (an
+/// address could be reused once a zone is freed; an id cannot).
+static NEXT_ZONE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Longest dotted text of a name (255 wire bytes make at most 253 characters).
+const NAME_TEXT_MAX: usize = 255;
 
 /// What a zone is, beyond the data: its origin, TTLs and answer cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +77,13 @@ pub struct Zone {
     /// Every proper suffix of a dotted service name (`hotel` for `search.hotel`): names that
     /// exist because something lies below them.
     parents: HashSet<Box<str>>,
+    /// Unique per zone built in this process, so answer caches notice a new zone.
+    id: u64,
+    /// Every traffic policy's `expires_at`, sorted: the instants at which answers change
+    /// without a new snapshot.
+    expiries: Vec<u64>,
+    /// The origin in lowercase wire form, for [`Zone::classify_wire`].
+    origin_wire: Box<[u8]>,
 }
 
 /// The outcome of one question.
@@ -135,12 +152,60 @@ impl Zone {
                 parents.insert(Box::from(&s[i + 1..]));
             }
         }
+        let mut expiries: Vec<u64> = snapshot
+            .catalog
+            .services
+            .values()
+            .filter_map(|e| e.traffic.as_ref()?.expires_at)
+            .collect();
+        expiries.sort_unstable();
+        let mut origin_wire = Vec::new();
+        for label in config.origin.iter() {
+            origin_wire.push(label.len() as u8);
+            origin_wire.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+        origin_wire.push(0);
         Zone {
             config,
             snapshot,
             soa,
             ns,
             parents,
+            id: NEXT_ZONE_ID.fetch_add(1, Ordering::Relaxed),
+            expiries,
+            origin_wire: origin_wire.into(),
+        }
+    }
+
+    /// An id no other zone of this process has: caches of answers compare it to know they
+    /// still answer from this zone.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The first policy expiry after `now_ms` (`u64::MAX` if none): until then, answers to the
+    /// same question and client decision stay what they are at `now_ms`.
+    pub fn next_expiry(&self, now_ms: u64) -> u64 {
+        let i = self.expiries.partition_point(|&e| e <= now_ms);
+        self.expiries.get(i).copied().unwrap_or(u64::MAX)
+    }
+
+    /// The service (and the datacenter of the `NAME.DC` form) a name in the zone answers
+    /// for, if it names one; `None` for the apex, `.addr.` names, parents, unknown names and
+    /// names outside the zone, whose answers do not depend on the client.
+    pub fn service_of(&self, qname: &Name) -> Option<(ServiceName, Option<DcName>)> {
+        let origin = &self.config.origin;
+        if !origin.zone_of(qname) {
+            return None;
+        }
+        let depth = usize::from(qname.num_labels() - origin.num_labels());
+        let labels: Vec<&[u8]> = qname.iter().take(depth).collect();
+        if labels.is_empty() {
+            return None;
+        }
+        match self.resolve(&labels) {
+            Target::Service { name, dc, .. } => Some((name, dc)),
+            _ => None,
         }
     }
 
@@ -219,9 +284,62 @@ impl Zone {
         out
     }
 
+    /// The origin in lowercase wire form.
+    pub(crate) fn origin_wire(&self) -> &[u8] {
+        &self.origin_wire
+    }
+
+    /// The apex SOA record (for replies built without [`Zone::answer`]).
+    pub(crate) fn soa_record(&self) -> &Record {
+        &self.soa
+    }
+
+    /// What a name in lowercase wire form (labels, then the terminal zero) is, as
+    /// [`Zone::answer`] would resolve it, without allocating: the fast path answers unknown
+    /// and outside names without caching them (a flood of random names must cost no more
+    /// than a hit, nor evict the hits).
+    pub fn classify_wire(&self, wire: &[u8]) -> NameKind {
+        let mut labels: [&[u8]; 128] = [&[]; 128];
+        let mut starts = [0usize; 128];
+        let (mut n, mut pos) = (0usize, 0usize);
+        while let Some(&len) = wire.get(pos) {
+            let len = usize::from(len);
+            if len == 0 {
+                break;
+            }
+            let (Some(label), Some(slot)) = (wire.get(pos + 1..pos + 1 + len), labels.get_mut(n))
+            else {
+                return NameKind::Unknown;
+            };
+            *slot = label;
+            starts[n] = pos;
+            n += 1;
+            pos += 1 + len;
+        }
+        let origin = &self.origin_wire[..];
+        if !wire.ends_with(origin) {
+            return NameKind::Outside;
+        }
+        // In the zone only if the origin starts at a label boundary (`xns.corp` is outside).
+        let cut = wire.len() - origin.len();
+        let Some(depth) = starts[..n].iter().position(|&s| s == cut) else {
+            return NameKind::Outside;
+        };
+        if depth == 0 {
+            return NameKind::Apex;
+        }
+        match self.resolve(&labels[..depth]) {
+            Target::Service { .. } => NameKind::Service,
+            Target::Address(_) => NameKind::Address,
+            Target::Parent => NameKind::Parent,
+            Target::Unknown => NameKind::Unknown,
+        }
+    }
+
     /// What the labels under the apex name, in the order of the module doc.
     fn resolve<'q>(&self, labels: &[&'q [u8]]) -> Target<'q> {
-        let Some(text) = labels_text(labels) else {
+        let mut buf = [0u8; NAME_TEXT_MAX];
+        let Some(text) = labels_text(labels, &mut buf) else {
             return Target::Unknown;
         };
         let services = &self.snapshot.catalog.services;
@@ -241,7 +359,7 @@ impl Zone {
                 _ => Target::Unknown,
             };
         }
-        if let Some((name, _)) = services.get_key_value(text.as_str()) {
+        if let Some((name, _)) = services.get_key_value(text) {
             return Target::Service {
                 name: name.clone(),
                 dc: None,
@@ -263,7 +381,7 @@ impl Zone {
         {
             return Target::Address(ip);
         }
-        if self.parents.contains(text.as_str()) {
+        if self.parents.contains(text) {
             return Target::Parent;
         }
         Target::Unknown
@@ -341,24 +459,25 @@ impl Zone {
     }
 }
 
-/// The labels as one lowercase dotted string, if every byte can be in a service or DC name
-/// or an SRV label (`[a-z0-9-_]`); anything else cannot exist in this zone.
-fn labels_text(labels: &[&[u8]]) -> Option<String> {
-    let len = labels.iter().map(|l| l.len() + 1).sum();
-    let mut s = String::with_capacity(len);
+/// The labels as one lowercase dotted string, written into `buf`, if every byte can be in a
+/// service or DC name or an SRV label (`[a-z0-9-_]`); anything else cannot exist in this zone.
+fn labels_text<'b>(labels: &[&[u8]], buf: &'b mut [u8; NAME_TEXT_MAX]) -> Option<&'b str> {
+    let mut n = 0;
     for (i, l) in labels.iter().enumerate() {
         if i > 0 {
-            s.push('.');
+            *buf.get_mut(n)? = b'.';
+            n += 1;
         }
         for &b in *l {
             let c = b.to_ascii_lowercase();
             if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_') {
                 return None;
             }
-            s.push(char::from(c));
+            *buf.get_mut(n)? = c;
+            n += 1;
         }
     }
-    Some(s)
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 #[cfg(test)]

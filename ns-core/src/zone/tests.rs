@@ -97,7 +97,7 @@ fn check(zone: &Zone, c: Case) {
     );
 }
 
-fn inst(addr: &str, dc: &str, status: Health) -> Instance {
+pub(super) fn inst(addr: &str, dc: &str, status: Health) -> Instance {
     Instance {
         address: addr.parse().unwrap(),
         port: 8080,
@@ -111,13 +111,13 @@ fn inst(addr: &str, dc: &str, status: Health) -> Instance {
     }
 }
 
-fn svc(s: &str) -> ServiceName {
+pub(super) fn svc(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap()
 }
 
 /// `web` in dc1 (10.0.1.5, fd00::5) and dc2 (10.0.2.5, one critical), `search.hotel` in dc1,
 /// `idle` with a definition and only critical instances, `spare` with a policy only.
-fn catalog() -> Catalog {
+pub(super) fn catalog() -> Catalog {
     let mut c = Catalog::default();
     let web = c.service_mut(&svc("web"));
     web.def = Some(ServiceDef {
@@ -154,7 +154,7 @@ fn catalog() -> Catalog {
     c
 }
 
-fn zone_of(catalog: Catalog) -> Zone {
+pub(super) fn zone_of(catalog: Catalog) -> Zone {
     let snap = Snapshot {
         catalog,
         revision: 42,

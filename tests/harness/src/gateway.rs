@@ -22,14 +22,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `dns-gateway --store STORE --listen 127.0.0.1:0 --http 127.0.0.1:0 extra..`,
+    /// Starts `dns-gateway --store STORE --listen 127.0.0.1:PORT --http 127.0.0.1:0 extra..`,
     /// logging into `log_dir`, and waits until its mirror has listed the store (`/healthz` 200).
+    ///
+    /// The DNS port is reserved below the ephemeral range rather than port 0: `dig` sends
+    /// each query from an ephemeral UDP port, and when that port happened to be the
+    /// gateway's own, dig's connected socket received its own query (seen as a reply with
+    /// the query's flags, about once in 4,000 queries).
     pub async fn start(store: &str, log_dir: &Path, extra: &[&str]) -> anyhow::Result<Gateway> {
+        let listen = format!("127.0.0.1:{}", crate::ports::reserve_ports(1)[0]);
         let mut args = vec![
             "--store",
             store,
             "--listen",
-            "127.0.0.1:0",
+            listen.as_str(),
             "--http",
             "127.0.0.1:0",
         ];

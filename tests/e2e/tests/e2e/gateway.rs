@@ -2,13 +2,15 @@
 //! rcode of the zone, same-datacenter first by source address and by EDNS Client Subnet (with
 //! its scope), `NAME.DC`, NODATA for a service without a usable instance, fail-open at a 50 %
 //! threshold, a 40-instance answer that truncates over UDP and comes whole over TCP, and the
-//! typed API refusing the names the reserved-label rule keeps apart.
+//! typed API refusing the names the reserved-label rule keeps apart; and the fast path's
+//! own promises on one worker thread (`--threads 1`): the question's case kept, rotation of
+//! cached answers, and a burst of random unknown names each answered NXDOMAIN with the SOA.
 //! Policy changes are in `gateway_policy`, store outages and malformed packets in
 //! `gateway_faults`.
 
 use std::time::Duration;
 
-use harness::{Cluster, DigAnswer, Gateway, dig, eventually};
+use harness::{Cluster, DigAnswer, Gateway, dig, dig_batch, eventually};
 use serde_json::{Value, json};
 
 /// Generous bound for a loaded 2-core machine running debug builds.
@@ -23,15 +25,24 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub(crate) async fn start(nodes: u64) -> Setup {
+        Setup::start_with(nodes, &[]).await
+    }
+
+    /// [`Setup::start`] with more gateway flags.
+    pub(crate) async fn start_with(nodes: u64, gateway_flags: &[&str]) -> Setup {
         let cluster = if nodes == 1 {
             Cluster::single(&[]).await.unwrap()
         } else {
             Cluster::start(nodes).await.unwrap()
         };
         let s = Setup {
-            gw: Gateway::start(&cluster.endpoints(), &cluster.dir().join("logs"), &[])
-                .await
-                .unwrap(),
+            gw: Gateway::start(
+                &cluster.endpoints(),
+                &cluster.dir().join("logs"),
+                gateway_flags,
+            )
+            .await
+            .unwrap(),
             cluster,
         };
         s.put("/v1/datacenters/dc1", json!({"subnets": ["127.0.0.0/8"]}))
@@ -292,4 +303,52 @@ async fn gateway_answers_every_record_type_and_rcode() {
     ] {
         assert!(m.contains(series), "{series} in /metrics:\n{m}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_fast_path_keeps_case_rotates_and_answers_random_names() {
+    let s = Setup::start_with(1, &["--threads", "1"]).await;
+    for (id, addr) in [("w1", "10.0.1.5"), ("w2", "10.0.1.6"), ("w3", "10.0.1.7")] {
+        s.instance("web", id, inst(addr, "dc1", "passing")).await;
+    }
+    let all = ["10.0.1.5", "10.0.1.6", "10.0.1.7"];
+    s.wait_rdata("web.ns.corp", "A", &[], &all).await;
+
+    // The reply's names follow the question's case (resolvers that randomise it check).
+    let a = s.dig("WeB.nS.CoRp", "A", &[]).await;
+    assert!(
+        a.answer.iter().all(|r| r.starts_with("WeB.nS.CoRp. ")),
+        "{a:?}"
+    );
+    assert!(a.flags.iter().any(|f| f == "aa"), "{a:?}");
+
+    // Cached answers still rotate: the first address is not always the same one.
+    let queries = vec!["web.ns.corp A".to_string(); 30];
+    let firsts: std::collections::HashSet<String> = dig_batch(s.gw.dns(), &queries)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.answer.first().cloned().unwrap_or_default())
+        .collect();
+    assert!(firsts.len() > 1, "no rotation: {firsts:?}");
+
+    // Random unknown names (never cached) are NXDOMAIN with the SOA, and the hits still answer.
+    let names: Vec<String> = (0..300u64)
+        .map(|i| {
+            format!(
+                "nx{:09}.ns.corp A",
+                i.wrapping_mul(0x9e37_79b9) % 1_000_000_000
+            )
+        })
+        .collect();
+    for a in dig_batch(s.gw.dns(), &names).await.unwrap() {
+        assert_eq!(a.status, "NXDOMAIN", "{a:?}");
+        assert!(a.authority.iter().any(|r| r.contains(" SOA ")), "{a:?}");
+    }
+    assert_eq!(s.dig("web.ns.corp", "A", &[]).await.rdata("A"), all);
+    let nx =
+        s.gw.metric("dns_queries_total{qtype=\"A\",rcode=\"NXDOMAIN\"}")
+            .await
+            .unwrap();
+    assert!(nx >= Some(300.0), "{nx:?}");
 }
