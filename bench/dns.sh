@@ -2,8 +2,9 @@
 # DNS benchmark: dns-gateway against Knot and Unbound in one run, same 1,000-name zone
 # (../shared/bench/peers), same pinned cores (server SERVER_CPU, dnsperf CLIENT_CPU), the peers'
 # matrix (saturated QPS, server CPU per query, p50/p99 at LAT_QPS, hit and 10 % NXDOMAIN); the
-# gateway's zone has a gray policy on every tenth name. Then propagation (registration, health
-# change, shift -> changed answer, p50/p99 over PROP_N changes).
+# gateway's zone has a gray policy on every tenth name. The agent's local DNS runs the same matrix
+# on the same store. Then propagation (registration, health change, shift -> changed answer,
+# p50/p99 over PROP_N changes) at a gateway and at an agent.
 #   bench/dns.sh [OUT]     (RUNS, DURATION, LAT_QPS, PROP_N as in the peers' README)
 # Run it on a quiet machine: figures taken while others compile are noise.
 set -euo pipefail
@@ -12,7 +13,7 @@ peers="${PEERS_DIR:-../shared/bench/peers}"
 [[ -d "$peers" ]] || peers=/work/shared/bench/peers
 out="${1:-/dev/stdout}"
 target="${CARGO_TARGET_DIR:-target}/release"
-cargo build --release --bin pyxis --bin dns-gateway >&2
+cargo build --release --bin pyxis --bin dns-gateway --bin ns-agent >&2
 work=$(mktemp -d)
 store_port=17971
 pids=()
@@ -34,6 +35,22 @@ python3 bench/dns_register.py "http://127.0.0.1:$store_port" "$ZONE_DIR/zone.db"
     echo "# bench/dns.sh $(date -u +%FT%TZ) $(git rev-parse --short HEAD)"
     RUST_LOG=warn DNS_CMD="$target/dns-gateway --store 127.0.0.1:$store_port --listen 127.0.0.1:{PORT}" \
         bash "$peers/dns-cmd.sh" dns-gateway
+    # The agent's local DNS: same matrix, same zone from the same store (issue target: >= 0.8x
+    # the gateway). Its config carries the port, so dns-cmd.sh is told the same one.
+    agent_port=15307
+    mkdir -p "$work/agent/services.d"
+    cat >"$work/agent/agent.toml" <<TOML
+node = "bench-agent"
+datacenter = "dc1"
+advertise = "127.0.0.1"
+store = ["127.0.0.1:$store_port"]
+services_dir = "services.d"
+http = "127.0.0.1:15308"
+state_file = "$work/agent/state.json"
+dns = "127.0.0.1:$agent_port"
+TOML
+    RUST_LOG=warn PORT=$agent_port DNS_CMD="$target/ns-agent --config $work/agent/agent.toml" \
+        bash "$peers/dns-cmd.sh" ns-agent-dns
     bash "$peers/dns-knot.sh"
     bash "$peers/dns-unbound.sh"
 } | tee -a "$out"
@@ -43,4 +60,21 @@ RUST_LOG=warn "$target/dns-gateway" --store "127.0.0.1:$store_port" --listen 127
     >"$work/gw.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do dig @127.0.0.1 -p 15399 ns.corp SOA +short +tries=1 +time=1 >/dev/null 2>&1 && break; sleep 0.1; done
-python3 bench/dns_propagation.py "http://127.0.0.1:$store_port" 127.0.0.1 15399 "${PROP_N:-200}" | tee -a "$out"
+python3 bench/dns_propagation.py "http://127.0.0.1:$store_port" 127.0.0.1 15399 "${PROP_N:-200}" gateway | tee -a "$out"
+
+# Propagation at an agent (its DNS answers as a client in dc1), on the same store.
+mkdir -p "$work/agent2/services.d"
+cat >"$work/agent2/agent.toml" <<TOML
+node = "bench-agent-2"
+datacenter = "dc1"
+advertise = "127.0.0.1"
+store = ["127.0.0.1:$store_port"]
+services_dir = "services.d"
+http = "127.0.0.1:15398"
+state_file = "$work/agent2/state.json"
+dns = "127.0.0.1:15397"
+TOML
+RUST_LOG=warn "$target/ns-agent" --config "$work/agent2/agent.toml" >"$work/agent2.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do dig @127.0.0.1 -p 15397 ns.corp SOA +short +tries=1 +time=1 >/dev/null 2>&1 && break; sleep 0.1; done
+python3 bench/dns_propagation.py "http://127.0.0.1:$store_port" 127.0.0.1 15397 "${PROP_N:-200}" agent | tee -a "$out"

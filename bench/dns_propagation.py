@@ -2,12 +2,15 @@
 """Propagation: from the acknowledgement of a change in the store to the changed answer at the
 gateway, over N changes of each kind (registration, health change, traffic shift); prints
 p50/p99 per kind. Queries are raw UDP packets (no dig process per poll).
-  dns_propagation.py STORE_URL DNS_HOST DNS_PORT [N]
+  dns_propagation.py STORE_URL DNS_HOST DNS_PORT [N] [LABEL]
+LABEL (default "gateway") names the server in the output and prefixes the service names, so runs
+against several servers on one store do not reuse each other's services.
 """
 import json, socket, struct, sys, time, urllib.request
 
 store, host, port = sys.argv[1].rstrip("/"), sys.argv[2], int(sys.argv[3])
 n = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+label = sys.argv[5] if len(sys.argv) > 5 else "gateway"
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.settimeout(1.0)
 
@@ -56,14 +59,14 @@ def inst(ip, dc, status="passing"):
 def report(kind, lat):
     lat.sort()
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
-    print(f"propagation {kind}: n={len(lat)} p50={p(0.5):.1f} ms p99={p(0.99):.1f} ms")
+    print(f"propagation {label} {kind}: n={len(lat)} p50={p(0.5):.1f} ms p99={p(0.99):.1f} ms")
 
 
 put("/v1/datacenters/dc1", {"subnets": ["127.0.0.0/8"]})
 put("/v1/datacenters/dc2", {"subnets": ["10.250.0.0/16"]})
 reg, health, shift = [], [], []
 for k in range(n):
-    name = f"prop{k}"
+    name = f"prop-{label}-{k}"
     put(f"/v1/services/{name}/instances/a", inst("10.9.0.1", "dc1"))
     t = time.monotonic()
     reg.append(wait(name, ["10.9.0.1"]) - t)
