@@ -16,9 +16,11 @@
 //! After a snapshot the byte rule asked for, this task also purges the whole log it covers:
 //! openraft otherwise keeps up to 1,000 entries behind a snapshot for followers that lag a
 //! little, which is cheap for small values and gigabytes for large ones. A follower that
-//! lags then gets the snapshot instead, once openraft purges: it postpones a purge while its
-//! replication stream to a member still covers the entries, and a member that is down keeps
-//! that stream open, so until it returns (and catches up by appends) the log stays.
+//! lags then gets the snapshot instead. openraft postpones a purge while a replication
+//! stream still covers the entries, including a stream to a member that is down, but each
+//! failed append to that member clears its stream and retries the purge, so a member that
+//! is down delays the purge by one failed call and never stops it (`store_purge` in the e2e
+//! tests); no purge trigger of our own is needed for lagging members.
 //!
 //! A build that fails (too many open files, a full disk) does not stop Raft (`state_machine`
 //! reports it as a warning and in `pyxis_snapshot_build_failures_total`); this task triggers

@@ -1,4 +1,5 @@
-//! Log purging with a member down: the leader's log stays bounded while a follower is dead
+//! Log purging with a member down (by the entry rule and by the byte rule of
+//! `snapshot_policy`): the leader's log stays bounded while a follower is dead
 //! or frozen, and the follower, back, catches up by installing the leader's snapshot.
 //!
 //! openraft counts every entry after a member's last matched one as still being sent to
@@ -151,4 +152,30 @@ async fn a_frozen_member_does_not_hold_the_leaders_log() {
 
     c.resume(frozen).unwrap();
     wait_caught_up_by_snapshot(&c, frozen, "/purge/", leader).await;
+}
+
+/// The byte rule's own purge (the whole log behind a snapshot it asked for) with a member
+/// killed: 40 puts of 4 MiB to 4 keys (160 MiB, snapshots by weight), then the leader's log
+/// is purged past everything the dead member had, and back, that member installs the
+/// snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_member_does_not_stop_the_byte_rule_purge() {
+    let mut c = Cluster::start_with(3, &["--watch-history-bytes", "1048576"])
+        .await
+        .unwrap();
+    let api = c.api().clone();
+    let leader = c.leader().await.unwrap();
+    let dead: NodeId = c.followers(leader)[0];
+    c.kill9(dead).unwrap();
+    let url = c.url(leader);
+    let value = vec![b'b'; pyxis_client::api::MAX_VALUE_BYTES];
+    for i in 0..40 {
+        api.put_ok(&url, &format!("/heavy/k{}", i % 4), value.clone())
+            .await
+            .unwrap();
+    }
+    // The dead member had a handful of entries; the byte rule snapshots every 16 puts.
+    wait_purged(&c, leader, 20).await;
+    c.restart(dead).await.unwrap();
+    wait_caught_up_by_snapshot(&c, dead, "/heavy/", leader).await;
 }
