@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{StreamExt as _, TryStreamExt as _};
 use harness::{Api, Cluster, eventually};
-use pyxis_client::api::{NodeId, RangeResponse};
+use pyxis_client::api::RangeResponse;
 use tokio::time::Instant;
 
 use crate::writer::{Writer, check_acked_present};
