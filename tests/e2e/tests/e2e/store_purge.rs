@@ -101,7 +101,9 @@ async fn lagging_follower_catches_up_from_snapshot() {
     );
 
     // Far past the few entries the down node had (snapshots land at varying indexes: a
-    // trigger during a build is ignored), so it cannot catch up by appends.
+    // trigger during a build is ignored), so it cannot catch up by appends. Restarting it as
+    // soon as a snapshot exists (as this test used to) races the purge, which waits for a
+    // failed append to the down node, and it then catches up by appends instead.
     wait_purged(&c, leader, 100).await;
     c.restart(lagging).await.unwrap();
     wait_caught_up_by_snapshot(&c, lagging, "/snap/", leader).await;
