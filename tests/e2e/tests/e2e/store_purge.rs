@@ -3,8 +3,9 @@
 //! or frozen, and the follower, back, catches up by installing the leader's snapshot.
 //!
 //! openraft counts every entry after a member's last matched one as still being sent to
-//! it, and does not purge entries that are being sent; these tests show that a member that
-//! is down does not hold the leader's log (and memory) that way.
+//! it, and does not purge entries that are being sent, until a failed send to that member
+//! is reported; these tests show that a member that is down does not hold the leader's log
+//! (and memory) that way for more than a few failed calls.
 
 use std::time::Duration;
 
