@@ -81,6 +81,10 @@ pub fn spawn_raft_gauges(raft: Raft, shutdown: CancellationToken) {
                     .set(m.last_applied.map_or(0, |l| l.index) as f64);
                 metrics::gauge!("pyxis_raft_snapshot_index")
                     .set(m.snapshot.map_or(0, |l| l.index) as f64);
+                // The log before this index is gone: how far a purge got, so that a log held
+                // for a lagging member shows.
+                metrics::gauge!("pyxis_raft_purged_index")
+                    .set(m.purged.map_or(0, |l| l.index) as f64);
                 metrics::gauge!("pyxis_raft_is_leader").set(if m.state == ServerState::Leader {
                     1.0
                 } else {

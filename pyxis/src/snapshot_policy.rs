@@ -16,9 +16,13 @@
 //! After a snapshot the byte rule asked for, this task also purges the whole log it covers:
 //! openraft otherwise keeps up to 1,000 entries behind a snapshot for followers that lag a
 //! little, which is cheap for small values and gigabytes for large ones. A follower that
-//! lags then gets the snapshot instead, once openraft purges: it postpones a purge while its
-//! replication stream to a member still covers the entries, and a member that is down keeps
-//! that stream open, so until it returns (and catches up by appends) the log stays.
+//! lags then gets the snapshot instead. openraft postpones a purge while a replication
+//! stream still covers the entries, including a stream to a member that is down, but the
+//! first failed append to that member that openraft reports clears its stream and runs the
+//! purge; the member, now behind the purged log, is sent snapshots, which hold no entries,
+//! so later purges do not wait for it. A member that is down thus delays one purge by a few
+//! failed calls and never stops purging (`store_purge` in the e2e tests). A trigger of our
+//! own would not help: `purge_log` goes through the same check.
 //!
 //! A build that fails (too many open files, a full disk) does not stop Raft (`state_machine`
 //! reports it as a warning and in `pyxis_snapshot_build_failures_total`); this task triggers

@@ -2,8 +2,10 @@
 //!
 //! Modules:
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
-//! - `store_faults`: kill -9 of the leader, full-cluster restart, catch-up by snapshot install,
-//!   a reused address refusing the old cluster's calls.
+//! - `store_faults`: kill -9 of the leader, full-cluster restart, a large snapshot sent to a new
+//!   member, a reused address refusing the old cluster's calls.
+//! - `store_purge`: a dead or frozen follower does not stop the leader purging its log; back, it
+//!   installs the leader's snapshot.
 //! - `store_once`: a write whose reply is lost and that is sent again (by the forwarding node, by a
 //!   client with the same request id) applies once.
 //! - `store_peer_api`: peer calls need the peer token; forwarded commands are validated as the
@@ -65,6 +67,7 @@ mod store_leases;
 mod store_limits;
 mod store_once;
 mod store_peer_api;
+mod store_purge;
 mod store_truth;
 mod store_watch;
 mod writer;
