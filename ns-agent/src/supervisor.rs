@@ -14,6 +14,7 @@ use std::io::{self, PipeReader};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -24,7 +25,7 @@ use crate::service_file::Script;
 
 mod spawn;
 
-use spawn::{Pid, Program};
+use spawn::{FileActions, Pid, Program};
 
 /// How much output of one run is kept (its tail).
 pub const OUTPUT_LIMIT: usize = 4096;
@@ -70,6 +71,17 @@ pub struct RunOptions {
 pub struct Prepared {
     what: String,
     program: Result<Program, String>,
+    /// The output file of the last run, truncated, with its file actions: a check reuses
+    /// them instead of creating a memfd and its actions every run (taken out while a run uses
+    /// them, so runs of the same `Prepared` at the same time each get their own).
+    reused: Mutex<Option<Reused>>,
+}
+
+/// An output memfd kept between runs, and the spawn file actions that name its fd.
+#[derive(Debug)]
+struct Reused {
+    file: File,
+    actions: FileActions,
 }
 
 /// Prepares `script`, to run in `dir` with `env` added to the agent's environment.
@@ -86,6 +98,7 @@ pub fn prepare(script: &Script, dir: &Path, env: &[(&str, String)]) -> Prepared 
     Prepared {
         what: describe(script),
         program,
+        reused: Mutex::new(None),
     }
 }
 
@@ -124,25 +137,42 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
         Ok(p) => p,
         Err(e) => return cannot_start(e.clone()),
     };
-    let sink = if options.reap_group {
-        spawn::memfd().map(Sink::File)
+    // A check's output file is reused: its group is dead at the end of every run.
+    let reusable = options.reap_group && options.stdin.is_none();
+    let kept = if reusable {
+        prepared.reused.lock().ok().and_then(|mut r| r.take())
     } else {
-        io::pipe().map(|(r, w)| Sink::Pipe(r, w))
+        None
     };
-    let sink = match sink {
-        Ok(s) => s,
-        Err(e) => return cannot_start(format!("output: {e}")),
+    let (sink, kept_actions) = match kept {
+        Some(r) => (Sink::File(r.file), Some(r.actions)),
+        None if options.reap_group => match spawn::memfd() {
+            Ok(f) => (Sink::File(f), None),
+            Err(e) => return cannot_start(format!("output: {e}")),
+        },
+        None => match io::pipe() {
+            Ok((r, w)) => (Sink::Pipe(r, w), None),
+            Err(e) => return cannot_start(format!("output: {e}")),
+        },
     };
     let stdin_pipe = match options.stdin.as_ref().map(|_| io::pipe()).transpose() {
         Ok(p) => p,
         Err(e) => return cannot_start(format!("stdin pipe: {e}")),
     };
-    let out_fd = match &sink {
-        Sink::File(f) => f.as_fd(),
-        Sink::Pipe(_, w) => w.as_fd(),
+    let actions = match kept_actions {
+        Some(a) => a,
+        None => {
+            let out_fd = match &sink {
+                Sink::File(f) => f.as_fd(),
+                Sink::Pipe(_, w) => w.as_fd(),
+            };
+            match program.actions(stdin_pipe.as_ref().map(|(r, _)| r.as_fd()), out_fd) {
+                Ok(a) => a,
+                Err(e) => return cannot_start(format!("file actions: {e}")),
+            }
+        }
     };
-    let spawned = program.spawn(stdin_pipe.as_ref().map(|(r, _)| r.as_fd()), out_fd);
-    let pid = match spawned {
+    let pid = match program.spawn(&actions) {
         Ok(pid) => pid,
         Err(e) => return cannot_start(e.to_string()),
     };
@@ -173,21 +203,29 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
     let duration = started.elapsed();
     let mut tail = tail;
     if let Some(f) = file {
-        // The group is dead (or was left alone: never for a memfd), so the file is complete.
+        // The group is dead (a memfd is only used when it is killed), so the file is complete.
         tail.push(&read_tail(&f));
+        if reusable
+            && f.set_len(0).is_ok()
+            && let Ok(mut r) = prepared.reused.lock()
+        {
+            *r = Some(Reused { file: f, actions });
+        }
     }
     // What is still in the pipe belongs to this run; a background child that keeps the pipe
     // open (a `start` script's server) is not waited for beyond the grace period.
-    let mut buf = [0u8; 1024];
-    let grace = tokio::time::sleep(OUTPUT_GRACE);
-    tokio::pin!(grace);
-    while reader.is_some() {
-        tokio::select! {
-            () = &mut grace => break,
-            n = read_some(&mut reader, &mut buf) => match n {
-                Some(n) => tail.push(&buf[..n]),
-                None => reader = None,
-            },
+    if reader.is_some() {
+        let mut buf = [0u8; 1024];
+        let grace = tokio::time::sleep(OUTPUT_GRACE);
+        tokio::pin!(grace);
+        while reader.is_some() {
+            tokio::select! {
+                () = &mut grace => break,
+                n = read_some(&mut reader, &mut buf) => match n {
+                    Some(n) => tail.push(&buf[..n]),
+                    None => reader = None,
+                },
+            }
         }
     }
     let mut output = tail.text();

@@ -26,6 +26,7 @@ pub(super) struct Program {
     _strings: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    attr: SpawnAttr,
 }
 
 // SAFETY: the raw pointers point into the heap buffers of `_strings`, which the struct owns and
@@ -73,18 +74,19 @@ impl Program {
             _strings: strings,
             argv_ptrs,
             envp_ptrs,
+            attr: SpawnAttr::new().map_err(|e| format!("spawn attributes: {e}"))?,
         })
     }
 
-    /// Spawns it as the leader of a new process group, with `stdin` (or `/dev/null`) as fd 0
-    /// and `output` as fds 1 and 2, every signal at its default and none blocked.
-    pub(super) fn spawn(
+    /// The file actions for a spawn: `stdin` (or `/dev/null`) as fd 0, `output` as fds 1 and
+    /// 2, and the script's directory. They name fd numbers, so they can be kept as long as
+    /// those fds are (a reused output file).
+    pub(super) fn actions(
         &self,
         stdin: Option<BorrowedFd<'_>>,
         output: BorrowedFd<'_>,
-    ) -> io::Result<Pid> {
+    ) -> io::Result<FileActions> {
         let actions = FileActions::new()?;
-        let attr = SpawnAttr::new()?;
         match stdin {
             Some(fd) => actions.dup2(fd.as_raw_fd(), 0)?,
             None => actions.open_null(0)?,
@@ -92,6 +94,12 @@ impl Program {
         actions.dup2(output.as_raw_fd(), 1)?;
         actions.dup2(output.as_raw_fd(), 2)?;
         actions.chdir(&self.dir)?;
+        Ok(actions)
+    }
+
+    /// Spawns it with `actions` as the leader of a new process group, every signal at its
+    /// default and none blocked.
+    pub(super) fn spawn(&self, actions: &FileActions) -> io::Result<Pid> {
         let mut pid: libc::pid_t = 0;
         // SAFETY: every pointer is valid for the call: `path` and the NUL-terminated argv/envp
         // arrays point into strings owned by `self`; `actions` and `attr` are initialised.
@@ -100,7 +108,7 @@ impl Program {
                 &mut pid,
                 self.path.as_ptr(),
                 &actions.0,
-                &attr.0,
+                &self.attr.0,
                 self.argv_ptrs.as_ptr().cast(),
                 self.envp_ptrs.as_ptr().cast(),
             )
@@ -136,7 +144,20 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-struct FileActions(libc::posix_spawn_file_actions_t);
+/// What the child does with its fds before exec.
+pub(super) struct FileActions(libc::posix_spawn_file_actions_t);
+
+// SAFETY: the object owns its heap array of actions and has no thread affinity; after it is
+// built it is only read (by posix_spawn), so it may move to and be read from any thread.
+unsafe impl Send for FileActions {}
+// SAFETY: as above: `&FileActions` is only read.
+unsafe impl Sync for FileActions {}
+
+impl std::fmt::Debug for FileActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileActions")
+    }
+}
 
 impl FileActions {
     fn new() -> io::Result<Self> {
@@ -184,7 +205,14 @@ impl Drop for FileActions {
     }
 }
 
+/// Process group, signal mask and signal defaults of every spawn (the same for all).
 struct SpawnAttr(libc::posix_spawnattr_t);
+
+impl std::fmt::Debug for SpawnAttr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpawnAttr")
+    }
+}
 
 impl SpawnAttr {
     /// Own process group (pgid = the child's pid), empty signal mask, every signal default:
@@ -295,7 +323,9 @@ impl Pid {
     }
 }
 
-/// An anonymous in-memory file (close-on-exec) for one run's output.
+/// An anonymous in-memory file (close-on-exec) for runs' output, opened `O_APPEND`: the
+/// file description (and its offset) is shared with the children, so after a truncation the
+/// next run's writes must start at the new end, not at an old offset.
 pub(super) fn memfd() -> io::Result<File> {
     // SAFETY: the name is a static NUL-terminated string; a non-negative result is a new fd.
     let fd = unsafe { libc::memfd_create(c"ns-agent-output".as_ptr(), libc::MFD_CLOEXEC) };
@@ -303,5 +333,10 @@ pub(super) fn memfd() -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: fcntl on an fd we own, with integer arguments.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, libc::O_APPEND) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
