@@ -4,8 +4,10 @@
 //! killed (`killpg`), so a hung script's children never linger. Its stdout and stderr are kept,
 //! bounded to the last [`OUTPUT_LIMIT`] bytes, for the status API. The script's exit is waited
 //! for, not the end of its output: a `start` script leaves its server running in the background
-//! holding the pipes. What a result means (passing, critical) is `health`'s business; when to
-//! run which script is `lifecycle`'s.
+//! holding its pipe. Runs whose group is killed at the end (checks, alerts) write into a memfd
+//! read once afterwards instead of a pipe. Spawning, reaping and signals are `spawn`'s (the
+//! one module with `unsafe`). What a result means (passing, critical) is `health`'s business;
+//! when to run which script is `lifecycle`'s.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
