@@ -112,6 +112,7 @@ pub fn spawn(
             spec,
             tracker: Tracker::new(1, 1),
             admitted: false,
+            health_program: None,
         }
         .run(rx)
         .await;
@@ -125,6 +126,9 @@ struct Lifecycle {
     key: RegKey,
     tracker: Tracker,
     admitted: bool,
+    /// The health script ready to spawn, built on the first check after each change of
+    /// `spec` (argv and environment are not rebuilt for every check).
+    health_program: Option<supervisor::Prepared>,
 }
 
 impl Lifecycle {
@@ -167,11 +171,13 @@ impl Lifecycle {
                                 self.stop_sequence().await;
                                 self.key = (new.name.clone(), self.instance_id_of(&new));
                                 self.spec = new;
+                                self.health_program = None;
                                 continue 'life;
                             }
                             let retime = new.health.interval != self.spec.health.interval;
                             self.tracker.set_thresholds(new.health.fail_after, new.health.pass_after);
                             self.spec = new;
+                                self.health_program = None;
                             if retime {
                                 ticker = tokio::time::interval(self.spec.health.interval);
                                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -192,11 +198,12 @@ impl Lifecycle {
     /// One health check, and whatever it decides.
     async fn check(&mut self) {
         let timeout = self.spec.health.timeout;
-        let script = self.spec.scripts.health.clone();
-        let o = supervisor::run(
-            &script,
-            self.spec.dir(),
-            &self.env(),
+        let program = match self.health_program.take() {
+            Some(p) => p,
+            None => supervisor::prepare(&self.spec.scripts.health, self.spec.dir(), &self.env()),
+        };
+        let o = supervisor::run_prepared(
+            &program,
             timeout,
             RunOptions {
                 stdin: None,
@@ -204,6 +211,7 @@ impl Lifecycle {
             },
         )
         .await;
+        self.health_program = Some(program);
         let result = classify(&o);
         metrics::counter!("ns_agent_checks_total", "result" => health_name(result)).increment(1);
         metrics::histogram!("ns_agent_check_duration_seconds").record(o.duration.as_secs_f64());

@@ -4,21 +4,30 @@
 //! killed (`killpg`), so a hung script's children never linger. Its stdout and stderr are kept,
 //! bounded to the last [`OUTPUT_LIMIT`] bytes, for the status API. The script's exit is waited
 //! for, not the end of its output: a `start` script leaves its server running in the background
-//! holding the pipes. What a result means (passing, critical) is `health`'s business; when to
-//! run which script is `lifecycle`'s.
+//! holding its pipe. Runs whose group is killed at the end (checks, alerts) write into a memfd
+//! read once afterwards instead of a pipe. Spawning, reaping and signals are `spawn`'s (the
+//! one module with `unsafe`). What a result means (passing, critical) is `health`'s business;
+//! when to run which script is `lifecycle`'s.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, PipeReader};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
-use tokio::process::Command;
 use tokio::time::Instant;
 
 use crate::service_file::Script;
+
+mod spawn;
+
+use spawn::{FileActions, Pid, Program};
 
 /// How much output of one run is kept (its tail).
 pub const OUTPUT_LIMIT: usize = 4096;
@@ -57,6 +66,44 @@ pub struct RunOptions {
     pub reap_group: bool,
 }
 
+/// A script with its directory and environment turned into what `posix_spawn` takes, built
+/// once per definition (a health check runs it every interval). The agent's own environment
+/// is captured when this is built.
+#[derive(Debug)]
+pub struct Prepared {
+    what: String,
+    program: Result<Program, String>,
+    /// The output file of the last run, truncated, with its file actions: a check reuses
+    /// them instead of creating a memfd and its actions every run (taken out while a run uses
+    /// them, so runs of the same `Prepared` at the same time each get their own).
+    reused: Mutex<Option<Reused>>,
+}
+
+/// An output memfd kept between runs, and the spawn file actions that name its fd.
+#[derive(Debug)]
+struct Reused {
+    file: File,
+    actions: FileActions,
+}
+
+/// Prepares `script`, to run in `dir` with `env` added to the agent's environment.
+pub fn prepare(script: &Script, dir: &Path, env: &[(&str, String)]) -> Prepared {
+    let program = match script {
+        Script::Path(p) => Program::new(p.as_os_str(), &[], dir, env),
+        Script::Shell(s) => Program::new(
+            OsStr::new("/bin/sh"),
+            &[OsStr::new("-c"), OsStr::new(s)],
+            dir,
+            env,
+        ),
+    };
+    Prepared {
+        what: describe(script),
+        program,
+        reused: Mutex::new(None),
+    }
+}
+
 /// Runs `script` in `dir` with `env` added to the agent's environment, killing its process
 /// group at `timeout`.
 pub async fn run(
@@ -66,99 +113,121 @@ pub async fn run(
     timeout: Duration,
     options: RunOptions,
 ) -> Outcome {
+    run_prepared(&prepare(script, dir, env), timeout, options).await
+}
+
+/// Where a run's stdout and stderr go.
+enum Sink {
+    /// A memfd, read once the group is dead: no pipe, no epoll, no read loop. Only for runs
+    /// whose group is killed at the end; a `start` script's server would keep filling it.
+    File(File),
+    /// A pipe, read while it runs and for [`OUTPUT_GRACE`] after: a background server that
+    /// holds it must not make the agent wait, nor grow its memory.
+    Pipe(PipeReader, io::PipeWriter),
+}
+
+/// Runs a prepared script, killing its process group at `timeout`.
+pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOptions) -> Outcome {
     let started = Instant::now();
-    let mut cmd = match script {
-        Script::Path(p) => Command::new(p),
-        Script::Shell(s) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(s);
-            c
-        }
-    };
     let cannot_start = |what: String| Outcome {
         exit: None,
         timed_out: false,
-        output: format!("cannot start {}: {what}", describe(script)),
+        output: format!("cannot start {}: {what}", prepared.what),
         duration: started.elapsed(),
     };
-    // One pipe for stdout and stderr: their output interleaves as written, and a check costs
-    // one pipe and one reader instead of two.
-    let (pipe_rx, pipe_tx) = match std::io::pipe() {
+    let program = match &prepared.program {
         Ok(p) => p,
-        Err(e) => return cannot_start(format!("pipe: {e}")),
+        Err(e) => return cannot_start(e.clone()),
     };
-    let pipe_tx_err = match pipe_tx.try_clone() {
+    // A check's output file is reused: its group is dead at the end of every run.
+    let reusable = options.reap_group && options.stdin.is_none();
+    let kept = if reusable {
+        prepared.reused.lock().ok().and_then(|mut r| r.take())
+    } else {
+        None
+    };
+    let (sink, kept_actions) = match kept {
+        Some(r) => (Sink::File(r.file), Some(r.actions)),
+        None if options.reap_group => match spawn::memfd() {
+            Ok(f) => (Sink::File(f), None),
+            Err(e) => return cannot_start(format!("output: {e}")),
+        },
+        None => match io::pipe() {
+            Ok((r, w)) => (Sink::Pipe(r, w), None),
+            Err(e) => return cannot_start(format!("output: {e}")),
+        },
+    };
+    let stdin_pipe = match options.stdin.as_ref().map(|_| io::pipe()).transpose() {
         Ok(p) => p,
-        Err(e) => return cannot_start(format!("pipe: {e}")),
+        Err(e) => return cannot_start(format!("stdin pipe: {e}")),
     };
-    cmd.current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(if options.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(pipe_tx)
-        .stderr(pipe_tx_err)
-        .process_group(0);
-    let spawned = cmd.spawn();
-    // The command holds the pipe's write ends: drop them, or the output never ends.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
+    let actions = match kept_actions {
+        Some(a) => a,
+        None => {
+            let out_fd = match &sink {
+                Sink::File(f) => f.as_fd(),
+                Sink::Pipe(_, w) => w.as_fd(),
+            };
+            match program.actions(stdin_pipe.as_ref().map(|(r, _)| r.as_fd()), out_fd) {
+                Ok(a) => a,
+                Err(e) => return cannot_start(format!("file actions: {e}")),
+            }
+        }
+    };
+    let pid = match program.spawn(&actions) {
+        Ok(pid) => pid,
         Err(e) => return cannot_start(e.to_string()),
     };
-    // The child leads its own group (process_group(0)), so its pid is the group id.
-    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    let mut reader = pipe::Receiver::from_owned_fd(OwnedFd::from(pipe_rx)).ok();
-    let mut tail = Tail::default();
-    let mut buf = [0u8; 1024];
-    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), options.stdin) {
+    let child = Child {
+        pid,
+        reaped: false,
+        kill_on_drop: options.reap_group,
+    };
+    // The child has its copies: the agent must not hold the pipes' other ends, or the output
+    // never ends and a script reading stdin never sees its end.
+    let (mut reader, file) = match sink {
+        Sink::File(f) => (None, Some(f)),
+        Sink::Pipe(r, w) => {
+            drop(w);
+            (pipe::Receiver::from_owned_fd(OwnedFd::from(r)).ok(), None)
+        }
+    };
+    if let (Some((r, w)), Some(bytes)) = (stdin_pipe, options.stdin) {
+        drop(r);
         // A script that does not read its stdin must not block the agent.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&bytes).await;
-        });
+        if let Ok(mut tx) = pipe::Sender::from_owned_fd(OwnedFd::from(w)) {
+            tokio::spawn(async move {
+                let _ = tx.write_all(&bytes).await;
+            });
+        }
     }
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let waited = loop {
-        tokio::select! {
-            status = child.wait() => break Some(status),
-            () = &mut deadline => break None,
-            n = read_some(&mut reader, &mut buf) => match n {
-                Some(n) => tail.push(&buf[..n]),
-                None => reader = None,
-            },
-        }
-    };
-    let (exit, timed_out) = match waited {
-        Some(Ok(status)) => (status.code(), false),
-        Some(Err(e)) => {
-            tail.push(format!("\nwaiting for the script failed: {e}").as_bytes());
-            (None, false)
-        }
-        None => {
-            // Killed before the child is reaped, so the group id cannot have been reused.
-            kill_group(pgid);
-            let _ = child.wait().await;
-            (None, true)
-        }
-    };
-    if options.reap_group && !timed_out {
-        kill_group(pgid);
-    }
+    let (exit, timed_out, tail) = supervise(child, timeout, options.reap_group, &mut reader).await;
     let duration = started.elapsed();
+    let mut tail = tail;
+    if let Some(f) = file {
+        // The group is dead (a memfd is only used when it is killed), so the file is complete.
+        tail.push(&read_tail(&f));
+        if reusable
+            && f.set_len(0).is_ok()
+            && let Ok(mut r) = prepared.reused.lock()
+        {
+            *r = Some(Reused { file: f, actions });
+        }
+    }
     // What is still in the pipe belongs to this run; a background child that keeps the pipe
     // open (a `start` script's server) is not waited for beyond the grace period.
-    let grace = tokio::time::sleep(OUTPUT_GRACE);
-    tokio::pin!(grace);
-    while reader.is_some() {
-        tokio::select! {
-            () = &mut grace => break,
-            n = read_some(&mut reader, &mut buf) => match n {
-                Some(n) => tail.push(&buf[..n]),
-                None => reader = None,
-            },
+    if reader.is_some() {
+        let mut buf = [0u8; 1024];
+        let grace = tokio::time::sleep(OUTPUT_GRACE);
+        tokio::pin!(grace);
+        while reader.is_some() {
+            tokio::select! {
+                () = &mut grace => break,
+                n = read_some(&mut reader, &mut buf) => match n {
+                    Some(n) => tail.push(&buf[..n]),
+                    None => reader = None,
+                },
+            }
         }
     }
     let mut output = tail.text();
@@ -176,22 +245,125 @@ pub async fn run(
     }
 }
 
+/// Waits for the child's exit (reading the pipe meanwhile, if there is one), killing its
+/// group at `timeout`; returns the exit code, whether it timed out, and the output read.
+async fn supervise(
+    mut child: Child,
+    timeout: Duration,
+    reap_group: bool,
+    reader: &mut Option<pipe::Receiver>,
+) -> (Option<i32>, bool, Tail) {
+    let mut tail = Tail::default();
+    let mut buf = [0u8; 1024];
+    let pid = child.pid;
+    let wait = wait_exit(pid, reap_group);
+    tokio::pin!(wait);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let waited = loop {
+        tokio::select! {
+            status = &mut wait => break Some(status),
+            () = &mut deadline => break None,
+            n = read_some(reader, &mut buf) => match n {
+                Some(n) => tail.push(&buf[..n]),
+                None => *reader = None,
+            },
+        }
+    };
+    let (exit, timed_out) = match waited {
+        Some(Ok(code)) => (code, false),
+        Some(Err(e)) => {
+            tail.push(format!("\nwaiting for the script failed: {e}").as_bytes());
+            (None, false)
+        }
+        None => {
+            // Killed before the leader is reaped, so the group id cannot have been reused.
+            pid.kill_group();
+            if let Err(e) = (&mut wait).await {
+                tail.push(format!("\nwaiting for the killed script failed: {e}").as_bytes());
+            }
+            (None, true)
+        }
+    };
+    child.reaped = true;
+    (exit, timed_out, tail)
+}
+
+/// A spawned child, reaped (in the background) if its run is dropped before it exits.
+struct Child {
+    pid: Pid,
+    reaped: bool,
+    /// Kill its group when dropped unreaped (a check's group is disposable; a `start`'s is
+    /// the service).
+    kill_on_drop: bool,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if self.kill_on_drop {
+            self.pid.kill_group();
+        }
+        let pid = self.pid;
+        // No zombie: wait for it off the runtime's threads.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(move || pid.reap(true))),
+            Err(_) => drop(std::thread::spawn(move || pid.reap(true))),
+        }
+    }
+}
+
+/// Waits for `pid`'s exit and reaps it: through a pidfd in the runtime's epoll, or, on a kernel
+/// without pidfds, a blocking wait on the blocking pool. With `kill_group`, what is left of its
+/// group is killed between the exit and the reaping, while the group id cannot be reused.
+async fn wait_exit(pid: Pid, kill_group: bool) -> io::Result<Option<i32>> {
+    let finish = move || {
+        if kill_group {
+            pid.kill_group();
+        }
+        pid.reap(false)?
+            .ok_or_else(|| io::Error::other("an exited child could not be reaped"))
+    };
+    if let Some(afd) = pid.pidfd() {
+        loop {
+            let mut guard = afd.readable().await?;
+            if pid.exited(false)? {
+                return finish();
+            }
+            guard.clear_ready();
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        pid.exited(true)?;
+        finish()
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// The last [`OUTPUT_LIMIT`] bytes of a run's output file; a read error leaves what was read.
+fn read_tail(f: &File) -> Vec<u8> {
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(OUTPUT_LIMIT as u64);
+    let mut buf = vec![0u8; usize::try_from(len - from).unwrap_or(OUTPUT_LIMIT)];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], from + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf.truncate(got);
+    buf
+}
+
 /// The script as a log line shows it.
 pub fn describe(script: &Script) -> String {
     match script {
         Script::Path(p) => p.display().to_string(),
         Script::Shell(s) => format!("/bin/sh -c {s:?}"),
-    }
-}
-
-/// SIGKILL to every process of group `pgid`; a group that is already gone is not an error.
-fn kill_group(pgid: Option<i32>) {
-    let Some(pgid) = pgid.filter(|p| *p > 1) else {
-        return;
-    };
-    // SAFETY: killpg takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::killpg(pgid, libc::SIGKILL);
     }
 }
 

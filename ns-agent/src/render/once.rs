@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn a_template_error_is_printed_once_through_anyhow() {
         let e = OnceError::from(RenderError::of_file(
-            std::path::Path::new("bad.tera"),
+            Path::new("bad.tera"),
             "unexpected end".into(),
         ));
         let printed = format!("{:#}", anyhow::Error::from(e));

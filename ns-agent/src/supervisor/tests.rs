@@ -159,3 +159,102 @@ fn is_zombie(pid: i32) -> bool {
         })
         .unwrap_or(true)
 }
+
+#[tokio::test]
+async fn no_agent_fd_leaks_into_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any fd the agent opens (this file, the run's memfd) must be close-on-exec. (The test
+    // runner's own inheritable fds, a jobserver pipe, may show up: they are not the agent's.)
+    let _held = File::open(dir.path()).unwrap();
+    let o = quick(&sh("ls -l /proc/self/fd/"), dir.path(), 5000).await;
+    assert!(o.success(), "{o:?}");
+    let listed: Vec<&str> = o.output.lines().filter(|l| l.contains(" -> ")).collect();
+    assert!(listed.iter().any(|l| l.contains(" 1 -> ")), "{}", o.output);
+    let dir_name = dir.path().display().to_string();
+    for l in &listed {
+        // fds 1 and 2 are the run's output file itself.
+        let fd = l
+            .split(" -> ")
+            .next()
+            .and_then(|f| f.split_whitespace().last());
+        if matches!(fd, Some("1" | "2")) {
+            continue;
+        }
+        assert!(!l.contains("ns-agent-output"), "output fd leaked: {l}");
+        assert!(!l.ends_with(&dir_name), "agent file leaked: {l}");
+    }
+}
+
+#[tokio::test]
+async fn the_script_gets_default_signals_its_own_group_and_the_agent_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rust ignores SIGPIPE in the agent; a script must see it at its default, no signal
+    // blocked, and lead its own group.
+    let o = quick(
+        &sh("grep -E '^Sig(Ign|Blk)' /proc/self/status; ps -o pid=,pgid= -p $$; echo \"path=$PATH\""),
+        dir.path(),
+        5000,
+    )
+    .await;
+    assert!(o.success(), "{o:?}");
+    let mask = |name: &str| {
+        let line = o.output.lines().find(|l| l.starts_with(name)).unwrap_or("");
+        u64::from_str_radix(line.trim_start_matches(name).trim(), 16).unwrap_or(u64::MAX)
+    };
+    // Signals 1-31 at their default; glibc's spawn leaves its two internal real-time signals
+    // (32, 33) ignored, as std's posix_spawn path does.
+    assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{}", o.output);
+    assert_eq!(mask("SigBlk:"), 0, "{}", o.output);
+    let ids: Vec<&str> = o
+        .output
+        .lines()
+        .find(|l| !l.starts_with("Sig") && !l.starts_with("path="))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(ids.len(), 2, "{}", o.output);
+    assert_eq!(ids[0], ids[1], "not its own group leader: {}", o.output);
+    let path = std::env::var("PATH").unwrap_or_default();
+    assert!(o.output.contains(&format!("path={path}")), "{}", o.output);
+}
+
+#[tokio::test]
+async fn a_prepared_script_runs_again_with_fresh_output_and_leaves_no_zombie() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = prepare(
+        &sh("echo run-$NS_SERVICE; echo $$"),
+        dir.path(),
+        &[
+            ("NS_SERVICE", "web".into()),
+            ("PATH", "/usr/bin:/bin".into()),
+        ],
+    );
+    let opts = RunOptions {
+        reap_group: true,
+        ..RunOptions::default()
+    };
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let o = run_prepared(&p, Duration::from_secs(5), opts.clone()).await;
+        assert!(o.success(), "{o:?}");
+        let mut lines = o.output.lines();
+        assert_eq!(lines.next(), Some("run-web"), "{}", o.output);
+        pids.push(lines.next().unwrap().parse::<i32>().unwrap());
+        assert_eq!(
+            lines.next(),
+            None,
+            "output of an earlier run kept: {}",
+            o.output
+        );
+    }
+    for pid in pids {
+        assert!(!alive(pid), "{pid} not reaped");
+    }
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_a_command_is_reported_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = quick(&sh("echo a\0b"), dir.path(), 5000).await;
+    assert_eq!(o.exit, None);
+    assert!(o.output.contains("NUL"), "{}", o.output);
+}
