@@ -2,12 +2,12 @@
 //! forwarded to the upstreams, for the clients `dns_allow` admits.
 //!
 //! [`start`] binds UDP and TCP on `dns` (no server when `dns` is absent), keeps an
-//! `ArcSwap<Zone>` rebuilt from each snapshot the mirror publishes, and runs the server on a
-//! runtime of its own (`server`). A query goes through `handler`: ACL (`acl`), then
-//! `ns_core::zone` with the agent's datacenter as the client's and a client key derived from
-//! the host's own (advertised) address, so every process on the host gets the gray group the
-//! gateway would give the host itself; names outside the zone go to `forward` and its
-//! `cache`. While the store is unreachable the last zone keeps answering; `stats` says how
+//! `ArcSwap<Zone>` rebuilt from each snapshot the mirror publishes, and runs the socket loops
+//! on threads of their own (`server`). A query goes through `handler`: ACL (`acl`), then the
+//! gateway's packet path (`ns_core::zone::packet::Responder`) with the agent's datacenter as
+//! the client's and the host's own (advertised) address as its source, so every process on
+//! the host gets the gray group the gateway would give the host itself; names outside the
+//! zone go to `forward` and its `cache`, their replies encoded by `reply`. While the store is unreachable the last zone keeps answering; `stats` says how
 //! stale it is in `/v1/agent/status` and `/metrics`. The names, records and rcodes are
 //! `ns_core::zone`'s, shared with the gateway; nothing here knows about templates or the API.
 
@@ -15,6 +15,7 @@ pub mod acl;
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod reply;
 pub mod server;
 pub mod stats;
 
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use acl::Acl;
 use forward::Forwarder;
-use handler::AgentHandler;
+use handler::Handler;
 use stats::{DnsView, Stats};
 
 /// Most instances in one answer (the gateway's cap).
@@ -66,6 +67,9 @@ pub struct DnsSettings {
     pub zone: Name,
     /// Zone TTL in seconds.
     pub ttl: u32,
+    /// The host's own (advertised) address: the zone's answers are computed for a client
+    /// there, as the gateway would answer the host.
+    pub host: IpAddr,
 }
 
 impl DnsSettings {
@@ -80,6 +84,7 @@ impl DnsSettings {
             allow: config.dns_allow.clone(),
             zone,
             ttl: u32::try_from(config.dns_ttl.as_secs()).unwrap_or(u32::MAX),
+            host: config.advertise,
         })
     }
 }
@@ -120,6 +125,7 @@ pub fn client_of(datacenter: &DcName, host: IpAddr) -> ClientCtx {
 }
 
 /// Starts the local DNS; call inside the agent's runtime (the zone follows the mirror there).
+/// `client` must be [`client_of`] the agent's datacenter and `settings.host`.
 /// It stops when `shutdown` is cancelled or the returned [`Dnsd`] is dropped.
 pub fn start(
     settings: DnsSettings,
@@ -150,23 +156,17 @@ pub fn start(
         stop.clone(),
     ));
     let stats = Arc::new(Stats::default());
-    let acl = Arc::new(Acl::new(&settings.allow));
-    let upstreams = settings.upstreams.clone();
+    let acl = Acl::new(&settings.allow);
     let handler_stats = Arc::clone(&stats);
-    let make_handler = move || match Forwarder::new(&upstreams, forward::CACHE_ENTRIES) {
-        Ok(f) => Some(AgentHandler::new(
-            zone,
-            client,
-            acl,
-            Arc::new(f),
-            handler_stats,
-        )),
+    let (upstreams, host) = (&settings.upstreams, settings.host);
+    let make_handler = move || match Forwarder::new(upstreams, forward::CACHE_ENTRIES) {
+        Ok(f) => Some(Handler::new(zone, client, host, acl, f, handler_stats)),
         Err(e) => {
             tracing::error!(error = %e, "dns: the forwarder could not be built; local dns off");
             None
         }
     };
-    server::spawn(listeners, cores, make_handler, stop.clone()).map_err(DnsError::Thread)?;
+    server::spawn(listeners, cores.min(2), make_handler, stop.clone()).map_err(DnsError::Thread)?;
     tracing::info!(zone = %settings.zone, upstreams = ?settings.upstreams, "listening dns-udp={addr}");
     tracing::info!("listening dns-tcp={addr}");
     Ok(Dnsd { addr, stats, stop })

@@ -1,199 +1,162 @@
-//! [`AgentHandler`]: the agent's hickory `RequestHandler`, between the wire and the answer
-//! logic: the ACL, then `ns_core::zone` for the zone's names, then the [`Forwarder`] for the
-//! rest.
+//! [`Handler`]: between the socket loops and the answer logic: the ACL, then
+//! `ns_core::zone::packet::Responder` (the gateway's fast path) for the zone's names, then the
+//! [`Forwarder`] for the rest.
 //!
-//! Like the gateway's handler it has no logic of its own about names: records and rcodes are
-//! `ns_core::zone`'s, the reply's OPT `ns_core::zone::wire`'s. It does not place clients:
-//! every client of an agent is on its host, so the client context is fixed at start (the
-//! agent's datacenter, and a key from the host's own address). Malformed packets never reach
-//! it (hickory answers FORMERR when the header decodes, and drops the rest). A zone answer
-//! takes no lock and does no I/O (the zone is an `ArcSwap`); only forwarding awaits.
+//! It has no logic of its own about names: records, rcodes and the reply bytes of the zone are
+//! `ns_core`'s. It does not place clients: every client of an agent is on its host, so the
+//! request carries the agent's datacenter and the host's own (advertised) address as the
+//! source, from which the responder derives the gateway's key for the host. A zone answer
+//! takes no lock and does no I/O (the zone is an `ArcSwap`, the responder is the worker's);
+//! only forwarding awaits, and the socket loops run it apart from the zone's answers.
 
-use std::iter;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Record, RecordType};
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
 use ns_core::placement::Placement;
 use ns_core::routing::ClientCtx;
-use ns_core::zone::{NameKind, wire};
-use ns_core::{QueryParams, Zone};
+use ns_core::zone::packet::{Outcome, Request, Responder};
+use ns_core::{DcName, QueryParams, Zone};
 
 use super::acl::Acl;
 use super::forward::Forwarder;
+use super::reply;
 use super::stats::Stats;
 
-/// The local DNS's request handler.
-#[derive(Debug, Clone)]
-pub struct AgentHandler {
+/// What to do with a packet after [`Handler::answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send the reply written to `out`.
+    Reply,
+    /// Send nothing (no header, a response, or garbage from a client outside `dns_allow`).
+    Drop,
+    /// The name is outside the zone: [`Handler::forward`] the packet.
+    Forward,
+}
+
+/// The local DNS's query handler, shared by every socket loop.
+#[derive(Debug)]
+pub struct Handler {
     zone: Arc<ArcSwap<Zone>>,
-    /// Where every client of this agent is: its datacenter, its host's key; no ECS scope.
+    /// The agent's datacenter, every client's.
+    dc: Option<DcName>,
+    /// The host's own address, the source the zone's answers are computed for.
+    host: IpAddr,
+    /// The client's placement for the forwarded replies' OPT (no ECS scope).
     placement: Placement,
-    acl: Arc<Acl>,
-    forwarder: Arc<Forwarder>,
+    acl: Acl,
+    forwarder: Forwarder,
     stats: Arc<Stats>,
 }
 
-/// The sections and header bits of one reply.
-struct Reply<'a> {
-    rcode: ResponseCode,
-    authoritative: bool,
-    answers: &'a [Record],
-    authority: &'a [Record],
-    additionals: &'a [Record],
-}
-
-impl AgentHandler {
-    /// A handler answering the zone `zone` holds at each query for `client`, forwarding the
-    /// rest, for the clients `acl` allows.
+impl Handler {
+    /// A handler answering the zone `zone` holds at each query for `client` (whose key is
+    /// the one of `host`), forwarding the rest, for the clients `acl` allows.
     pub fn new(
         zone: Arc<ArcSwap<Zone>>,
         client: ClientCtx,
-        acl: Arc<Acl>,
-        forwarder: Arc<Forwarder>,
+        host: IpAddr,
+        acl: Acl,
+        forwarder: Forwarder,
         stats: Arc<Stats>,
-    ) -> AgentHandler {
-        let placement = Placement {
-            client,
-            scope: 0,
-            source_prefix: 0,
-        };
-        AgentHandler {
+    ) -> Handler {
+        Handler {
             zone,
-            placement,
+            dc: client.dc.clone(),
+            host,
+            placement: Placement {
+                client,
+                scope: 0,
+                source_prefix: 0,
+            },
             acl,
             forwarder,
             stats,
         }
     }
 
-    /// Sends `reply`, echoing the query's OPT (clamped size; ECS with scope 0, since the
-    /// answer does not depend on the client's subnet).
-    async fn send<R: ResponseHandler>(
+    /// Answers `packet` from `peer` with the worker's `responder`, writing any reply into
+    /// `out`; the caller then sends it, drops the packet, or forwards it.
+    pub fn answer(
         &self,
-        request: &Request,
-        mut response: R,
-        reply: Reply<'_>,
-    ) -> ResponseInfo {
-        let edns = wire::reply_edns(request.edns.as_ref(), &self.placement, false);
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.authoritative = reply.authoritative;
-        meta.response_code = reply.rcode;
-        meta.recursion_available = self.forwarder.enabled();
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let msg = builder.build(
-            meta,
-            reply.answers.iter(),
-            reply.authority.iter(),
-            iter::empty(),
-            reply.additionals.iter(),
-        );
-        match response.send_response(msg).await {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, src = %request.src(), "reply not sent");
-                serve_failed(&request.metadata)
-            }
-        }
-    }
-
-    /// A reply with no records and `rcode`, the OPT echoed if the query had one.
-    async fn error<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        mut response: R,
-        rcode: ResponseCode,
-    ) -> ResponseInfo {
-        let edns = request.edns.as_ref().map(|_| {
-            let mut e = Edns::new();
-            e.set_max_payload(wire::MAX_UDP_PAYLOAD);
-            e
-        });
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let msg = builder.error_msg(&request.metadata, rcode);
-        match response.send_response(msg).await {
-            Ok(info) => info,
-            Err(_) => serve_failed(&request.metadata),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for AgentHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response: R,
-    ) -> ResponseInfo {
-        if !self.acl.allows(request.src().ip()) {
+        responder: &mut Responder,
+        packet: &[u8],
+        peer: IpAddr,
+        tcp: bool,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        if !self.acl.allows(peer) {
             self.stats.refused_acl();
+            if !reply::refused(packet, tcp, out) {
+                return Step::Drop;
+            }
             self.stats
                 .query(RecordType::Unknown(0), ResponseCode::Refused);
-            return self.error(request, response, ResponseCode::Refused).await;
+            return Step::Reply;
         }
-        if request.metadata.op_code != OpCode::Query {
-            self.stats
-                .query(RecordType::Unknown(0), ResponseCode::NotImp);
-            return self.error(request, response, ResponseCode::NotImp).await;
-        }
-        let Ok(info) = request.request_info() else {
-            self.stats
-                .query(RecordType::Unknown(0), ResponseCode::FormErr);
-            return self.error(request, response, ResponseCode::FormErr).await;
-        };
-        let query = info.query.original();
-        let (qname, qtype) = (query.name(), query.query_type());
         let zone = self.zone.load();
-        let params = QueryParams {
-            now_ms: now_ms(),
-            seed: rand::random(),
+        let req = Request {
+            packet,
+            src: self.host,
+            tcp,
+            dc: self.dc.as_ref(),
+            params: QueryParams {
+                now_ms: now_ms(),
+                seed: rand::random(),
+            },
         };
-        let answer = zone.answer(qname, qtype, &self.placement.client, params);
-        if answer.kind != NameKind::Outside {
-            if answer.fail_open {
-                self.stats.fail_open();
+        match responder.respond(&zone, &req, out) {
+            Outcome::Answered {
+                rcode,
+                qtype,
+                fail_open,
+            } => {
+                if fail_open {
+                    self.stats.fail_open();
+                }
+                self.stats.query(qtype, rcode);
+                Step::Reply
             }
-            self.stats.query(qtype, answer.rcode);
-            let reply = Reply {
-                rcode: answer.rcode,
-                authoritative: answer.authoritative,
-                answers: &answer.answers,
-                authority: &answer.authority,
-                additionals: &answer.additionals,
-            };
-            return self.send(request, response, reply).await;
+            Outcome::Outside { .. } => Step::Forward,
+            Outcome::Malformed { replied: true } => {
+                self.stats
+                    .query(RecordType::Unknown(0), ResponseCode::FormErr);
+                Step::Reply
+            }
+            Outcome::Malformed { replied: false } => Step::Drop,
+            Outcome::NotImplemented => {
+                self.stats
+                    .query(RecordType::Unknown(0), ResponseCode::NotImp);
+                Step::Reply
+            }
         }
-        // Not ours: the zone must not be held across the upstream's wait.
-        drop(zone);
-        let fwd = self.forwarder.resolve(qname, qtype).await;
+    }
+
+    /// The reply to `packet`, a query [`Handler::answer`] found outside the zone: the
+    /// upstreams' answer (or the cache's); `None` if it no longer decodes.
+    pub async fn forward(&self, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let query = Message::from_vec(packet).ok()?;
+        let question = query.queries.first()?;
+        let (name, qtype) = (question.name(), question.query_type());
+        let fwd = self.forwarder.resolve(name, qtype).await;
         if self.forwarder.enabled() {
             self.stats.forwarded(fwd.rcode, fwd.cached);
         }
         self.stats.query(qtype, fwd.rcode);
-        let reply = Reply {
-            rcode: fwd.rcode,
-            authoritative: false,
-            answers: &fwd.answers,
-            authority: &fwd.authority,
-            additionals: &fwd.additionals,
-        };
-        self.send(request, response, reply).await
+        let mut out = Vec::new();
+        reply::forwarded(
+            &query,
+            &fwd,
+            &self.placement,
+            self.forwarder.enabled(),
+            tcp,
+            &mut out,
+        );
+        Some(out)
     }
-}
-
-/// What the handler reports when a reply could not be sent.
-fn serve_failed(request: &Metadata) -> ResponseInfo {
-    let mut metadata = Metadata::response_from_request(request);
-    metadata.response_code = ResponseCode::ServFail;
-    ResponseInfo::from(Header {
-        metadata,
-        counts: HeaderCounts::default(),
-    })
 }
 
 /// Unix time in milliseconds (policy expiry); a clock before 1970 reads as 0.

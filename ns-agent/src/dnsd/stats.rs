@@ -4,8 +4,11 @@
 //! Series (named as the gateway's, so one dashboard reads both): `dns_queries_total{qtype,
 //! rcode}`, `dns_forwarded_total{rcode}`, `dns_cache_hits_total`, `dns_refused_acl_total`,
 //! `dns_fail_open_total`, and, set when scraped, `dns_mirror_revision` and
-//! `dns_mirror_staleness_seconds`. Recording is lock-free (atomics and the `metrics` crate).
+//! `dns_mirror_staleness_seconds`. Recording is lock-free (atomics and the `metrics` crate);
+//! the per-query series' handles are looked up once per label pair and kept, since a
+//! registry lookup per answer costs as much as a cached answer itself.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
@@ -20,7 +23,19 @@ pub struct Stats {
     cache_hits: AtomicU64,
     refused: AtomicU64,
     refused_acl: AtomicU64,
+    /// `dns_queries_total` by qtype and rcode label index, registered on first use (so the
+    /// recorder is installed by then, and no empty series is shown).
+    by_label: [[OnceLock<metrics::Counter>; RCODES.len()]; QTYPES.len()],
 }
+
+/// `qtype` label values; the last one takes every other type.
+const QTYPES: [&str; 11] = [
+    "A", "AAAA", "SRV", "TXT", "SOA", "NS", "ANY", "PTR", "MX", "CNAME", "other",
+];
+/// `rcode` label values; the last one takes every other rcode.
+const RCODES: [&str; 7] = [
+    "NOERROR", "NXDOMAIN", "REFUSED", "FORMERR", "NOTIMP", "SERVFAIL", "OTHER",
+];
 
 /// The `dns` object of `GET /v1/agent/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +65,10 @@ impl Stats {
         if rcode == ResponseCode::Refused {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        metrics::counter!("dns_queries_total", "qtype" => qtype_label(qtype), "rcode" => rcode_label(rcode))
+        let (qi, ri) = (qtype_index(qtype), rcode_index(rcode));
+        let (q, r) = (QTYPES[qi], RCODES[ri]);
+        self.by_label[qi][ri]
+            .get_or_init(|| metrics::counter!("dns_queries_total", "qtype" => q, "rcode" => r))
             .increment(1);
     }
 
@@ -96,31 +114,41 @@ impl Stats {
 
 /// A bounded label for a query type (no label per unknown type number).
 pub fn qtype_label(t: RecordType) -> &'static str {
-    match t {
-        RecordType::A => "A",
-        RecordType::AAAA => "AAAA",
-        RecordType::SRV => "SRV",
-        RecordType::TXT => "TXT",
-        RecordType::SOA => "SOA",
-        RecordType::NS => "NS",
-        RecordType::ANY => "ANY",
-        RecordType::PTR => "PTR",
-        RecordType::MX => "MX",
-        RecordType::CNAME => "CNAME",
-        _ => "other",
-    }
+    QTYPES[qtype_index(t)]
 }
 
 /// A bounded label for an rcode.
 pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    RCODES[rcode_index(rcode)]
+}
+
+/// The index of `t`'s label in [`QTYPES`].
+fn qtype_index(t: RecordType) -> usize {
+    match t {
+        RecordType::A => 0,
+        RecordType::AAAA => 1,
+        RecordType::SRV => 2,
+        RecordType::TXT => 3,
+        RecordType::SOA => 4,
+        RecordType::NS => 5,
+        RecordType::ANY => 6,
+        RecordType::PTR => 7,
+        RecordType::MX => 8,
+        RecordType::CNAME => 9,
+        _ => QTYPES.len() - 1,
+    }
+}
+
+/// The index of `rcode`'s label in [`RCODES`].
+fn rcode_index(rcode: ResponseCode) -> usize {
     match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::ServFail => "SERVFAIL",
-        _ => "OTHER",
+        ResponseCode::NoError => 0,
+        ResponseCode::NXDomain => 1,
+        ResponseCode::Refused => 2,
+        ResponseCode::FormErr => 3,
+        ResponseCode::NotImp => 4,
+        ResponseCode::ServFail => 5,
+        _ => RCODES.len() - 1,
     }
 }
 
@@ -151,5 +179,8 @@ mod tests {
         assert_eq!((v.forwarded, v.cache_hits), (2, 1));
         assert_eq!((v.mirror_revision, v.staleness_seconds), (7, None));
         assert_eq!(qtype_label(RecordType::CAA), "other");
+        assert_eq!(qtype_label(RecordType::CNAME), "CNAME");
+        assert_eq!(rcode_label(ResponseCode::ServFail), "SERVFAIL");
+        assert_eq!(rcode_label(ResponseCode::BADCOOKIE), "OTHER");
     }
 }

@@ -5,6 +5,11 @@
 //! its API address is learnt from its `listening http=ADDR` line, as for `pyxis`; with `dns`
 //! in its config, the local DNS address from its `listening dns-udp=ADDR` line. Writing the
 //! services and scripts is the test's business ([`write_script`] makes one executable).
+//!
+//! A `dns` address with port 0 in the config is replaced, before the agent starts, by a port
+//! reserved below the ephemeral range, as for the gateway: `dig` sends each query from an
+//! ephemeral UDP port, and when that port happened to be the server's own, dig's connected
+//! socket received its own query instead of the reply.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -36,7 +41,8 @@ impl Agent {
     /// extra..`, waiting for its API to answer.
     pub async fn start(dir: &Path, config: &str, extra: &[&str]) -> anyhow::Result<Agent> {
         let path = dir.join("agent.toml");
-        std::fs::write(&path, config).with_context(|| format!("write {}", path.display()))?;
+        let config = reserve_dns_port(config);
+        std::fs::write(&path, &config).with_context(|| format!("write {}", path.display()))?;
         std::fs::create_dir_all(dir.join("logs"))?;
         let mut args = vec!["--config".to_owned(), path.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -192,6 +198,29 @@ impl Agent {
     }
 }
 
+/// `config` with a `dns = "HOST:0"` line's port replaced by a reserved one (the port stays
+/// the same across restarts, which reread the written config).
+fn reserve_dns_port(config: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    for line in config.split_inclusive('\n') {
+        let value = line
+            .trim_start()
+            .strip_prefix("dns")
+            .map(str::trim_start)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::trim);
+        match value.and_then(|v| v.strip_prefix('"')?.strip_suffix(":0\"")) {
+            Some(host) => {
+                let port = crate::ports::reserve_ports(1)[0];
+                let end = if line.ends_with('\n') { "\n" } else { "" };
+                out.push_str(&format!("dns = \"{host}:{port}\"{end}"));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Writes an executable `#!/bin/sh` script at `path`.
 pub fn write_script(path: &Path, body: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
@@ -290,4 +319,27 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<String> {
     }
     let end = (head_end + len).min(buf.len());
     Some(String::from_utf8_lossy(&buf[head_end..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dns_port_of_zero_is_replaced() {
+        let config = "node = \"n1\"\ndns = \"127.0.0.1:0\"\ndns_allow = [\"127.0.0.1:0\"]\n";
+        let out = reserve_dns_port(config);
+        let dns = out.lines().nth(1).unwrap();
+        let port: u16 = dns
+            .strip_prefix("dns = \"127.0.0.1:")
+            .and_then(|p| p.strip_suffix('"'))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(port > 0);
+        assert!(out.starts_with("node = \"n1\"\n"));
+        assert!(out.ends_with("dns_allow = [\"127.0.0.1:0\"]\n"), "{out}");
+        let fixed = "dns = \"127.0.0.1:8600\"\n";
+        assert_eq!(reserve_dns_port(fixed), fixed);
+    }
 }
