@@ -10,10 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // hickory logs two info lines per DNS query; at that level logging costs more than answering.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn")
-    });
+    // hickory's resolver logs at info per forwarded query; at that level logging costs more than answering.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_net=warn,hickory_resolver=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
