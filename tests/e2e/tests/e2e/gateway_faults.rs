@@ -110,7 +110,28 @@ async fn gateway_survives_malformed_packets() {
         .await;
     s.wait_rdata("web.ns.corp", "A", &[], &["10.0.1.5"]).await;
     let dns = s.gw.dns();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let (replies, formerr) = flood(dns, 12).await;
+    eprintln!("{replies} UDP replies, {formerr} FORMERR");
+    assert!(
+        formerr > 0,
+        "malformed questions with a good header get FORMERR"
+    );
+    // A valid query is answered right after, over UDP and TCP.
+    let a = dig(dns, "web.ns.corp", "A", &["+time=2"]).await.unwrap();
+    assert_eq!(a.rdata("A"), ["10.0.1.5"]);
+    let a = dig(dns, "web.ns.corp", "A", &["+tcp", "+time=2"])
+        .await
+        .unwrap();
+    assert_eq!(a.rdata("A"), ["10.0.1.5"]);
+    let running = s.gw.proc().is_running();
+    assert!(running, "{}", s.gw.proc().log_tail(40));
+}
+
+/// Sends 9,000 malformed packets over UDP and 1,000 over TCP (50 per connection, some with a
+/// length prefix that never completes) to `dns`; returns the UDP replies seen and how many were
+/// FORMERR. Shared by the gateway's and the agent's malformed-packet tests.
+pub(crate) async fn flood(dns: std::net::SocketAddr, seed: u64) -> (usize, usize) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.connect(dns).await.unwrap();
     let mut replies = 0usize;
@@ -145,18 +166,5 @@ async fn gateway_survives_malformed_packets() {
             }
         }
     }
-    eprintln!("{replies} UDP replies, {formerr} FORMERR");
-    assert!(
-        formerr > 0,
-        "malformed questions with a good header get FORMERR"
-    );
-    // A valid query is answered right after, over UDP and TCP.
-    let a = dig(dns, "web.ns.corp", "A", &["+time=2"]).await.unwrap();
-    assert_eq!(a.rdata("A"), ["10.0.1.5"]);
-    let a = dig(dns, "web.ns.corp", "A", &["+tcp", "+time=2"])
-        .await
-        .unwrap();
-    assert_eq!(a.rdata("A"), ["10.0.1.5"]);
-    let running = s.gw.proc().is_running();
-    assert!(running, "{}", s.gw.proc().log_tail(40));
+    (replies, formerr)
 }

@@ -9,10 +9,7 @@
 use std::time::Duration;
 
 use harness::{Agent, Cluster, DigAnswer, Gateway, dig, eventually};
-use rand::SeedableRng as _;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpStream, UdpSocket};
 
 use crate::gateway::{LONG, inst};
 
@@ -361,40 +358,7 @@ async fn agent_dns_survives_malformed_packets() {
     .await;
     s.wait_rdata("web.ns.corp", "A", &["10.0.2.5"]).await;
     let dns = s.agent.dns().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    sock.connect(dns).await.unwrap();
-    let mut formerr = 0usize;
-    let mut buf = [0u8; 2048];
-    for i in 0..9_000 {
-        sock.send(&crate::gateway_faults::malformed(i, &mut rng))
-            .await
-            .unwrap();
-        // Drain what has come back so far, so the socket buffer never fills.
-        while let Ok(n) = sock.try_recv(&mut buf) {
-            if n >= 4 && buf[3] & 0x0f == 1 {
-                formerr += 1;
-            }
-        }
-        if i % 500 == 499 {
-            tokio::task::yield_now().await;
-        }
-    }
-    // 1,000 more over TCP, each framed with its length, 50 per connection.
-    for c in 0..20 {
-        let Ok(mut tcp) = TcpStream::connect(dns).await else {
-            panic!("TCP connect {c} refused");
-        };
-        for i in 0..50 {
-            let m = crate::gateway_faults::malformed(c * 50 + i, &mut rng);
-            // A wrong length prefix now and then: the frame never completes.
-            let len = if i % 7 == 0 { u16::MAX } else { m.len() as u16 };
-            if tcp.write_all(&len.to_be_bytes()).await.is_err() || tcp.write_all(&m).await.is_err()
-            {
-                break; // the server may close a connection it cannot parse
-            }
-        }
-    }
+    let (_, formerr) = crate::gateway_faults::flood(dns, 21).await;
     assert!(
         formerr > 0,
         "malformed questions with a good header get FORMERR"
