@@ -22,6 +22,8 @@ use super::SnapshotMeta;
 use super::codec;
 use super::wal::fs::{Fs, FsFile, OsFs};
 
+mod pipe;
+
 const MAGIC: &[u8; 8] = b"PYXSNAP3";
 const MAGIC_V2: &[u8; 8] = b"PYXSNAP2";
 
@@ -58,15 +60,16 @@ impl SnapshotDir {
 
     /// Replaces the current snapshot with `state` at `meta`, durably, encoding it as it goes;
     /// returns the file's size.
-    pub fn save_state<T: Serialize + ?Sized>(
+    /// The encoding runs on a low-priority thread and the file system calls on this one
+    /// (`pipe`); an encoding that fails part-way leaves the current snapshot in place.
+    pub fn save_state<T: Serialize + Sync + ?Sized>(
         &self,
         meta: &SnapshotMeta,
         state: &T,
     ) -> io::Result<u64> {
-        write_atomically_with(&self.dir.join(FILE_NAME), |w| {
-            write_file(w, meta, |w| {
-                codec::encode_to(w, state).map_err(io::Error::from)
-            })
+        let path = self.dir.join(FILE_NAME);
+        pipe::encode_while_writing(state, |chunks| {
+            write_atomically_with(&path, |w| write_file(w, meta, |w| chunks.copy_to(w)))
         })
     }
 

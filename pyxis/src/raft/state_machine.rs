@@ -232,10 +232,12 @@ pub fn decode_state(data: &[u8]) -> Result<KvState, codec::CodecError> {
     })
 }
 
-/// Runs `work` on a thread of its own at low CPU priority and awaits its result.
+/// Runs `work` on a thread of its own and awaits its result.
 ///
 /// Building a snapshot encodes and writes the whole state: on a small machine that
-/// competes with request handling, and the requests must win.
+/// competes with request handling, and the requests must win. The thread keeps normal
+/// priority because it does the file system calls; the encoding it drives runs at low
+/// priority on a thread of its own (`snapshot::pipe` says why).
 async fn background<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -243,7 +245,6 @@ async fn background<T: Send + 'static>(
     std::thread::Builder::new()
         .name("snapshot-builder".into())
         .spawn(move || {
-            lower_priority();
             let _ = tx.send(work());
         })?;
     rx.await
@@ -251,7 +252,7 @@ async fn background<T: Send + 'static>(
 }
 
 /// Gives the calling thread the lowest scheduling priority (nice 19); best effort.
-pub(super) fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: setpriority only reads its integer arguments; on Linux, PRIO_PROCESS with a
     // thread id changes that one thread.
     let rc = unsafe {
