@@ -179,7 +179,8 @@ fn agent_status_records_are_not_catalog_changes() {
     assert!(listed.invalid.is_empty() && listed.catalog == Catalog::default());
 }
 
-/// Keys the property test writes to: every kind, a few names, and one outside the layout.
+/// Keys the property test writes to: every kind, a few names, an agent's record (never in the
+/// catalog) and one outside the layout.
 const KEYS: &[&str] = &[
     "/ns/services/web",
     "/ns/services/api.web",
@@ -188,6 +189,7 @@ const KEYS: &[&str] = &[
     "/ns/instances/api.web/h1",
     "/ns/traffic/web",
     "/ns/datacenters/dc1",
+    "/ns/agents/h1",
     "/ns/bogus/web",
 ];
 

@@ -295,3 +295,49 @@ async fn bad_records_and_an_unreachable_store_are_refused() -> anyhow::Result<()
     assert!(out.stderr.contains("list agents"), "{}", out.stderr);
     Ok(())
 }
+
+/// Every member answers `GET /v1/agents` the same way (a follower forwards it to the leader,
+/// which knows the lease deadlines), and `?node=` picks one record or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_lists_the_agent() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3).await?;
+    let dir = tempfile::Builder::new().prefix("ns-agent-e2e-").tempdir()?;
+    std::fs::create_dir_all(dir.path().join("services.d"))?;
+    let store: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| format!("\"{}\"", cluster.addr(*id)))
+        .collect();
+    let config = format!(
+        "node = \"{NODE}\"\ndatacenter = \"dc1\"\nstore = [{}]\nhttp = \"127.0.0.1:0\"\n\
+         lease_ttl = \"3s\"\nstatus_interval = \"1s\"\n",
+        store.join(", ")
+    );
+    let _agent = Agent::start(dir.path(), &config, &[]).await?;
+    let api = Api::with_timeout(Duration::from_secs(10));
+    let leader = cluster.leader().await?;
+    for id in cluster.ids() {
+        let url = cluster.url(id);
+        eventually(SOON, async || {
+            let v: Value = api.get_json(&url, "/v1/agents").await?;
+            let list = v["agents"].as_array().cloned().unwrap_or_default();
+            ensure!(list.len() == 1, "node {id}: {v}");
+            ensure!(list[0]["node"] == NODE, "node {id}: {v}");
+            let ms = list[0]["last_contact_ms"].as_u64();
+            ensure!(ms.is_some_and(|ms| ms < 3000), "node {id}: {v}");
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("member {id} (leader {leader})"))?;
+    }
+    let follower = cluster.followers(leader)[0];
+    let one: Value = api
+        .get_json(&cluster.url(follower), &format!("/v1/agents?node={NODE}"))
+        .await?;
+    assert_eq!(one["agents"].as_array().map(Vec::len), Some(1), "{one}");
+    let none: Value = api
+        .get_json(&cluster.url(follower), "/v1/agents?node=host-10")
+        .await?;
+    assert_eq!(none["agents"], serde_json::json!([]), "{none}");
+    Ok(())
+}
