@@ -115,8 +115,19 @@ fn build(ctx: &Context, identity: &Identity) -> AgentRecord {
 }
 
 fn service(s: &ServiceStatus) -> AgentService {
+    // A bad file's entry is named after the file, which may break the record's name rule;
+    // one such name must not make the whole record unwritable.
+    let mut name: String = s
+        .name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(253)
+        .collect();
+    if name.is_empty() {
+        name.push('-');
+    }
     AgentService {
-        name: s.name.clone(),
+        name,
         instance_id: s
             .instance_id
             .as_deref()
@@ -193,6 +204,17 @@ mod tests {
         assert_ne!(normalized(&a), normalized(&critical));
         let other_output = record(AgentServiceState::Passing, "2026-12-03T11:00:01Z", "slow");
         assert_ne!(normalized(&a), normalized(&other_output));
+    }
+
+    #[test]
+    fn a_bad_file_name_still_makes_a_valid_record() {
+        let board = crate::status::Board::default();
+        board.update(&format!("we\u{7}b{}", "x".repeat(300)), |_| {});
+        let s = service(&board.services()[0]);
+        assert!(s.name.starts_with("webx") && s.name.chars().count() == 253);
+        let mut r = record(AgentServiceState::Error, "2026-12-03T11:00:01Z", "");
+        r.services = vec![s];
+        assert_eq!(r.validate(), Ok(()));
     }
 
     #[test]
