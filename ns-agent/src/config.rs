@@ -419,6 +419,7 @@ dns_ttl = "30s"
     fn defaults_apply() {
         let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
         assert_eq!(c.lease_ttl, Duration::from_secs(10));
+        assert_eq!(c.status_interval, Duration::from_secs(5));
         assert_eq!(c.http.port(), 8500);
         assert_eq!(c.state_path(), PathBuf::from("/etc/ns-agent.state.json"));
     }
@@ -440,6 +441,11 @@ dns_ttl = "30s"
                 "node = \"h\"\ndatacenter = \"dc1\"\ndrain = \"5\"\n",
                 3,
                 "drain",
+            ),
+            (
+                "node = \"h\"\ndatacenter = \"dc1\"\nstatus_interval = \"100ms\"\n",
+                3,
+                "status_interval",
             ),
             ("node = \"H_1\"\ndatacenter = \"dc1\"\n", 1, "node"),
             (
