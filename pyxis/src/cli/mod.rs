@@ -1,4 +1,4 @@
-//! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`,
+//! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`, `agents`,
 //! `members`, `status` and `snapshot`.
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
