@@ -1,10 +1,12 @@
 //! [`run`]: the agent process, wired together, and its signals.
 //!
-//! It starts the registrar (lease and store writes), the status record's publisher, the local DNS (when configured), the
-//! resolve book and callbacks, the local HTTP API, and the directory loop with its lifecycles. SIGTERM or SIGINT ends it: the lease is revoked (every instance
-//! deregistered in one write), then the process exits, leaving the services running unless
-//! `--stop-services-on-exit` asked for `stop` after the drain. SIGHUP re-reads the config file:
-//! drain, script timeout and alerts apply at once; the other fields need a restart (logged).
+//! It starts the registrar (lease and store writes), the status record's publisher, the local
+//! DNS (when configured), the resolve book and callbacks, the local HTTP API, and the directory
+//! loop with its lifecycles. SIGTERM or SIGINT ends it: the publisher stops, then the lease is
+//! revoked (every instance and the status record deleted in one write), then the process
+//! exits, leaving the services running unless `--stop-services-on-exit` asked for `stop` after
+//! the drain. SIGHUP re-reads the config file: drain, script timeout and alerts apply at once;
+//! the other fields need a restart (logged).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
