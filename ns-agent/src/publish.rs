@@ -83,7 +83,7 @@ pub async fn run(
                 metrics::counter!("ns_agent_status_writes_total", "result" => "error").increment(1);
                 // The registrar notices a lost lease and grants a new one; the next attempt
                 // after the interval then writes on it.
-                tracing::warn!(error = %e, lease, "writing the status record failed; retrying later");
+                tracing::warn!(error = %e, lease, "status record not written; retrying later");
             }
         }
     }

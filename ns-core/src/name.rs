@@ -13,8 +13,9 @@
 //! - [`DcName`]: a single label under the same rules (it appears in `NAME.DC.ns.corp`).
 //! - [`InstanceId`]: one store key segment, 1..=128 characters of `[A-Za-z0-9._:-]`, not starting
 //!   with `.` (so never `.` or `..`). Case is kept: agents build ids from host names.
-//! - [`NodeName`]: a host's name as its agent reports it, one store key segment (`/ns/agents/NODE`):
-//!   1..=253 characters of `[A-Za-z0-9._-]` (the rule of `Instance::node`), not starting with `.`.
+//! - [`NodeName`]: a host's name as its agent reports it, one store key segment
+//!   (`/ns/agents/NODE`): 1..=253 characters of `[A-Za-z0-9._-]` (the rule of `Instance::node`),
+//!   not starting with `.`.
 
 use std::borrow::Borrow;
 use std::fmt;
