@@ -186,9 +186,10 @@ async fn an_idle_agent_writes_at_most_once_per_interval() -> anyhow::Result<()> 
         rewrites <= 5,
         "{rewrites} record writes in {window:?} with a 2s interval"
     );
-    // Nothing but times and revisions changed: at most one incidental write (a store probe
-    // that failed once under load flips store_connected), not one per interval.
-    assert!(rewrites <= 2, "{rewrites} record writes while idle");
+    // Nothing but times and revisions changed, so not one write per interval (which would be
+    // 4 or 5 here); a store probe that fails once under load flips store_connected and back,
+    // which is a real change, hence the slack.
+    assert!(rewrites <= 3, "{rewrites} record writes while idle");
     Ok(())
 }
 
