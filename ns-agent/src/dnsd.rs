@@ -232,4 +232,15 @@ mod tests {
             "the gateway's key for the host"
         );
     }
+
+    #[test]
+    fn loopback_clients_are_the_host_others_themselves() {
+        let host: IpAddr = "10.0.0.7".parse().unwrap();
+        for local in ["127.0.0.1", "127.0.0.53", "::1"] {
+            let peer: IpAddr = local.parse().unwrap();
+            assert_eq!(handler::source_of(peer, host), host, "{local}");
+        }
+        let container: IpAddr = "172.17.0.2".parse().unwrap();
+        assert_eq!(handler::source_of(container, host), container);
+    }
 }

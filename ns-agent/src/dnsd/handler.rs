@@ -3,9 +3,12 @@
 //! [`Forwarder`] for the rest.
 //!
 //! It has no logic of its own about names: records, rcodes and the reply bytes of the zone are
-//! `ns_core`'s. It does not place clients: every client of an agent is on its host, so the
-//! request carries the agent's datacenter and the host's own (advertised) address as the
-//! source, from which the responder derives the gateway's key for the host. A zone answer
+//! `ns_core`'s. It does not place clients in a datacenter: the request carries the agent's.
+//! The client's key (its sticky gray group) is derived by the responder exactly as at the
+//! gateway, from the query's EDNS Client Subnet or else the source address ([`source_of`]): a
+//! client on the host's loopback counts as the host, at its advertised address (what the
+//! gateway sees when this host asks it); a client elsewhere (a container network in
+//! `dns_allow`) by its own address. A zone answer
 //! takes no lock and does no I/O (the zone is an `ArcSwap`, the responder is the worker's);
 //! only forwarding awaits, and the socket loops run it apart from the zone's answers.
 
@@ -25,6 +28,12 @@ use super::acl::Acl;
 use super::forward::Forwarder;
 use super::reply;
 use super::stats::Stats;
+
+/// The source address a query from `peer` is keyed by: the host's advertised address for a
+/// loopback peer (the host itself), else the peer's own, as the gateway would see it.
+pub fn source_of(peer: IpAddr, host: IpAddr) -> IpAddr {
+    if peer.is_loopback() { host } else { peer }
+}
 
 /// What to do with a packet after [`Handler::answer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +109,7 @@ impl Handler {
         let zone = self.zone.load();
         let req = Request {
             packet,
-            src: self.host,
+            src: source_of(peer, self.host),
             tcp,
             dc: self.dc.as_ref(),
             params: QueryParams {

@@ -161,7 +161,26 @@ fn keys_outside_ns_are_ignored() {
     );
 }
 
-/// Keys the property test writes to: every kind, a few names, and one outside the layout.
+#[test]
+fn agent_status_records_are_not_catalog_changes() {
+    let mut snap = Snapshot::default();
+    // Neither a record nor garbage under /ns/agents/ is a change or an invalid key.
+    assert_eq!(snap.apply(&put("/ns/agents/host7", b"{}", 3)), Ok(false));
+    assert_eq!(snap.apply(&put("/ns/agents/a/b", b"junk", 4)), Ok(false));
+    assert_eq!(snap.apply(&delete("/ns/agents/host7", 5)), Ok(false));
+    assert_eq!(
+        snap,
+        Snapshot {
+            revision: 5,
+            ..Snapshot::default()
+        }
+    );
+    let listed = Snapshot::from_listing(&listing(6, &[("/ns/agents/host7", "{}")]));
+    assert!(listed.invalid.is_empty() && listed.catalog == Catalog::default());
+}
+
+/// Keys the property test writes to: every kind, a few names, an agent's record (never in the
+/// catalog) and one outside the layout.
 const KEYS: &[&str] = &[
     "/ns/services/web",
     "/ns/services/api.web",
@@ -170,6 +189,7 @@ const KEYS: &[&str] = &[
     "/ns/instances/api.web/h1",
     "/ns/traffic/web",
     "/ns/datacenters/dc1",
+    "/ns/agents/h1",
     "/ns/bogus/web",
 ];
 

@@ -1,7 +1,8 @@
 //! The agent's local DNS against a real store, asked with the real `dig`: the zone's record
 //! types and rcodes as the gateway gives them, answered for the agent's own datacenter first,
 //! `NAME.DC`, a 40-instance answer truncated over UDP and whole over TCP, REFUSED outside the
-//! zone without upstreams, the host's gray group the same as the gateway gives the host,
+//! zone without upstreams, the host's gray group the same as the gateway gives the host (and
+//! each client subnet's, by ECS),
 //! `dns_allow`, answers from last known data with the whole store killed, and 10,000 malformed
 //! packets.
 //! Forwarding to upstreams is in `agent::dns_forward`.
@@ -278,6 +279,73 @@ async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
     }
     let v2 = answers.iter().filter(|(a, _)| a[0].ends_with(".2")).count();
     assert!(v2 > 0 && v2 < names.len(), "both groups occur: {answers:?}");
+}
+
+/// A query carrying an EDNS Client Subnet is keyed by that subnet at the agent as at the
+/// gateway: each client subnet gets the gateway's gray group, and different subnets get
+/// different groups (the host's own key is not forced on them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_dns_gives_each_client_subnet_the_gray_group_the_gateway_gives_it() {
+    let s = DnsRig::start(1, "").await;
+    let gw = Gateway::start(
+        &s.cluster.endpoints(),
+        &s.cluster.dir().join("gw-logs"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = (0..4).map(|i| format!("sub{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        for (id, version, host) in [("a", "v1", 1), ("b", "v2", 2)] {
+            let mut body = inst(&format!("10.7.{i}.{host}"), "dc1", "passing");
+            body["version"] = json!(version);
+            s.put(&format!("/v1/services/{name}/instances/{id}"), body)
+                .await;
+        }
+        s.put(
+            &format!("/v1/traffic/{name}"),
+            json!({"groups": [{"version": "v1", "weight": 50}, {"version": "v2", "weight": 50}]}),
+        )
+        .await;
+    }
+    let subnets: Vec<String> = (0..8).map(|i| format!("+subnet=10.9.{i}.0/24")).collect();
+    let agent = s.agent.dns().unwrap();
+    let answers = eventually(LONG, async || {
+        let mut out = Vec::new();
+        for name in &names {
+            let q = format!("{name}.ns.corp");
+            for subnet in &subnets {
+                let at_agent = dig(agent, &q, "A", &[subnet]).await?.rdata("A");
+                let at_gateway = dig(gw.dns(), &q, "A", &[subnet]).await?.rdata("A");
+                anyhow::ensure!(
+                    at_agent.len() == 1 && at_gateway.len() == 1,
+                    "{q} {subnet}: {at_agent:?} {at_gateway:?}"
+                );
+                out.push((format!("{q} {subnet}"), at_agent, at_gateway));
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap();
+    for (query, at_agent, at_gateway) in &answers {
+        assert_eq!(
+            at_agent, at_gateway,
+            "{query}: the agent and the gateway disagree"
+        );
+    }
+    for name in &names {
+        let groups: std::collections::BTreeSet<&String> = answers
+            .iter()
+            .filter(|(q, ..)| q.starts_with(&format!("{name}.")))
+            .map(|(_, a, _)| &a[0])
+            .collect();
+        assert_eq!(
+            groups.len(),
+            2,
+            "{name}: one group for every subnet: {answers:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
