@@ -37,6 +37,11 @@ pub enum Error {
         /// The oldest revision still available; re-list, then continue from there.
         revision: Revision,
     },
+    /// The TLS handshake failed for good: the node's certificate is not trusted by the CA
+    /// given, or the CA file could not be used. Not retried: another try meets the same
+    /// certificate.
+    #[error("tls error: {0}")]
+    Tls(String),
     /// The call was refused locally before anything was sent (a key without a leading `/`,
     /// an empty endpoint list).
     #[error("invalid argument: {0}")]
@@ -61,7 +66,10 @@ impl Error {
                         ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::UnknownOutcome
                     )
             }
-            Error::Decode(_) | Error::Compacted { .. } | Error::InvalidArgument(_) => false,
+            Error::Decode(_)
+            | Error::Compacted { .. }
+            | Error::InvalidArgument(_)
+            | Error::Tls(_) => false,
         }
     }
 
