@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub advertise: IpAddr,
     /// Store endpoints (`host:port`); `PYXIS_ENDPOINTS` or `--store` override them.
     pub store: Vec<String>,
+    /// PEM file of the CA that signed the store nodes' certificates, for `https://` store
+    /// endpoints (relative to the config file); without it the system's roots are trusted.
+    pub ca: Option<PathBuf>,
     /// Directory of service description files (`*.toml`), relative to the config file.
     pub services_dir: PathBuf,
     /// Address of the local HTTP API (`127.0.0.1:0` picks a free port).
@@ -96,6 +99,7 @@ impl Default for AgentConfig {
             datacenter: String::new(),
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store: vec!["127.0.0.1:7070".into()],
+            ca: None,
             services_dir: PathBuf::from("services.d"),
             http: SocketAddr::from((Ipv4Addr::LOCALHOST, 8500)),
             lease_ttl: Duration::from_secs(10),

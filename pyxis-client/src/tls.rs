@@ -137,20 +137,22 @@ pub fn client_config(
 
 /// If `error` (or what it wraps) is a certificate the client refused, rustls' reason.
 ///
-/// hyper hands the handshake failure up as an `io::Error` around the `rustls::Error`, whose
-/// `source()` skips the rustls error itself, so the chain is searched by downcasting.
+/// hyper hands the handshake failure up as an `io::Error` around an `io::Error` around the
+/// `rustls::Error`, and `io::Error::source()` skips what it wraps, so the chain is searched
+/// by downcasting into each wrapped error too.
 pub fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next = Some(error);
     while let Some(e) = next {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::InvalidCertificate(reason)) = tls {
+        if let Some(rustls::Error::InvalidCertificate(reason)) = e.downcast_ref::<rustls::Error>() {
             return Some(format!("{reason:?}"));
         }
-        next = e.source();
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

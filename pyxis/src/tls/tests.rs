@@ -108,3 +108,32 @@ fn member_addresses_lose_their_scheme_and_must_match_the_transport() {
     );
     assert!(tls.bare_addr("https://h:1/x").is_err());
 }
+
+/// A client trusting another CA is refused in the handshake, and the error is recognised as
+/// an untrusted certificate (the client turns it into a clear, non-retried error).
+#[tokio::test]
+async fn a_server_signed_by_another_ca_is_untrusted() {
+    let (_a, files) = generated();
+    let (_b, other) = generated();
+    let tls = NodeTls::load(&files).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.acceptor();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    let config = pyxis_client::tls::client_config(&other.ca, None).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .unwrap();
+    let err = client
+        .get(format!("https://{addr}/"))
+        .send()
+        .await
+        .unwrap_err();
+    let reason = pyxis_client::tls::untrusted_certificate(&err);
+    assert_eq!(reason.as_deref(), Some("BadSignature"), "{err:?}");
+}
