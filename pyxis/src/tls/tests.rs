@@ -124,7 +124,7 @@ async fn a_server_signed_by_another_ca_is_untrusted() {
             let _ = acceptor.accept(stream).await;
         }
     });
-    let config = pyxis_client::tls::client_config(&other.ca, None).unwrap();
+    let config = client_config(&other.ca, None).unwrap();
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .build()
