@@ -411,6 +411,17 @@ dns_ttl = "30s"
     }
 
     #[test]
+    fn the_store_ca_is_optional_and_kept_as_given() {
+        let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
+        assert_eq!(c.ca, None);
+        let c = parse(
+            "node = \"h\"\ndatacenter = \"dc1\"\nstore = [\"https://s:1\"]\nca = \"certs/ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ca, Some(PathBuf::from("certs/ca.pem")));
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
         assert_eq!(c.lease_ttl, Duration::from_secs(10));
