@@ -1,12 +1,12 @@
 //! TLS (issue 11): a 3-node cluster with TLS on the API and between the nodes, from
 //! certificates `pyxis tls gen` wrote; the CLI (`--ca`, `https://` endpoints) and an agent
-//! (`ca = ...`) talk to it; plaintext is refused; a client trusting another CA fails with a
+//! (`ca = ...`) and the DNS gateway (`--ca`) talk to it; plaintext is refused; a client trusting another CA fails with a
 //! clear error; a bad `--tls-cert` exits naming the file; a member added over https catches
 //! up by snapshot.
 
 use std::time::Duration;
 
-use harness::{Agent, Certs, Cluster, eventually, run_cmd, write_script};
+use harness::{Agent, Certs, Cluster, Gateway, dig, eventually, run_cmd, write_script};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A CLI command should finish quickly; this bound is for a loaded CI machine.
@@ -38,7 +38,7 @@ async fn cli(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_cluster_serves_the_cli_and_an_agent_over_https_only() {
+async fn tls_cluster_serves_the_cli_an_agent_and_the_gateway_over_https_only() {
     let certs = Certs::generate().await.unwrap();
     let c = Cluster::start_tls(3, &certs, &[]).await.unwrap();
     assert_eq!(c.scheme(), "https");
@@ -92,6 +92,23 @@ async fn tls_cluster_serves_the_cli_and_an_agent_over_https_only() {
             out.stdout.contains("host-1") && out.stdout.contains("8080"),
             "not registered yet:\n{}",
             out.stdout
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // The DNS gateway mirrors the store over https (`--ca`) and answers for the service.
+    let ca = certs.ca().display().to_string();
+    let gw = Gateway::start(&c.url(leader), &c.dir().join("logs"), &["--ca", &ca])
+        .await
+        .unwrap();
+    eventually(SOON, async || {
+        let a = dig(gw.dns(), "web.ns.corp", "A", &[]).await?;
+        anyhow::ensure!(
+            a.rdata("A") == ["127.0.0.1"],
+            "gateway answer: {:?}",
+            a.answer
         );
         Ok(())
     })
