@@ -56,7 +56,8 @@ pub use traffic::TrafficCmd;
 /// The global `--endpoints` option of the client subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct EndpointsArg {
-    /// Store nodes to talk to: comma-separated `host:port` or `http://host:port`.
+    /// Store nodes to talk to: comma-separated `host:port`, `http://host:port` or
+    /// `https://host:port` (a node started with `--tls-cert`; see `--ca`).
     #[arg(
         long,
         global = true,
