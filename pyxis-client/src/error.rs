@@ -222,6 +222,11 @@ mod tests {
         let unavailable = Error::from_response(503, br#"{"error":"unavailable","message":"x"}"#);
         assert!(unavailable.is_retryable());
         assert!(Error::Transport("connection refused".into()).is_retryable());
+        // Another try meets the same untrusted certificate.
+        assert!(
+            !Error::Tls("https://h:1: the server's certificate is not trusted".into())
+                .is_retryable()
+        );
         for status in [400, 404, 409, 413, 500] {
             assert!(
                 !Error::from_response(status, b"").is_retryable(),
