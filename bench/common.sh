@@ -75,5 +75,9 @@ claim_system_ports() {
   done
 }
 
-# pyxis_url N: the HTTP address of pyxis member N.
-pyxis_url() { echo "http://127.0.0.1:$((PYXIS_BASE_PORT + $1))"; }
+# pyxis_url N: the HTTP address of pyxis member N (https with TLS=1, see kv.sh).
+pyxis_url() {
+  local scheme=http
+  [[ "${TLS:-0}" == 1 ]] && scheme=https
+  echo "$scheme://127.0.0.1:$((PYXIS_BASE_PORT + $1))"
+}

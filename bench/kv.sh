@@ -41,6 +41,10 @@ PYXIS_BASE_PORT="${PYXIS_BASE_PORT:-24790}"
 PYXIS_START_TIMEOUT="${PYXIS_START_TIMEOUT:-30}"
 PYXIS_EXTRA_ARGS="${PYXIS_EXTRA_ARGS:-}"
 PYXIS_RUST_LOG="${PYXIS_RUST_LOG:-warn}"
+# TLS=1: the pyxis cluster runs with TLS on the API and between nodes (certificates from
+# `pyxis tls gen`), and the load and every check speak https.
+TLS="${TLS:-0}"
+[[ "$TLS" == 0 || "$TLS" == 1 ]] || die "TLS must be 0 or 1"
 ETCD_BASE_CLIENT="${ETCD_BASE_CLIENT:-23790}"
 ETCD_BASE_PEER="${ETCD_BASE_PEER:-23800}"
 
@@ -54,7 +58,7 @@ done
 [[ "$PIN_SERVERS" == 0 || "$PIN_SERVERS" == 1 ]] || die "PIN_SERVERS must be 0 or 1"
 
 # The exact command, with every knob that shapes the figures.
-CMDLINE="RUNS=$RUNS DURATION=$DURATION CPU_DURATION=$CPU_DURATION SYSTEMS='$SYSTEMS' PIN=$PIN PIN_SERVERS=$PIN_SERVERS KV_PIN_CLIENT=$KV_PIN_CLIENT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU bench/kv.sh${OUT:+ $OUT}"
+CMDLINE="TLS=$TLS RUNS=$RUNS DURATION=$DURATION CPU_DURATION=$CPU_DURATION SYSTEMS='$SYSTEMS' PIN=$PIN PIN_SERVERS=$PIN_SERVERS KV_PIN_CLIENT=$KV_PIN_CLIENT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU bench/kv.sh${OUT:+ $OUT}"
 
 # CPU list for the cluster members: empty = not pinned (the shared
 # etcd-cluster.sh convention: 3 members share the cores); PIN_SERVERS=1 pins
@@ -134,7 +138,10 @@ measure_cpu() {
 }
 
 # ---------------------------------------------------------------- pyxis
-pyxis_rev() { json_get "$(curl -fsS --max-time 2 "$1/v1/status")" 'd["revision"]'; }
+# curl for pyxis members: with TLS=1 it trusts the test CA (wrk does not verify certificates).
+PYXIS_CA=""
+pcurl() { if [[ -n "$PYXIS_CA" ]]; then curl --cacert "$PYXIS_CA" "$@"; else curl "$@"; fi; }
+pyxis_rev() { json_get "$(pcurl -fsS --max-time 2 "$1/v1/status")" 'd["revision"]'; }
 
 # Build (BUILD=1, default, a no-op when up to date) and check the binary
 # before anything starts, so a missing binary fails in seconds.
@@ -150,18 +157,23 @@ prepare_pyxis() {
 }
 
 run_pyxis() {
-  local bin="$PYXIS_BIN" i l peers="" dir="$W/pyxis" leader="" pids=() info ok=0
+  local bin="$PYXIS_BIN" i l peers="" dir="$W/pyxis" leader="" pids=() info ok=0 tls_args=""
   mkdir -p "$dir"
+  if [[ "$TLS" == 1 ]]; then
+    "$bin" tls gen "$dir/certs" 2>/dev/null || die "pyxis tls gen $dir/certs failed"
+    PYXIS_CA="$dir/certs/ca.pem"
+    tls_args="--tls-cert $dir/certs/node.pem --tls-key $dir/certs/node-key.pem --tls-ca $PYXIS_CA"
+  fi
   for i in 1 2 3; do
     check_port_free $((PYXIS_BASE_PORT + i))
-    peers+="${peers:+,}$i=127.0.0.1:$((PYXIS_BASE_PORT + i))"
+    peers+="${peers:+,}$i=$(pyxis_url "$i" | sed 's|^http://||')"
   done
   for i in 1 2 3; do
     # not in $(...): start_bg records the PID in PIDS, which cleanup stops
     # shellcheck disable=SC2086 # PYXIS_EXTRA_ARGS is a word list on purpose
     start_bg "$dir/n$i.log" "$MEMBER_CPU" env RUST_LOG="$PYXIS_RUST_LOG" \
       "$bin" server --id "$i" --listen "127.0.0.1:$((PYXIS_BASE_PORT + i))" \
-      --peers "$peers" --data-dir "$dir/n$i" $PYXIS_EXTRA_ARGS >/dev/null
+      --peers "$peers" --data-dir "$dir/n$i" $tls_args $PYXIS_EXTRA_ARGS >/dev/null
     pids+=("${PIDS[-1]}")
   done
   log "pyxis: started pids ${pids[*]} ($bin), waiting for a leader"
@@ -175,7 +187,7 @@ run_pyxis() {
     # every node answers /v1/cluster and all name the same leader
     leader=""; ok=1
     for i in 1 2 3; do
-      info=$(curl -fsS --max-time 1 "$(pyxis_url "$i")/v1/cluster" 2>/dev/null) || { ok=0; break; }
+      info=$(pcurl -fsS --max-time 1 "$(pyxis_url "$i")/v1/cluster" 2>/dev/null) || { ok=0; break; }
       l=$(json_get "$info" 'd.get("leader") or ""' 2>/dev/null) || { ok=0; break; }
       [[ -n "$l" ]] || { ok=0; break; }
       [[ -z "$leader" || "$leader" == "$l" ]] || { ok=0; break; }
@@ -185,7 +197,7 @@ run_pyxis() {
     sleep 0.2
   done
   if [[ "$ok" != 1 ]]; then
-    for i in 1 2 3; do echo "--- node $i: $(curl -sS --max-time 1 "$(pyxis_url "$i")/v1/cluster" 2>&1)" >&2; tail -n 5 "$dir/n$i.log" >&2; done
+    for i in 1 2 3; do echo "--- node $i: $(pcurl -sS --max-time 1 "$(pyxis_url "$i")/v1/cluster" 2>&1)" >&2; tail -n 5 "$dir/n$i.log" >&2; done
     die "pyxis cluster did not agree on a leader within ${PYXIS_START_TIMEOUT}s (PYXIS_START_TIMEOUT)"
   fi
   [[ "$leader" =~ ^[123]$ ]] || die "pyxis leader id '$leader' is not one of 1..3"
@@ -194,19 +206,19 @@ run_pyxis() {
   f=$((leader % 3 + 1)); o=$((f % 3 + 1))
   # smoke test: a put and a linearizable read through the leader
   local resp
-  resp=$(curl -fsS --max-time 5 -X PUT --data-binary 'smoke' "$url/v1/kv/bench/smoke") || die "pyxis: PUT $url/v1/kv/bench/smoke failed"
+  resp=$(pcurl -fsS --max-time 5 -X PUT --data-binary 'smoke' "$url/v1/kv/bench/smoke") || die "pyxis: PUT $url/v1/kv/bench/smoke failed"
   json_get "$resp" 'int(d["revision"])' >/dev/null || die "pyxis: PUT answered '$resp', expected {\"revision\":N}"
-  [[ "$(curl -fsS --max-time 5 "$url/v1/kv/bench/smoke")" == smoke ]] || die "pyxis: GET after PUT did not return the value"
+  [[ "$(pcurl -fsS --max-time 5 "$url/v1/kv/bench/smoke")" == smoke ]] || die "pyxis: GET after PUT did not return the value"
   pyxis_rev "$url" >/dev/null || die "pyxis: GET $url/v1/status has no revision"
   log "pyxis: leader node $leader at $url (pid ${pids[leader-1]}), follower node $f (pid ${pids[f-1]})"
-  echo "meta pyxis_bin=$bin, built $(date -r "$bin" -Is)" >>"$RESULTS"
+  echo "meta pyxis_bin=$bin, built $(date -r "$bin" -Is), tls=$TLS" >>"$RESULTS"
 
   export WRK_KV_API=rest WRK_REST_PREFIX=/v1/kv/
   window_start "${pids[@]}"
   measure_cpu pyxis-3node "$url" "${pids[leader-1]}" "${pids[f-1]}" "${pids[o-1]}" pyxis_rev "$url"
   "$LOAD_DIR/kv-matrix.sh" "$url" pyxis-3node | tee -a "$RESULTS" >&2
   window_end pyxis-3node "${pids[@]}"
-  info=$(curl -fsS --max-time 2 "$url/v1/cluster" || echo '{}')
+  info=$(pcurl -fsS --max-time 2 "$url/v1/cluster" || echo '{}')
   [[ "$(json_get "$info" 'd.get("leader")' 2>/dev/null)" == "$leader" ]] || log "WARNING: pyxis leader changed during the run: $info"
   stop_all
 }

@@ -21,6 +21,10 @@ pub struct Cli {
     /// The store's nodes, comma-separated `host:port` (or `http://host:port`).
     #[arg(long, value_delimiter = ',', required = true)]
     pub store: Vec<String>,
+    /// PEM file of the CA that signed the store's certificates, for `https://` endpoints
+    /// (`pyxis tls gen` writes `ca.pem`); without it the system's roots are trusted.
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<std::path::PathBuf>,
     /// Address of the DNS listeners, UDP and TCP on the same port (port 0: any free port).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -45,6 +49,8 @@ pub struct Cli {
 pub struct Config {
     /// Store endpoints.
     pub store: Vec<String>,
+    /// CA file for `https://` store endpoints.
+    pub ca: Option<std::path::PathBuf>,
     /// DNS address (UDP and TCP).
     pub listen: SocketAddr,
     /// The zone's apex, fully qualified and lowercase.
@@ -63,6 +69,7 @@ impl From<Cli> for Config {
     fn from(cli: Cli) -> Config {
         Config {
             store: cli.store,
+            ca: cli.ca,
             listen: cli.listen,
             zone: cli.zone,
             ttl: u32::try_from(cli.ttl.as_secs()).unwrap_or(u32::MAX),

@@ -98,7 +98,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = metrics::handle();
-    let mirror = Arc::new(Mirror::for_endpoints(config.store.clone()).context("store endpoints")?);
+    let mirror = Arc::new(
+        Mirror::for_endpoints_with_ca(config.store.clone(), config.ca.as_deref())
+            .context("store endpoints")?,
+    );
     let zone_config = ZoneConfig {
         origin: config.zone.clone(),
         ttl: config.ttl,

@@ -68,6 +68,10 @@ pub async fn run(
         .request_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_millis(500))
         .retry_budget(Duration::from_secs(1));
+    let client_options = match &config.ca {
+        Some(ca) => client_options.ca_file(config.base_dir.join(ca)),
+        None => client_options,
+    };
     let client =
         Client::with_options(config.store.clone(), client_options).context("store endpoints")?;
     let datacenter = ns_core::DcName::parse(&config.datacenter)

@@ -30,6 +30,9 @@ pub struct AgentConfig {
     pub advertise: IpAddr,
     /// Store endpoints (`host:port`); `PYXIS_ENDPOINTS` or `--store` override them.
     pub store: Vec<String>,
+    /// PEM file of the CA that signed the store nodes' certificates, for `https://` store
+    /// endpoints (relative to the config file); without it the system's roots are trusted.
+    pub ca: Option<PathBuf>,
     /// Directory of service description files (`*.toml`), relative to the config file.
     pub services_dir: PathBuf,
     /// Address of the local HTTP API (`127.0.0.1:0` picks a free port).
@@ -101,6 +104,7 @@ impl Default for AgentConfig {
             datacenter: String::new(),
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store: vec!["127.0.0.1:7070".into()],
+            ca: None,
             services_dir: PathBuf::from("services.d"),
             http: SocketAddr::from((Ipv4Addr::LOCALHOST, 8500)),
             lease_ttl: Duration::from_secs(10),
@@ -413,6 +417,17 @@ dns_ttl = "30s"
             Some("127.0.0.1:8600")
         );
         assert!(c.services_path().ends_with("examples/services.d"));
+    }
+
+    #[test]
+    fn the_store_ca_is_optional_and_kept_as_given() {
+        let c = parse("node = \"h\"\ndatacenter = \"dc1\"\n").unwrap();
+        assert_eq!(c.ca, None);
+        let c = parse(
+            "node = \"h\"\ndatacenter = \"dc1\"\nstore = [\"https://s:1\"]\nca = \"certs/ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ca, Some(PathBuf::from("certs/ca.pem")));
     }
 
     #[test]

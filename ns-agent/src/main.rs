@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any reqwest client is built: reqwest's rustls has no provider of its own.
+    pyxis_client::tls::install_crypto_provider();
     // hickory's resolver logs at info per forwarded query; at that level logging costs more than answering.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,hickory_net=warn,hickory_resolver=warn"));

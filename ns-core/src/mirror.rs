@@ -115,10 +115,22 @@ impl Mirror {
     /// connect, 1 s of retries), because the mirror retries by itself and its staleness must
     /// show quickly, and [`MirrorOptions::default`]. Call inside a tokio runtime.
     pub fn for_endpoints(endpoints: Vec<String>) -> Result<Mirror, Error> {
-        let options = ClientOptions::default()
+        Mirror::for_endpoints_with_ca(endpoints, None)
+    }
+
+    /// Like [`for_endpoints`](Self::for_endpoints), trusting the CA in the PEM file `ca` for
+    /// `https://` endpoints (`ClientOptions::ca_file`).
+    pub fn for_endpoints_with_ca(
+        endpoints: Vec<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Mirror, Error> {
+        let mut options = ClientOptions::default()
             .request_timeout(Duration::from_secs(3))
             .connect_timeout(Duration::from_millis(500))
             .retry_budget(Duration::from_secs(1));
+        if let Some(ca) = ca {
+            options = options.ca_file(ca);
+        }
         let client = Client::with_options(endpoints, options)?;
         Ok(Mirror::start(client, MirrorOptions::default()))
     }

@@ -6,6 +6,7 @@
 //! rotating past dead or leaderless nodes is enough. Leases are in `client/lease.rs`,
 //! resumable watches in `client/watch.rs`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub struct ClientOptions {
     connect_timeout: Duration,
     snapshot_timeout: Duration,
     retry: RetryPolicy,
+    /// PEM file of the CA that signs the nodes' certificates, for `https://` endpoints.
+    ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -81,6 +84,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(1),
             snapshot_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
+            ca_file: None,
         }
     }
 }
@@ -108,6 +112,13 @@ impl ClientOptions {
     /// Zero disables retries: each call makes a single attempt.
     pub fn retry_budget(mut self, budget: Duration) -> Self {
         self.retry.budget = budget;
+        self
+    }
+
+    /// Trust only the CA certificate(s) in this PEM file for `https://` endpoints (a private
+    /// CA such as `pyxis tls gen` writes); without it, the system's roots are used.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -190,9 +201,16 @@ impl Client {
                 "endpoints: at least one is needed".into(),
             ));
         }
-        let http = reqwest::Client::builder()
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(options.connect_timeout)
+            .connect_timeout(options.connect_timeout);
+        if let Some(ca) = &options.ca_file {
+            let config = crate::tls::client_config(ca, None)
+                .map_err(|e| Error::Tls(format!("ca_file: {e}")))?;
+            builder = builder.tls_backend_preconfigured(config);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Transport(format!("building the http client: {e}")))?;
         Ok(Client {
@@ -494,6 +512,16 @@ fn transport_failure(base: &str, e: &reqwest::Error) -> Failure {
     while let Some(s) = source {
         root = Some(s);
         source = s.source();
+    }
+    if let Some(reason) = crate::tls::untrusted_certificate(e) {
+        // Nothing was sent: the handshake failed before the request.
+        return Failure {
+            error: Error::Tls(format!(
+                "{base}: the server's certificate is not trusted ({reason}); \
+                 check that the CA given (--ca, ca_file) signed the node's certificate"
+            )),
+            maybe_applied: false,
+        };
     }
     let message = match root {
         Some(root) => format!("{base}: {stage}: {root}"),

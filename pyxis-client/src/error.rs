@@ -37,6 +37,11 @@ pub enum Error {
         /// The oldest revision still available; re-list, then continue from there.
         revision: Revision,
     },
+    /// The TLS handshake failed for good: the node's certificate is not trusted by the CA
+    /// given, or the CA file could not be used. Not retried: another try meets the same
+    /// certificate.
+    #[error("tls error: {0}")]
+    Tls(String),
     /// The call was refused locally before anything was sent (a key without a leading `/`,
     /// an empty endpoint list).
     #[error("invalid argument: {0}")]
@@ -61,7 +66,10 @@ impl Error {
                         ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::UnknownOutcome
                     )
             }
-            Error::Decode(_) | Error::Compacted { .. } | Error::InvalidArgument(_) => false,
+            Error::Decode(_)
+            | Error::Compacted { .. }
+            | Error::InvalidArgument(_)
+            | Error::Tls(_) => false,
         }
     }
 
@@ -214,6 +222,11 @@ mod tests {
         let unavailable = Error::from_response(503, br#"{"error":"unavailable","message":"x"}"#);
         assert!(unavailable.is_retryable());
         assert!(Error::Transport("connection refused".into()).is_retryable());
+        // Another try meets the same untrusted certificate.
+        assert!(
+            !Error::Tls("https://h:1: the server's certificate is not trusted".into())
+                .is_retryable()
+        );
         for status in [400, 404, 409, 413, 500] {
             assert!(
                 !Error::from_response(status, b"").is_retryable(),

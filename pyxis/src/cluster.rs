@@ -150,6 +150,11 @@ impl Node {
 
     /// Adds `id` at `addr` as a learner, waits for it to catch up, then makes it a voter.
     pub async fn add_member(&self, id: u64, addr: &str) -> Result<ClusterInfo, MembershipError> {
+        // Stored as `host:port`; a scheme, if given, must be the one peers are reached by.
+        let addr = self
+            .peers
+            .bare_addr(addr)
+            .map_err(|why| MembershipError::Invalid(format!("addr: {why}")))?;
         let known = self.cluster_info();
         if let Some(m) = known.members.iter().find(|m| m.id == id) {
             if m.addr != addr {
@@ -197,7 +202,7 @@ impl Node {
             format!("start it with `pyxis server --id {id} --join` and an empty --data-dir");
         let reply = self
             .http
-            .get(format!("http://{addr}/v1/status"))
+            .get(self.peers.url(addr, "/v1/status"))
             .timeout(PROBE_TIMEOUT)
             .send()
             .await
@@ -247,7 +252,7 @@ impl Node {
         };
         let reply = self
             .http
-            .post(format!("http://{addr}/raft/vote"))
+            .post(self.peers.url(addr, "/raft/vote"))
             .timeout(PROBE_TIMEOUT)
             .send()
             .await

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The secret every peer call must carry; `None` admits peer calls from anyone.
     pub peer_token: Option<crate::peer_token::PeerToken>,
+    /// TLS on the listener and to peers (`--tls-cert`, `--tls-key`, `--tls-ca`); `None` is
+    /// plain HTTP.
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 /// Bounds on one request (etcd's `--max-txn-ops` and its reply size limits).
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             cluster_token: String::new(),
             limits: Limits::default(),
             peer_token: None,
+            tls: None,
         }
     }
 }
@@ -90,8 +94,9 @@ impl Default for ServerConfig {
 #[error("--peers: {0}")]
 pub struct PeersError(String);
 
-/// Parses `1=host:port,2=host:port`.
-pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, PeersError> {
+/// Parses `1=host:port,2=host:port`; an address may carry its scheme (`2=https://host:port`),
+/// which must then be `scheme` (the one this node uses for its peers) and is not stored.
+pub fn parse_peers(s: &str, scheme: &str) -> Result<BTreeMap<u64, String>, PeersError> {
     let mut out = BTreeMap::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (id, addr) = item
@@ -101,6 +106,16 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, PeersError> {
             .trim()
             .parse()
             .map_err(|_| PeersError(format!("'{id}' in '{item}' is not a node id")))?;
+        let addr = match addr.trim().split_once("://") {
+            Some((given, rest)) if given == scheme => rest.trim_end_matches('/'),
+            Some((given, _)) => {
+                return Err(PeersError(format!(
+                    "'{item}': peers are reached over {scheme} here, not {given} \
+                     (--tls-cert decides)"
+                )));
+            }
+            None => addr,
+        };
         if !addr.contains(':') {
             return Err(PeersError(format!("'{addr}' in '{item}' has no port")));
         }
@@ -117,22 +132,28 @@ mod tests {
 
     #[test]
     fn peers_parse_and_errors_name_the_item() {
-        let p = parse_peers("1=127.0.0.1:1, 2=h:2").unwrap();
+        let p = parse_peers("1=127.0.0.1:1, 2=h:2", "http").unwrap();
         assert_eq!(p[&2], "h:2");
+        let p = parse_peers("1=https://h:1,2=h:2", "https").unwrap();
+        assert_eq!(p[&1], "h:1");
+        let err = parse_peers("1=https://h:1", "http")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("over http here"), "{err}");
         assert!(
-            parse_peers("x=h:1")
+            parse_peers("x=h:1", "http")
                 .unwrap_err()
                 .to_string()
                 .contains("'x'")
         );
         assert!(
-            parse_peers("1=h")
+            parse_peers("1=h", "http")
                 .unwrap_err()
                 .to_string()
                 .contains("no port")
         );
         assert!(
-            parse_peers("1=h:1,1=h:2")
+            parse_peers("1=h:1,1=h:2", "http")
                 .unwrap_err()
                 .to_string()
                 .contains("twice")

@@ -11,6 +11,7 @@
 //! - `removal`: a member removed from the cluster notices, says so and stops serving clients.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
 //! - `http`: the router: client API, operator routes, peer RPC.
+//! - `tls`: the node's TLS (server config, peer transport) from `--tls-cert/key/ca`.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
 //! - `config`: node settings; `restore`: building a data dir from a backup.
 //! - `cli`: the client subcommands of the `pyxis` binary.
@@ -31,3 +32,4 @@ pub mod removal;
 pub mod restore;
 pub mod snapshot_policy;
 pub mod store;
+pub mod tls;

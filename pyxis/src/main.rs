@@ -14,16 +14,23 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run one store node.
     Server(ServerArgs),
+    /// Make test TLS certificates.
+    #[command(subcommand)]
+    Tls(pyxis::cli::tls::TlsCmd),
     #[command(flatten)]
     Client(ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Before any TLS config or reqwest client is built (see `pyxis_client::tls`).
+    pyxis_client::tls::install_crypto_provider();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
@@ -40,7 +47,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => pyxis::cli::server::run(args).await,
-            Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+            Command::Tls(cmd) => pyxis::cli::tls::run(cmd),
+            Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints).await,
         }
     });
     match result {

@@ -31,11 +31,9 @@ pub async fn refuse_if_wiped(
     id: u64,
     peers: &[(u64, String)],
     cluster: ClusterId,
+    transport: &crate::tls::PeerTransport,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PROBE_TIMEOUT)
-        .build()?;
+    let http = transport.client_builder().timeout(PROBE_TIMEOUT).build()?;
     let asks = peers
         .iter()
         .filter(|(peer, _)| *peer != id)
@@ -43,7 +41,7 @@ pub async fn refuse_if_wiped(
             let http = http.clone();
             async move {
                 let status = http
-                    .get(format!("http://{addr}/v1/status"))
+                    .get(transport.url(addr, "/v1/status"))
                     .send()
                     .await
                     .ok()?

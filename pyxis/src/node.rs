@@ -96,6 +96,8 @@ pub struct Node {
     pub view: StoreView,
     /// Client for forwarding requests to the leader.
     pub(crate) http: reqwest::Client,
+    /// How peers are reached (http, or https with the node's certificate): `tls`.
+    pub peers: crate::tls::PeerTransport,
     /// Lease deadlines, kept while this node leads.
     pub leases: crate::lease_timer::LeaseTimers,
     /// The cluster this node belongs to, sent with and checked on every peer call.
@@ -273,7 +275,7 @@ impl Node {
     ) -> Result<T, ForwardError> {
         let mut req = self
             .http
-            .post(format!("http://{addr}/raft/{rpc}"))
+            .post(self.peers.url(addr, &format!("/raft/{rpc}")))
             .timeout(wait)
             .header(crate::http::raft_rpc::FROM_HEADER, self.id)
             .body(body);
@@ -403,10 +405,14 @@ pub async fn start_node(
     let view = sm.view();
     let cluster =
         Arc::new(ClusterIdentity::load(&cfg.data_dir).context("reading this node's cluster id")?);
+    let transport = cfg
+        .tls
+        .as_ref()
+        .map_or_else(crate::tls::PeerTransport::plain, |t| t.peers());
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config(&cfg)?),
-        NetworkFactory::new(cluster.clone(), cfg.peer_token.clone())?,
+        NetworkFactory::new(cluster.clone(), cfg.peer_token.clone(), &transport)?,
         log,
         sm,
     )
@@ -434,7 +440,7 @@ pub async fn start_node(
         let id = ClusterId::derive(&addrs, &cfg.cluster_token);
         // An empty data dir is a new member only if no peer knows this one as started.
         let peers: Vec<(u64, String)> = addrs.clone().into_iter().collect();
-        crate::member_started::refuse_if_wiped(cfg.id, &peers, id).await?;
+        crate::member_started::refuse_if_wiped(cfg.id, &peers, id, &transport).await?;
         // The id goes to disk before the node can take part in anything.
         cluster
             .bootstrap(id)
@@ -447,8 +453,8 @@ pub async fn start_node(
         }
     }
 
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = transport
+        .client_builder()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -463,6 +469,7 @@ pub async fn start_node(
         raft: raft.clone(),
         view,
         http,
+        peers: transport,
         leases: Default::default(),
         cluster,
         ids: IdSource::new(),
@@ -492,6 +499,7 @@ pub async fn start_node(
         app,
         cfg.conn_limits,
         max_connections,
+        cfg.tls.as_ref().map(crate::tls::NodeTls::acceptor),
         shutdown.clone(),
     );
     // Peers keep their Raft connections open, so a graceful shutdown alone would wait

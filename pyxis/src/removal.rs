@@ -105,7 +105,7 @@ async fn check(node: &Node, was_listed: &mut bool) -> Option<bool> {
 async fn leader_view(node: &Node, addr: &str) -> Option<ClusterInfo> {
     let get = |path: &str| {
         node.http
-            .get(format!("http://{addr}{path}"))
+            .get(node.peers.url(addr, path))
             .timeout(PEER_TIMEOUT)
             .send()
     };

@@ -1,5 +1,5 @@
 //! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`, `agents`,
-//! `members`, `status` and `snapshot`.
+//! `members`, `status` and `snapshot` (and the offline `pyxis tls gen`, module `tls`).
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
 //! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
@@ -23,7 +23,7 @@
 //!     #[command(flatten)]
 //!     Client(pyxis::cli::ClientCommand),
 //! }
-//! // Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+//! // Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints).await,
 //! ```
 //!
 //! [`run`] returns errors with context naming the operation and key (`put /a: 409
@@ -44,6 +44,7 @@ pub mod server;
 mod service;
 mod snapshot;
 mod status;
+pub mod tls;
 mod traffic;
 
 pub use agents::AgentsArgs;
@@ -57,7 +58,8 @@ pub use traffic::TrafficCmd;
 /// The global `--endpoints` option of the client subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct EndpointsArg {
-    /// Store nodes to talk to: comma-separated `host:port` or `http://host:port`.
+    /// Store nodes to talk to: comma-separated `host:port`, `http://host:port` or
+    /// `https://host:port` (a node started with `--tls-cert`; see `--ca`).
     #[arg(
         long,
         global = true,
@@ -66,6 +68,10 @@ pub struct EndpointsArg {
         default_value = "127.0.0.1:7070"
     )]
     pub endpoints: Vec<String>,
+    /// PEM file of the CA that signed the nodes' certificates, for `https://` endpoints
+    /// (`pyxis tls gen` writes `ca.pem`); without it the system's roots are trusted.
+    #[arg(long, global = true, env = "PYXIS_CA", value_name = "PATH")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// The subcommands that talk to a running cluster over HTTP.
@@ -98,17 +104,17 @@ pub enum ClientCommand {
     Snapshot(SnapshotCmd),
 }
 
-/// Runs one client subcommand against `endpoints` (as given to `--endpoints`).
-pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<()> {
+/// Runs one client subcommand against `target` (`--endpoints`, `--ca`).
+pub async fn run(cmd: ClientCommand, target: EndpointsArg) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Kv(cmd) => kv::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Members { command } => members::run(&connect(endpoints)?, command).await,
-        ClientCommand::Lease(cmd) => lease::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Service(cmd) => service::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Traffic(cmd) => traffic::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
-        ClientCommand::Agents(args) => agents::run(&connect(endpoints)?, args).await,
-        ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
+        ClientCommand::Kv(cmd) => kv::run(&connect(&target)?, cmd).await,
+        ClientCommand::Members { command } => members::run(&connect(&target)?, command).await,
+        ClientCommand::Lease(cmd) => lease::run(&connect(&target)?, cmd).await,
+        ClientCommand::Service(cmd) => service::run(&connect(&target)?, cmd).await,
+        ClientCommand::Traffic(cmd) => traffic::run(&connect(&target)?, cmd).await,
+        ClientCommand::Status => status::run(&connect(&target)?, &target.endpoints).await,
+        ClientCommand::Agents(args) => agents::run(&connect(&target)?, args).await,
+        ClientCommand::Snapshot(cmd) => snapshot::run(cmd, &target).await,
     }
 }
 
@@ -117,9 +123,15 @@ pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<(
 /// A person is waiting on the other end, so a call gives up after 5 s of retrying (the
 /// library default is 10 s): enough to ride out an election, short enough to learn quickly
 /// that every endpoint is down.
-fn connect(endpoints: Vec<String>) -> anyhow::Result<Client> {
-    let options = ClientOptions::default().retry_budget(Duration::from_secs(5));
-    Client::with_options(endpoints, options).context("--endpoints")
+fn connect(target: &EndpointsArg) -> anyhow::Result<Client> {
+    let mut options = ClientOptions::default().retry_budget(Duration::from_secs(5));
+    if let Some(ca) = &target.ca {
+        options = options.ca_file(ca);
+    }
+    Client::with_options(target.endpoints.clone(), options).map_err(|e| match e {
+        pyxis_client::Error::Tls(m) => anyhow::anyhow!("--ca: {m}"),
+        other => anyhow::Error::new(other).context("--endpoints"),
+    })
 }
 
 /// Writes `text` to stdout in one piece.

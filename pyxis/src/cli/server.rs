@@ -22,7 +22,8 @@ pub struct ServerArgs {
     /// Address peers use to reach this node, if not the listen address.
     #[arg(long)]
     pub advertise: Option<String>,
-    /// Initial members `1=HOST:PORT,2=HOST:PORT,...`, this node included; same on every node.
+    /// Initial members `1=HOST:PORT,2=HOST:PORT,...`, this node included; same on every node
+    /// (with TLS, `1=https://HOST:PORT` is accepted too).
     #[arg(long, default_value = "")]
     pub peers: String,
     /// Start empty and wait to be added with `pyxis members add` (`--peers` is then not used
@@ -81,6 +82,17 @@ pub struct ServerArgs {
     /// visible to other users of the host).
     #[arg(long, env = "PYXIS_PEER_TOKEN", hide_env_values = true)]
     pub peer_token: Option<String>,
+    /// This node's TLS certificate chain (PEM): the API and peer calls are then https only,
+    /// plaintext connections are refused. Needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs every member's certificate: peers' certificates are verified
+    /// against it, and `/raft/*` calls must present one (mutual TLS); clients may present one.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -99,7 +111,16 @@ impl ServerArgs {
             self.max_response_bytes > 0,
             "--max-response-bytes: must be at least 1"
         );
-        let peers = parse_peers(&self.peers)?;
+        let tls = crate::tls::files_from_flags(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_ca.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?
+        .map(|files| crate::tls::NodeTls::load(&files))
+        .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let peers = parse_peers(&self.peers, scheme)?;
         let peer_token = match (&self.peer_token_file, &self.peer_token) {
             (Some(path), _) => Some(PeerToken::from_file(path)?),
             (None, Some(t)) => Some(PeerToken::new(t, "--peer-token")?),
@@ -130,6 +151,7 @@ impl ServerArgs {
                 max_response_bytes: self.max_response_bytes,
             },
             peer_token,
+            tls,
         })
     }
 }

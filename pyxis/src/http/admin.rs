@@ -237,7 +237,7 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let resp = node
         .http
-        .request(method, format!("http://{addr}{path}"))
+        .request(method, node.peers.url(addr, path))
         .header("content-type", "application/json")
         .body(body)
         .timeout(timeout)

@@ -9,6 +9,11 @@
 //! `unavailable` and closed. Watches and blocking reads are responses in progress, not idle
 //! connections, so they stay open as designed (their own bound is in `http::watch`). The
 //! process's soft file-descriptor limit is raised to its hard limit at start ([`raise_fd_limit`]).
+//!
+//! With TLS (`--tls-cert`), each connection's handshake runs in its own task, within
+//! `header_timeout`, before HTTP starts; a plaintext request fails the handshake and the
+//! connection is closed without an answer. Whether the client presented a certificate the
+//! CA verified travels with each request ([`ClientCert`]); `/raft/*` without one gets 403.
 
 use std::io;
 use std::sync::Arc;
@@ -22,9 +27,10 @@ use axum::response::Response;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::throttle::Throttle;
@@ -90,19 +96,29 @@ pub fn effective_max_connections(limits: &ConnLimits, fd_limit: u64) -> usize {
         .min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
+/// Whether the connection a request came on presented a client certificate that the
+/// node's CA verified (always false without TLS); a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCert(pub bool);
+
 /// Serves `app` on `listener` within `limits` until `shutdown` fires and every connection
-/// has closed (each is asked to close after its request in progress).
+/// has closed (each is asked to close after its request in progress). With `tls`, every
+/// connection must complete a TLS handshake first.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
     max_connections: usize,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    let app = app.layer(axum::middleware::from_fn_with_state(
+    let mut app = app.layer(axum::middleware::from_fn_with_state(
         limits.body_timeout,
         body_deadline,
     ));
+    if tls.is_some() {
+        app = app.layer(axum::middleware::from_fn(require_peer_cert));
+    }
     let open = Arc::new(Semaphore::new(max_connections));
     // HTTP/1.1 only, as `axum::serve` without its http2 feature: clients and peers use it.
     let mut builder = http1::Builder::new();
@@ -135,27 +151,84 @@ pub async fn serve(
         };
         metrics::gauge!("pyxis_http_connections").increment(1.0);
         let builder = builder.clone();
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new)),
-        );
+        let app = app.clone();
+        let tls = tls.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => serve_connection(stream, false, &builder, app, &shutdown).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let verified = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .is_some_and(|c| !c.is_empty());
+                            serve_connection(stream, verified, &builder, app, &shutdown).await;
+                        }
+                        Ok(Err(e)) => handshake_failed("error", &e),
+                        Err(_) => handshake_failed("timeout", &"no handshake in time"),
+                    }
                 }
             }
             metrics::gauge!("pyxis_http_connections").decrement(1.0);
             drop(permit);
         });
     }
+}
+
+/// Serves HTTP/1.1 on one accepted (and, with TLS, handshaken) connection until it closes,
+/// or until `shutdown` asks it to close after its request in progress.
+async fn serve_connection<S>(
+    stream: S,
+    client_cert: bool,
+    builder: &http1::Builder,
+    app: Router,
+    shutdown: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        TowerToHyperService::new(app.map_request(move |req: Request<hyper::body::Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ClientCert(client_cert));
+            req
+        }));
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Counts a failed TLS handshake (a plaintext client, an untrusted or silent one) and logs
+/// it at debug level: a port scanner must not fill the log.
+fn handshake_failed(outcome: &'static str, e: &dyn std::fmt::Display) {
+    metrics::counter!("pyxis_tls_handshake_failures_total", "outcome" => outcome).increment(1);
+    tracing::debug!(error = %e, "tls handshake failed");
+}
+
+/// Middleware (TLS only): a `/raft/*` call must come on a connection whose client
+/// certificate the CA verified; peers always present theirs, clients need not.
+async fn require_peer_cert(req: Request, next: Next) -> Response {
+    let verified = req.extensions().get::<ClientCert>().is_some_and(|c| c.0);
+    if verified || !req.uri().path().starts_with("/raft/") {
+        return next.run(req).await;
+    }
+    metrics::counter!("pyxis_peer_calls_without_client_cert_total").increment(1);
+    axum::response::IntoResponse::into_response((
+        hyper::StatusCode::FORBIDDEN,
+        "peer calls (/raft/*) need a client certificate signed by this cluster's --tls-ca",
+    ))
 }
 
 /// Answers a connection over the limit with a 503 and closes it. What the client already

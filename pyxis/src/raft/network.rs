@@ -1,4 +1,5 @@
-//! Raft RPC to peers: HTTP POST to `/raft/*` on the peer's one address, codec bodies.
+//! Raft RPC to peers: HTTP POST to `/raft/*` on the peer's one address, codec bodies; over
+//! https with the node's certificate as client certificate when TLS is on (`tls`).
 //!
 //! One `reqwest::Client` (keep-alive, no Nagle) serves every peer. Votes get openraft's
 //! soft TTL as their timeout; an append gets time for its payload too ([`append_timeout`]),
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use super::{NodeAddr, Snapshot, SnapshotData, TypeConfig, Vote, codec, transfer};
 use crate::cluster_id::{self, ClusterIdentity};
 use crate::peer_token::{self, PeerToken};
+use crate::tls::PeerTransport;
 
 /// Least time an append may take: a heartbeat-sized TTL (tens of ms) is shorter than one
 /// scheduling hiccup of a busy machine, and a timed-out append is sent again whole.
@@ -49,17 +51,20 @@ pub struct NetworkFactory {
     http: reqwest::Client,
     cluster: Arc<ClusterIdentity>,
     token: Option<PeerToken>,
+    scheme: &'static str,
 }
 
 impl NetworkFactory {
-    /// A factory sharing one HTTP client, sending `cluster`'s id and the peer token (if
-    /// there is one) with every call.
+    /// A factory sharing one HTTP client over `transport` (https with the node's certificate
+    /// when TLS is on), sending `cluster`'s id and the peer token (if there is one) with
+    /// every call.
     pub fn new(
         cluster: Arc<ClusterIdentity>,
         token: Option<PeerToken>,
+        transport: &PeerTransport,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = transport
+            .client_builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(2))
@@ -68,6 +73,7 @@ impl NetworkFactory {
             http,
             cluster,
             token,
+            scheme: transport.scheme(),
         })
     }
 }
@@ -80,7 +86,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             http: self.http.clone(),
             cluster: self.cluster.clone(),
             token: self.token.clone(),
-            base: format!("http://{}/raft", node.addr),
+            base: format!("{}://{}/raft", self.scheme, node.addr),
             target,
             appends: AppendMetrics::new(target),
         }

@@ -52,6 +52,8 @@ pub struct Cluster {
     nodes: BTreeMap<NodeId, Node>,
     /// Extra `pyxis server` arguments given to every node, joiners included.
     extra: Vec<String>,
+    /// The CA file when the nodes run TLS ([`Cluster::start_tls`]): URLs are then https.
+    ca: Option<PathBuf>,
     // Declared last so the processes are killed before their directories are removed.
     dir: TempDir,
 }
@@ -66,6 +68,21 @@ impl Cluster {
     pub async fn start_with(n: u64, extra: &[&str]) -> anyhow::Result<Cluster> {
         let addrs = loopback_addrs(n);
         Cluster::launch(&addrs, &addrs, extra).await
+    }
+
+    /// Starts `n` voters with TLS on the API and between them, from `certs`, with
+    /// `extra` appended to every node's arguments; the peers are given as `https://` URLs,
+    /// and [`Cluster::url`] and [`Cluster::api`] speak https trusting the test CA.
+    pub async fn start_tls(
+        n: u64,
+        certs: &crate::Certs,
+        extra: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        let addrs = loopback_addrs(n);
+        let mut args = certs.server_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Cluster::launch_on(&addrs, &addrs, &args, Some(certs.ca().to_owned())).await
     }
 
     /// Starts `n` voters whose peer traffic goes through a [`Proxy`] per node: each node
@@ -95,9 +112,23 @@ impl Cluster {
         peer_addrs: &[(NodeId, String)],
         extra: &[&str],
     ) -> anyhow::Result<Cluster> {
+        Cluster::launch_on(addrs, peer_addrs, extra, None).await
+    }
+
+    /// [`Cluster::launch`], over TLS when `ca` is given.
+    async fn launch_on(
+        addrs: &[(NodeId, String)],
+        peer_addrs: &[(NodeId, String)],
+        extra: &[&str],
+        ca: Option<PathBuf>,
+    ) -> anyhow::Result<Cluster> {
         let n = addrs.len();
         let mut cluster = Cluster::empty(extra)?;
-        let peers = peers_arg(peer_addrs);
+        if let Some(ca) = ca {
+            cluster.api = Api::with_options(Duration::from_secs(15), Some(&ca));
+            cluster.ca = Some(ca);
+        }
+        let peers = cluster.peers_arg(peer_addrs);
         for ((id, addr), (_, peer_addr)) in addrs.iter().zip(peer_addrs) {
             let mut args = cluster.server_args(*id, addr);
             args.extend(["--peers".into(), peers.clone()]);
@@ -166,6 +197,7 @@ impl Cluster {
             api: Api::new(),
             nodes: BTreeMap::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            ca: None,
             dir,
         })
     }
@@ -230,9 +262,36 @@ impl Cluster {
         &self.node(id).addr
     }
 
-    /// Base URL (`http://host:port`) of node `id`.
+    /// Base URL (`http://host:port`, or `https://` with TLS) of node `id`.
     pub fn url(&self, id: NodeId) -> String {
-        format!("http://{}", self.addr(id))
+        format!("{}://{}", self.scheme(), self.addr(id))
+    }
+
+    /// `https` for a cluster started with [`Cluster::start_tls`], else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.ca.is_some() { "https" } else { "http" }
+    }
+
+    /// The CA file of a TLS cluster (for `--ca` and `ca = ...`).
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// A client for this cluster's nodes whose requests give up after `timeout`.
+    fn client(&self, timeout: Duration) -> Api {
+        Api::with_options(timeout, self.ca.as_deref())
+    }
+
+    /// `1=URL,2=URL,..` for `--peers`: bare `host:port` without TLS, `https://` with it.
+    fn peers_arg(&self, addrs: &[(NodeId, String)]) -> String {
+        match self.ca {
+            None => peers_arg(addrs),
+            Some(_) => addrs
+                .iter()
+                .map(|(id, addr)| format!("{id}=https://{addr}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
     }
 
     /// Every node ever started, running or not.
@@ -282,7 +341,7 @@ impl Cluster {
 
     /// Like [`Cluster::leader`] with a custom deadline.
     pub async fn leader_within(&self, deadline: Duration) -> anyhow::Result<NodeId> {
-        let quick = Api::with_timeout(Duration::from_secs(2));
+        let quick = self.client(Duration::from_secs(2));
         let live = self.live_ids();
         if live.is_empty() {
             bail!("no running members to ask for a leader");
@@ -424,8 +483,9 @@ impl Cluster {
     /// Waits until node `id` answers `GET /livez` with 200; fails at once if it exits.
     pub async fn wait_ready(&mut self, id: NodeId) -> anyhow::Result<()> {
         let url = self.url(id);
+        let quick = self.client(Duration::from_secs(2));
         let node = self.node_mut(id)?;
-        wait_healthy(&mut node.proc, &url).await
+        wait_healthy_with(&mut node.proc, &url, &quick).await
     }
 
     /// The last `n` log lines of every node, for errors that happen outside a panic.
@@ -451,7 +511,7 @@ impl Cluster {
             .collect();
         peers.push((id, addr.clone()));
         let mut args = self.server_args(id, &addr);
-        args.extend(["--peers".into(), peers_arg(&peers), "--join".into()]);
+        args.extend(["--peers".into(), self.peers_arg(&peers), "--join".into()]);
         args.extend(self.extra.iter().cloned());
         self.spawn_node(id, addr, args, false)?;
         self.wait_ready(id).await
@@ -487,7 +547,7 @@ impl Cluster {
     pub async fn add_member(&mut self, id: NodeId) -> anyhow::Result<ClusterInfo> {
         let leader = self.leader().await?;
         let addr = self.addr(id).to_owned();
-        let slow = Api::with_timeout(ADD_MEMBER_TIMEOUT);
+        let slow = self.client(ADD_MEMBER_TIMEOUT);
         let reply = slow
             .add_member(&self.url(leader), id, &addr)
             .await?
@@ -507,7 +567,7 @@ impl Cluster {
     /// `DELETE /v1/cluster/members/{id}` via `via`; on success node `id` stops counting as a
     /// member (its process keeps running until [`Cluster::kill9`]).
     pub async fn remove_member(&mut self, via: NodeId, id: NodeId) -> anyhow::Result<ClusterInfo> {
-        let slow = Api::with_timeout(ADD_MEMBER_TIMEOUT);
+        let slow = self.client(ADD_MEMBER_TIMEOUT);
         let reply = slow
             .remove_member(&self.url(via), id)
             .await?
@@ -523,7 +583,11 @@ impl Cluster {
 /// (with the log tail) if `proc` exits. `/livez`, not `/healthz`: a node restarted without a
 /// quorum, or one waiting to be added, is live but has no leader, so it is not healthy yet.
 pub async fn wait_healthy(proc: &mut Proc, url: &str) -> anyhow::Result<()> {
-    let quick = Api::with_timeout(Duration::from_secs(2));
+    wait_healthy_with(proc, url, &Api::with_timeout(Duration::from_secs(2))).await
+}
+
+/// [`wait_healthy`] asking through `quick` (a client that trusts a TLS cluster's CA).
+async fn wait_healthy_with(proc: &mut Proc, url: &str, quick: &Api) -> anyhow::Result<()> {
     let health = format!("{url}/livez");
     let end = Instant::now() + START_TIMEOUT;
     loop {

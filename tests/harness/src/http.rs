@@ -103,13 +103,24 @@ impl Api {
 
     /// A client whose requests give up after `timeout`.
     pub fn with_timeout(timeout: Duration) -> Api {
-        let client = reqwest::Client::builder()
+        Api::with_options(timeout, None)
+    }
+
+    /// A client whose requests give up after `timeout` and which, with `ca`, trusts only
+    /// that CA file for `https://` URLs (a cluster started with TLS).
+    pub fn with_options(timeout: Duration, ca: Option<&std::path::Path>) -> Api {
+        pyxis_client::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("build reqwest client");
-        Api { client }
+            .no_proxy();
+        if let Some(ca) = ca {
+            let config = pyxis_client::tls::client_config(ca, None).expect("a usable CA file");
+            builder = builder.tls_backend_preconfigured(config);
+        }
+        Api {
+            client: builder.build().expect("build reqwest client"),
+        }
     }
 
     /// Sends `method url` with an optional body and reads the whole reply.

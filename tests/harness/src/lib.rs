@@ -35,6 +35,7 @@ pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod tls;
 
 pub use agent::{Agent, WebhookSink, replace_file, write_script};
 pub use backend::Backend;
@@ -49,3 +50,4 @@ pub use nginx::{Nginx, tally};
 pub use ports::reserve_ports;
 pub use process::Proc;
 pub use proxy::Proxy;
+pub use tls::Certs;

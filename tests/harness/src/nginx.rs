@@ -153,6 +153,7 @@ impl Drop for Nginx {
 /// Sends `count` requests to `url`, one connection each, and returns how many times each
 /// response body (a backend's name) came back; failed requests count under `"error"`.
 pub async fn tally(url: &str, count: usize) -> std::collections::BTreeMap<String, usize> {
+    pyxis_client::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)

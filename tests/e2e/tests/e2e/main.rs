@@ -70,4 +70,5 @@ mod store_peer_api;
 mod store_purge;
 mod store_truth;
 mod store_watch;
+mod tls;
 mod writer;

@@ -15,6 +15,8 @@ use pyxis_client::{Client, ClientOptions};
 
 /// A plain HTTP client for requests that carry a chosen request id.
 fn raw() -> reqwest::Client {
+    // reqwest links rustls without a provider of its own (see `pyxis_client::tls`).
+    pyxis_client::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(15))

@@ -84,6 +84,8 @@ fn request(session: u64, seq: u64, cmd: &[u8]) -> Vec<u8> {
 }
 
 fn raw() -> reqwest::Client {
+    // reqwest links rustls without a provider of its own (see `pyxis_client::tls`).
+    pyxis_client::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -186,6 +186,7 @@ async fn watches_and_blocking_reads_are_truthful_at_the_edges() {
     let rev = api.put_ok(&url, "/w", "1").await.unwrap();
 
     // A watch from a revision far ahead starts with progress at the revision reached.
+    pyxis_client::tls::install_crypto_provider();
     let resp = reqwest::Client::new()
         .get(format!("{url}/v1/watch/w?from_rev={}", rev + 1000))
         .send()
