@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::snapshot::{SnapshotDir, decode_file};
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
 use crate::store::command::CommandResult;
-use crate::store::kv::{KvState, KvStateWithoutSessions};
+use crate::store::kv::{KvState, KvStateWithoutAcl, KvStateWithoutSessions};
 use crate::store::watch::{Compacted, Event, History, HistoryLimits};
 
 /// How far the state machine has applied: the log index and the store revision.
@@ -221,13 +221,15 @@ impl StoreView {
     }
 }
 
-/// Decodes a snapshot's state, in the current layout or in the one before request ids.
+/// Decodes a snapshot's state, in the current layout, the one before ACLs or the one
+/// before request ids.
 pub fn decode_state(data: &[u8]) -> Result<KvState, codec::CodecError> {
-    // postcard reads fields in order: the older layout is the newer one cut before its last
-    // field, so it fails to decode as the newer one and is then read as what it is.
+    // postcard reads fields in order: an older layout is the newer one cut before its last
+    // fields, so it fails to decode as the newer one and is then read as what it is.
     codec::decode::<KvState>(data).or_else(|new| {
-        codec::decode::<KvStateWithoutSessions>(data)
+        codec::decode::<KvStateWithoutAcl>(data)
             .map(KvState::from)
+            .or_else(|_| codec::decode::<KvStateWithoutSessions>(data).map(KvState::from))
             .map_err(|_| new)
     })
 }
