@@ -140,6 +140,8 @@ pub struct Caller {
     pub token: Option<TokenRecord>,
     /// What the request is, for the audit history: `PUT /v1/traffic/web`.
     pub what: String,
+    /// The `Authorization` header as sent, for a call this node proxies to the leader.
+    pub bearer: Option<String>,
 }
 
 impl Caller {

@@ -166,7 +166,19 @@ impl Node {
     /// answers later copies with its result. When no attempt could be confirmed in
     /// [`WRITE_WAIT`], the answer is `unknown_outcome` if one may have been applied (the
     /// client learns the outcome by sending the same id again), else `no_leader`.
+    ///
+    /// A change made for a caller that is audited (`acl::Caller::audited`) carries the
+    /// caller and the time in the command, so that every node records it the same way.
     pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, NodeError> {
+        let cmd = match crate::acl::caller() {
+            Some(caller) if caller.audited() => Command::Audited {
+                actor: caller.actor(),
+                time_ms: crate::acl::now_ms(),
+                what: caller.what,
+                cmd: Box::new(cmd),
+            },
+            _ => cmd,
+        };
         let request = Command::Request {
             id,
             cmd: Box::new(cmd),

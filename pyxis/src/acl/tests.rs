@@ -109,6 +109,7 @@ fn audited_callers() {
     let off = Caller {
         token: None,
         what: "PUT /v1/kv/a".into(),
+        bearer: None,
     };
     assert!(off.audited());
     assert_eq!(off.actor().description, "anonymous");
@@ -117,6 +118,7 @@ fn audited_callers() {
         let c = Caller {
             token: Some(token(role)),
             what: String::new(),
+            bearer: None,
         };
         assert_eq!(c.audited(), audited, "{role}");
         assert_eq!(c.actor().accessor.as_deref(), Some("0123456789abcdef"));

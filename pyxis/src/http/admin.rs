@@ -235,10 +235,15 @@ async fn forward(
     body: Vec<u8>,
     timeout: std::time::Duration,
 ) -> Result<Response, ApiError> {
-    let resp = node
+    let mut req = node
         .http
         .request(method, format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    // The leader checks the caller's token again against its own state.
+    if let Some(bearer) = crate::acl::caller().and_then(|c| c.bearer) {
+        req = req.header(axum::http::header::AUTHORIZATION, bearer);
+    }
+    let resp = req
         .body(body)
         .timeout(timeout)
         .send()

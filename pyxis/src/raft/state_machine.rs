@@ -234,6 +234,23 @@ pub fn decode_state(data: &[u8]) -> Result<KvState, codec::CodecError> {
     })
 }
 
+/// Writes one audit entry to the node log (target `audit`), outside the state lock; every
+/// node logs each entry when it applies it.
+fn log_audit(e: &pyxis_client::api::AuditEntry) {
+    let changes = serde_json::to_string(&e.changes).unwrap_or_default();
+    tracing::info!(
+        target: "audit",
+        revision = e.revision,
+        time_ms = e.time_ms,
+        accessor = e.actor.accessor.as_deref().unwrap_or("-"),
+        who = %e.actor.description,
+        what = %e.what,
+        more = e.more,
+        %changes,
+        "change"
+    );
+}
+
 /// Runs `work` on a thread of its own at low CPU priority and awaits its result.
 ///
 /// Building a snapshot encodes and writes the whole state: on a small machine that
@@ -332,6 +349,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         let mut n = 0u64;
         let mut events = Vec::new();
+        let mut audited = None;
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let result = {
@@ -341,8 +359,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => CommandResult::None,
                     EntryPayload::Normal(cmd) => {
                         st.applied_bytes += cmd.approx_bytes();
+                        let recorded = st.kv.acl().recorded();
                         let r = st.kv.apply(cmd, &mut events);
                         st.history.extend(events.drain(..));
+                        if st.kv.acl().recorded() != recorded {
+                            audited = st.kv.acl().last_audit().cloned();
+                        }
                         r
                     }
                     EntryPayload::Membership(m) => {
@@ -351,6 +373,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
             };
+            if let Some(e) = audited.take() {
+                log_audit(&e);
+            }
             n += 1;
             if let Some(r) = responder {
                 r.send(result);

@@ -58,6 +58,8 @@ pub struct AclState {
     lease_owners: OrdMap<LeaseId, String>,
     /// The audit history, oldest first, at most [`AUDIT_CAPACITY`].
     audit: Vector<AuditEntry>,
+    /// Audit entries ever recorded (so a caller can tell that an apply added one).
+    recorded: u64,
 }
 
 impl AclState {
@@ -131,8 +133,19 @@ impl AclState {
         self.lease_owners.remove(&id);
     }
 
+    /// Audit entries ever recorded, including those the history no longer holds.
+    pub fn recorded(&self) -> u64 {
+        self.recorded
+    }
+
+    /// The newest audit entry.
+    pub fn last_audit(&self) -> Option<&AuditEntry> {
+        self.audit.last()
+    }
+
     /// Appends an audit entry, dropping the oldest past [`AUDIT_CAPACITY`].
     pub(super) fn record(&mut self, entry: AuditEntry) {
+        self.recorded += 1;
         self.audit.push_back(entry);
         while self.audit.len() > AUDIT_CAPACITY {
             self.audit.pop_front();
