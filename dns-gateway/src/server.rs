@@ -98,7 +98,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = metrics::handle();
-    let mirror = Arc::new(Mirror::for_endpoints(config.store.clone()).context("store endpoints")?);
+    let mirror = Arc::new(store_mirror(&config)?);
     let zone_config = ZoneConfig {
         origin: config.zone.clone(),
         ttl: config.ttl,
@@ -154,6 +154,21 @@ pub async fn serve(
 }
 
 /// Rebuilds the zone from every snapshot the mirror publishes.
+/// The mirror of the store, with `Mirror::for_endpoints`'s client settings plus the
+/// ACL token when one is configured.
+fn store_mirror(config: &Config) -> anyhow::Result<Mirror> {
+    let mut options = pyxis_client::ClientOptions::default()
+        .request_timeout(std::time::Duration::from_secs(3))
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .retry_budget(std::time::Duration::from_secs(1));
+    if let Some(t) = &config.token {
+        options = options.token(t.clone());
+    }
+    let client =
+        pyxis_client::Client::with_options(config.store.clone(), options).context("--store")?;
+    Ok(Mirror::start(client, ns_core::MirrorOptions::default()))
+}
+
 async fn follow_mirror(
     mirror: Arc<Mirror>,
     zone: Arc<ArcSwap<Zone>>,

@@ -1,4 +1,4 @@
-//! `pyxis`: run a store node (`pyxis server`) or operate a cluster (`pyxis kv|members|status|snapshot`).
+//! `pyxis`: run a store node (`pyxis server`) or operate a cluster (`pyxis kv|members|status|snapshot|acl`).
 
 use clap::{Parser, Subcommand};
 use pyxis::cli::{ClientCommand, EndpointsArg, server::ServerArgs};
@@ -40,7 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => pyxis::cli::server::run(args).await,
-            Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+            Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints).await,
         }
     });
     match result {

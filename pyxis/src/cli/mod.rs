@@ -1,5 +1,5 @@
 //! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`,
-//! `members`, `status` and `snapshot`.
+//! `members`, `status`, `snapshot` and `acl`.
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
 //! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
@@ -23,7 +23,7 @@
 //!     #[command(flatten)]
 //!     Client(pyxis::cli::ClientCommand),
 //! }
-//! // Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints.endpoints).await,
+//! // Command::Client(cmd) => pyxis::cli::run(cmd, cli.endpoints).await,
 //! ```
 //!
 //! [`run`] returns errors with context naming the operation and key (`put /a: 409
@@ -36,6 +36,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pyxis_client::{Client, ClientOptions};
 
+mod acl;
 mod kv;
 mod lease;
 mod members;
@@ -45,6 +46,7 @@ mod snapshot;
 mod status;
 mod traffic;
 
+pub use acl::AclCmd;
 pub use kv::KvCmd;
 pub use lease::LeaseCmd;
 pub use members::MembersCmd;
@@ -64,6 +66,9 @@ pub struct EndpointsArg {
         default_value = "127.0.0.1:7070"
     )]
     pub endpoints: Vec<String>,
+    /// ACL token sent as `Authorization: Bearer` (needed once ACLs are bootstrapped).
+    #[arg(long, global = true, env = "PYXIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// The subcommands that talk to a running cluster over HTTP.
@@ -92,18 +97,23 @@ pub enum ClientCommand {
     /// Save a snapshot of the store to a file.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Bootstrap ACLs, manage tokens, read the audit history.
+    #[command(subcommand)]
+    Acl(AclCmd),
 }
 
-/// Runs one client subcommand against `endpoints` (as given to `--endpoints`).
-pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<()> {
+/// Runs one client subcommand against the endpoints and with the token given to
+/// `--endpoints` and `--token`.
+pub async fn run(cmd: ClientCommand, conn: EndpointsArg) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Kv(cmd) => kv::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Members { command } => members::run(&connect(endpoints)?, command).await,
-        ClientCommand::Lease(cmd) => lease::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Service(cmd) => service::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Traffic(cmd) => traffic::run(&connect(endpoints)?, cmd).await,
-        ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
-        ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
+        ClientCommand::Kv(cmd) => kv::run(&connect(&conn)?, cmd).await,
+        ClientCommand::Members { command } => members::run(&connect(&conn)?, command).await,
+        ClientCommand::Lease(cmd) => lease::run(&connect(&conn)?, cmd).await,
+        ClientCommand::Service(cmd) => service::run(&connect(&conn)?, cmd).await,
+        ClientCommand::Traffic(cmd) => traffic::run(&connect(&conn)?, cmd).await,
+        ClientCommand::Status => status::run(&connect(&conn)?, &conn.endpoints).await,
+        ClientCommand::Snapshot(cmd) => snapshot::run(cmd, conn).await,
+        ClientCommand::Acl(cmd) => acl::run(&connect(&conn)?, cmd).await,
     }
 }
 
@@ -112,9 +122,12 @@ pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<(
 /// A person is waiting on the other end, so a call gives up after 5 s of retrying (the
 /// library default is 10 s): enough to ride out an election, short enough to learn quickly
 /// that every endpoint is down.
-fn connect(endpoints: Vec<String>) -> anyhow::Result<Client> {
-    let options = ClientOptions::default().retry_budget(Duration::from_secs(5));
-    Client::with_options(endpoints, options).context("--endpoints")
+fn connect(conn: &EndpointsArg) -> anyhow::Result<Client> {
+    let mut options = ClientOptions::default().retry_budget(Duration::from_secs(5));
+    if let Some(t) = &conn.token {
+        options = options.token(t.clone());
+    }
+    Client::with_options(conn.endpoints.clone(), options).context("--endpoints")
 }
 
 /// Writes `text` to stdout in one piece.

@@ -46,9 +46,9 @@ pub enum SnapshotCmd {
 }
 
 /// Runs one `snapshot` subcommand; only the online ones build a client.
-pub(crate) async fn run(cmd: SnapshotCmd, endpoints: Vec<String>) -> anyhow::Result<()> {
+pub(crate) async fn run(cmd: SnapshotCmd, conn: super::EndpointsArg) -> anyhow::Result<()> {
     match cmd {
-        SnapshotCmd::Save { file } => save(&connect(endpoints)?, &file).await,
+        SnapshotCmd::Save { file } => save(&connect(&conn)?, &file).await,
         SnapshotCmd::Restore {
             file,
             data_dir,
