@@ -49,16 +49,31 @@ fn role_table() {
         None,
         [false, true, false, true],
     );
-    row(Method::DELETE, "/v1/lease/7", None, [false, true, false, true]);
+    row(
+        Method::DELETE,
+        "/v1/lease/7",
+        None,
+        [false, true, false, true],
+    );
     row(Method::POST, "/v1/cluster/members", None, admin);
     row(Method::DELETE, "/v1/cluster/members/3", None, admin);
     row(Method::GET, "/v1/snapshot", None, admin);
     row(Method::GET, "/v1/acl/tokens", None, admin);
     row(Method::POST, "/v1/acl/tokens", None, admin);
     row(Method::DELETE, "/v1/acl/tokens/abc", None, admin);
-    row(Method::PUT, "/v1/kv/ns/agents/n1", None, [false, true, true, true]);
+    row(
+        Method::PUT,
+        "/v1/kv/ns/agents/n1",
+        None,
+        [false, true, true, true],
+    );
     row(Method::PUT, "/v1/kv/ns/agents/n2", None, operator);
-    row(Method::DELETE, "/v1/kv/ns/agents/n1", Some("prefix=true"), admin);
+    row(
+        Method::DELETE,
+        "/v1/kv/ns/agents/n1",
+        Some("prefix=true"),
+        admin,
+    );
     row(Method::POST, "/v1/something-new", None, admin);
 }
 
@@ -66,7 +81,10 @@ fn role_table() {
 #[test]
 fn open_routes() {
     assert_eq!(required(&Method::GET, "/v1/acl/status", None), Need::Open);
-    assert_eq!(required(&Method::POST, "/v1/acl/bootstrap", None), Need::Open);
+    assert_eq!(
+        required(&Method::POST, "/v1/acl/bootstrap", None),
+        Need::Open
+    );
     assert_eq!(
         required(&Method::GET, "/v1/acl/token/self", None),
         Need::AnyToken
@@ -114,7 +132,12 @@ fn audited_callers() {
     assert!(off.audited());
     assert_eq!(off.actor().description, "anonymous");
     assert!(off.is_admin());
-    for (role, audited) in [(Read, false), (Register, false), (Operator, true), (Admin, true)] {
+    for (role, audited) in [
+        (Read, false),
+        (Register, false),
+        (Operator, true),
+        (Admin, true),
+    ] {
         let c = Caller {
             token: Some(token(role)),
             what: String::new(),

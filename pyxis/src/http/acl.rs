@@ -84,7 +84,8 @@ pub async fn create(
         (Some(n), _) => check_node("node", n)?,
         (None, _) => {}
     }
-    if req.description.len() > MAX_DESCRIPTION_BYTES || req.description.chars().any(char::is_control)
+    if req.description.len() > MAX_DESCRIPTION_BYTES
+        || req.description.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(format!(
             "description: must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
@@ -132,9 +133,8 @@ pub async fn revoke(
             .or_else(|| acl.by_hash(&hash_secret(&which)))
             .map(|t| t.accessor.clone())
     });
-    let accessor = accessor.ok_or_else(|| {
-        ApiError::not_found("token: no token has this secret or accessor")
-    })?;
+    let accessor = accessor
+        .ok_or_else(|| ApiError::not_found("token: no token has this secret or accessor"))?;
     let cmd = Command::AclTokenRevoke {
         accessor: accessor.clone(),
     };

@@ -75,7 +75,10 @@ pub async fn put(
     let key = key_from_path(uri.path(), false)?;
     // A register token reaches here only for its node's status record (`acl::required`);
     // the lease that record is put on must be its own too.
-    if let Some(l) = lease {
+    if let Some(l) = lease
+        && crate::acl::caller().is_some_and(|c| c.register_node().is_some())
+    {
+        node.linearize().await?;
         let owner = node
             .view
             .with_kv(|kv| kv.acl().lease_owner(l).map(str::to_owned));

@@ -3,7 +3,9 @@
 //! call never proposes anything.
 //!
 //! The token is looked up by its sha256 in this node's applied state: no call to the
-//! leader, and a revoke takes effect here as soon as this node applies it. The handler
+//! leader for a known token, and a revoke takes effect here as soon as this node applies
+//! it. Only an unknown token costs one read-index round trip (`Node::linearize`) before
+//! the 401, so that a token just created through another node works at once everywhere. The handler
 //! runs inside `acl::scope`, so its own checks (a `register` token's node, a
 //! transaction's writes: [`require_admin`], [`require_node`]) and `Node::write`'s audit
 //! stamp see the caller. Routes outside `/v1/` (`/healthz`, `/livez`, `/metrics`, `/ui`,
@@ -34,24 +36,37 @@ pub async fn check(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (enabled, token) = node.view.with_kv(|kv| {
-        let acl = kv.acl();
-        let token = bearer
-            .as_deref()
-            .and_then(secret_of)
-            .and_then(|s| acl.by_hash(&hash_secret(s)).cloned());
-        (acl.enabled(), token)
-    });
+    let hash = bearer.as_deref().and_then(secret_of).map(hash_secret);
+    let lookup = |node: &Node| {
+        node.view.with_kv(|kv| {
+            let acl = kv.acl();
+            let token = hash.as_deref().and_then(|h| acl.by_hash(h).cloned());
+            (acl.enabled(), token)
+        })
+    };
+    let (mut enabled, mut token) = lookup(&node);
+    if enabled && token.is_none() && hash.is_some() {
+        // A token created a moment ago through another node may not be applied here yet:
+        // catch up with the leader once before refusing it. A valid token never waits;
+        // a revoked one is refused as soon as this node has applied the revoke.
+        if node.linearize().await.is_ok() {
+            (enabled, token) = lookup(&node);
+        }
+    }
     if enabled && need != Need::Open {
         let Some(t) = &token else {
             let (reason, message) = match &bearer {
                 None => (
                     "missing",
-                    format!("{what}: ACLs are on and this call carries no token (Authorization: Bearer TOKEN)"),
+                    format!(
+                        "{what}: ACLs are on and this call carries no token (Authorization: Bearer TOKEN)"
+                    ),
                 ),
                 Some(_) => (
                     "invalid",
-                    format!("{what}: the bearer token is not valid (unknown, revoked or malformed)"),
+                    format!(
+                        "{what}: the bearer token is not valid (unknown, revoked or malformed)"
+                    ),
                 ),
             };
             return refuse(ErrorCode::Unauthorized, reason, message);
@@ -99,7 +114,10 @@ pub fn require_admin(what: &str) -> Result<(), ApiError> {
             metrics::counter!("pyxis_auth_failures_total", "reason" => "forbidden").increment(1);
             Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("{what}: needs the admin role; this token has {}", c.role_name()),
+                format!(
+                    "{what}: needs the admin role; this token has {}",
+                    c.role_name()
+                ),
             ))
         }
         _ => Ok(()),

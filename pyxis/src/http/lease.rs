@@ -60,7 +60,7 @@ pub async fn keep_alive(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    own_lease(&node, id)?;
+    own_lease(&node, id).await?;
     if !node.is_leader() {
         return proxy_to_leader(
             &node,
@@ -76,11 +76,13 @@ pub async fn keep_alive(
 }
 
 /// For a `register` caller: lease `id` must be its node's (granted with its token); 403
-/// otherwise. Every other caller passes.
-fn own_lease(node: &Node, id: u64) -> Result<(), ApiError> {
+/// otherwise. Every other caller passes. Read after a linearizable barrier, so a lease
+/// granted a moment ago through another node is known here.
+async fn own_lease(node: &Node, id: u64) -> Result<(), ApiError> {
     if crate::acl::caller().is_none_or(|c| c.register_node().is_none()) {
         return Ok(());
     }
+    node.linearize().await?;
     let owner = node.view.with_kv(|kv| {
         // A lease that is gone answers 404 as for anyone: an agent learns its lease is lost
         // and grants a new one, instead of retrying a 403 until its TTL has passed.
@@ -148,7 +150,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
-    own_lease(&node, id)?;
+    own_lease(&node, id).await?;
     match node.write(rid, Command::LeaseRevoke { id }).await? {
         CommandResult::LeaseRevoked { revision, deleted } => {
             Ok(Json(LeaseRevokeResponse { revision, deleted }))

@@ -119,10 +119,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/acl/status", get(acl::status))
         .route("/v1/acl/bootstrap", post(acl::bootstrap))
         .route("/v1/acl/tokens", get(acl::list).post(acl::create))
-        .route(
-            "/v1/acl/tokens/{which}",
-            axum::routing::delete(acl::revoke),
-        )
+        .route("/v1/acl/tokens/{which}", axum::routing::delete(acl::revoke))
         .route("/v1/acl/token/self", get(acl::token_self))
         .route("/v1/audit", get(acl::audit))
         .route("/healthz", get(admin::healthz))
@@ -130,7 +127,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(admin::metrics))
         .merge(raft)
         // Innermost: a removed node answers 503 before the token is looked at.
-        .layer(axum::middleware::from_fn_with_state(node.clone(), auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             admin::refuse_if_removed,

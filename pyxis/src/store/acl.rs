@@ -227,7 +227,10 @@ mod tests {
         }
         assert_eq!(acl.audit(usize::MAX).count(), AUDIT_CAPACITY);
         let last: Vec<u64> = acl.audit(2).map(|e| e.revision).collect();
-        assert_eq!(last, vec![AUDIT_CAPACITY as u64 + 3, AUDIT_CAPACITY as u64 + 4]);
+        assert_eq!(
+            last,
+            vec![AUDIT_CAPACITY as u64 + 3, AUDIT_CAPACITY as u64 + 4]
+        );
         assert_eq!(acl.audit(usize::MAX).next().map(|e| e.revision), Some(5));
     }
 

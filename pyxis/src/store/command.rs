@@ -197,7 +197,9 @@ impl Command {
             }
             Command::LeaseGrantOwned { owner, .. } => FIXED_BYTES + owner.len() as u64,
             Command::Request { cmd, .. } => FIXED_BYTES + cmd.approx_bytes(),
-            Command::Audited { what, cmd, .. } => FIXED_BYTES + what.len() as u64 + cmd.approx_bytes(),
+            Command::Audited { what, cmd, .. } => {
+                FIXED_BYTES + what.len() as u64 + cmd.approx_bytes()
+            }
         }
     }
 }
@@ -249,7 +251,11 @@ impl std::fmt::Display for Command {
                 write!(f, "lease grant ttl={ttl_ms}ms owner={owner}")
             }
             Command::Audited { actor, cmd, .. } => {
-                write!(f, "{cmd} by {}", actor.accessor.as_deref().unwrap_or("anonymous"))
+                write!(
+                    f,
+                    "{cmd} by {}",
+                    actor.accessor.as_deref().unwrap_or("anonymous")
+                )
             }
         }
     }

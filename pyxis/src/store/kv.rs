@@ -541,3 +541,6 @@ fn acl_change(before: &AclState, after: &AclState) -> Option<AuditChange> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod audit_tests;

@@ -157,8 +157,7 @@ const MAX_AUDIT_WHAT_BYTES: usize = 4096;
 fn check_token(t: &super::acl::TokenRecord) -> Result<(), InvalidCommand> {
     check_hex("token.accessor", &t.accessor, ACCESSOR_HEX)?;
     check_hex("token.hash", &t.hash, HASH_HEX)?;
-    if t.description.len() > MAX_DESCRIPTION_BYTES || t.description.chars().any(char::is_control)
-    {
+    if t.description.len() > MAX_DESCRIPTION_BYTES || t.description.chars().any(char::is_control) {
         return Err(InvalidCommand::Invalid(format!(
             "description: must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
         )));
@@ -193,7 +192,11 @@ pub fn check_node(field: &str, node: &str) -> Result<(), InvalidCommand> {
 
 /// `value` is exactly `len` lowercase hex digits.
 fn check_hex(field: &str, value: &str, len: usize) -> Result<(), InvalidCommand> {
-    if value.len() == len && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if value.len() == len
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         Ok(())
     } else {
         Err(InvalidCommand::Invalid(format!(

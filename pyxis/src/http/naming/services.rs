@@ -186,7 +186,7 @@ pub async fn put_instance(
     let instance = Instance::from_json(&body).map_err(invalid)?;
     super::check_reserved_label(&node, &svc)?;
     let key = keys::instance(&svc, &id);
-    own_instance(&node, &key, Some(&instance.node), write.lease)?;
+    own_instance(&node, &key, Some(&instance.node), write.lease).await?;
     // The lease's existence is checked by the state machine when the put applies, so a lease
     // that expires between here and there still writes nothing (404 `lease`).
     put_value(&node, rid, key, &instance, write).await
@@ -223,7 +223,7 @@ pub async fn delete_instance(
     let id = name("id", &raw_id, InstanceId::parse)?;
     Params::parse(uri.query())?.only(&[])?;
     let key = keys::instance(&svc, &id);
-    own_instance(&node, &key, None, None)?;
+    own_instance(&node, &key, None, None).await?;
     delete_keys(&node, rid, vec![(key, false)]).await
 }
 
@@ -231,10 +231,11 @@ pub async fn delete_instance(
 /// and the lease it is put on must all be its own node's; 403 otherwise, before anything
 /// is proposed. Every other caller passes (the route table let it in).
 ///
-/// The stored instance is read from this node's applied state: a change to it that is
-/// still in flight is not seen, which only matters if another node's token writes the
-/// same key at the same moment.
-fn own_instance(
+/// The stored instance and the lease owner are read after a linearizable barrier, so a
+/// lease granted a moment ago through another node is seen; a change to the stored instance
+/// still in flight is not, which only matters if another node's token writes the same key
+/// at the same moment.
+async fn own_instance(
     node: &Node,
     key: &str,
     body_node: Option<&str>,
@@ -243,6 +244,7 @@ fn own_instance(
     if crate::acl::caller().is_none_or(|c| c.register_node().is_none()) {
         return Ok(());
     }
+    node.linearize().await?;
     let (stored, lease_owner) = node.view.with_kv(|kv| {
         let stored = kv.get(key).map(|e| {
             // An unreadable stored value has no node: it is not the caller's to change.
