@@ -51,7 +51,8 @@ pub enum TokenCmd {
     /// Revoke a token by its secret or accessor.
     Revoke {
         /// The token's secret or accessor.
-        token: String,
+        #[arg(value_name = "TOKEN_OR_ACCESSOR")]
+        which: String,
     },
 }
 
@@ -86,9 +87,9 @@ pub(crate) async fn run(client: &Client, cmd: AclCmd) -> anyhow::Result<()> {
                 &rows,
             ))
         }
-        AclCmd::Token(TokenCmd::Revoke { token }) => {
+        AclCmd::Token(TokenCmd::Revoke { which }) => {
             let revoked = client
-                .acl_token_revoke(&token)
+                .acl_token_revoke(&which)
                 .await
                 .context("acl token revoke")?;
             print(format!("revoked {}\n", revoked.accessor))
