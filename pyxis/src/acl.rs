@@ -18,6 +18,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::store::acl::{TokenRecord, anonymous};
 
+/// Most bytes of method and path an audit entry keeps.
+pub const MAX_WHAT_BYTES: usize = 1024;
+
 /// Prefix of every secret, so a leaked one is recognisable in logs and scanners.
 pub const SECRET_PREFIX: &str = "pyx_";
 
@@ -151,6 +154,16 @@ impl Caller {
         self.token
             .as_ref()
             .is_none_or(|t| matches!(t.role, Role::Operator | Role::Admin))
+    }
+
+    /// What the request is, cut to [`MAX_WHAT_BYTES`] on a character boundary, so that a
+    /// long path never makes the audited command fail validation.
+    pub fn what(&self) -> String {
+        let mut end = self.what.len().min(MAX_WHAT_BYTES);
+        while !self.what.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.what[..end].to_owned()
     }
 
     /// The actor recorded in the audit history.

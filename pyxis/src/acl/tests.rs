@@ -148,3 +148,16 @@ fn audited_callers() {
         assert_eq!(c.register_node(), (role == Register).then_some("n1"));
     }
 }
+
+/// A long request line is cut for the audit entry, never past a character boundary.
+#[test]
+fn what_is_cut() {
+    let c = Caller {
+        token: None,
+        what: format!("PUT /v1/kv/{}", "é".repeat(MAX_WHAT_BYTES)),
+        bearer: None,
+    };
+    let what = c.what();
+    assert!(what.len() <= MAX_WHAT_BYTES);
+    assert!(what.starts_with("PUT /v1/kv/é"));
+}

@@ -92,7 +92,11 @@ pub async fn create(
         )));
     }
     if !node.view.with_kv(|kv| kv.acl().enabled()) {
-        return Err(not_bootstrapped());
+        // A bootstrap a moment ago through another node may not be applied here yet.
+        node.linearize().await?;
+        if !node.view.with_kv(|kv| kv.acl().enabled()) {
+            return Err(not_bootstrapped());
+        }
     }
     let (secret, token) = new_token(req.role, req.node, req.description);
     let info = info(&token);
@@ -112,13 +116,15 @@ fn not_bootstrapped() -> ApiError {
     ApiError::conflict("acl token create: ACLs are off; run `pyxis acl bootstrap` first")
 }
 
-/// `GET /v1/acl/tokens`: every token, without secrets, by accessor.
-pub async fn list(State(node): State<Arc<Node>>) -> Json<TokenList> {
+/// `GET /v1/acl/tokens`: every token, without secrets, by accessor; linearizable, as
+/// every read of the store is by default.
+pub async fn list(State(node): State<Arc<Node>>) -> Result<Json<TokenList>, ApiError> {
+    node.linearize().await?;
     let mut tokens: Vec<TokenInfo> = node
         .view
         .with_kv(|kv| kv.acl().tokens().map(info).collect());
     tokens.sort_by(|a, b| a.accessor.cmp(&b.accessor));
-    Json(TokenList { tokens })
+    Ok(Json(TokenList { tokens }))
 }
 
 /// `DELETE /v1/acl/tokens/{secret_or_accessor}`: removes a token; 404 if none matches.
@@ -127,12 +133,20 @@ pub async fn revoke(
     WriteId(rid): WriteId,
     Path(which): Path<String>,
 ) -> Result<Json<TokenRevoked>, ApiError> {
-    let accessor = node.view.with_kv(|kv| {
-        let acl = kv.acl();
-        acl.by_accessor(&which)
-            .or_else(|| acl.by_hash(&hash_secret(&which)))
-            .map(|t| t.accessor.clone())
-    });
+    let find = || {
+        node.view.with_kv(|kv| {
+            let acl = kv.acl();
+            acl.by_accessor(&which)
+                .or_else(|| acl.by_hash(&hash_secret(&which)))
+                .map(|t| t.accessor.clone())
+        })
+    };
+    let mut accessor = find();
+    if accessor.is_none() {
+        // A token created a moment ago through another node may not be applied here yet.
+        node.linearize().await?;
+        accessor = find();
+    }
     let accessor = accessor
         .ok_or_else(|| ApiError::not_found("token: no token has this secret or accessor"))?;
     let cmd = Command::AclTokenRevoke {
@@ -173,6 +187,9 @@ pub async fn audit(State(node): State<Arc<Node>>, uri: Uri) -> Result<Json<Audit
             )));
         }
     };
+    // Linearizable, as every read of the store is by default: a change just acknowledged
+    // through another node is in the history.
+    node.linearize().await?;
     let entries = node
         .view
         .with_kv(|kv| kv.acl().audit(limit).cloned().collect());

@@ -45,10 +45,11 @@ pub async fn check(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
         })
     };
     let (mut enabled, mut token) = lookup(&node);
-    if enabled && token.is_none() && hash.is_some() {
-        // A token created a moment ago through another node may not be applied here yet:
-        // catch up with the leader once before refusing it. A valid token never waits;
-        // a revoked one is refused as soon as this node has applied the revoke.
+    if token.is_none() && hash.is_some() {
+        // A token created (or a bootstrap made) a moment ago through another node may not
+        // be applied here yet: catch up with the leader once before judging it. A known
+        // token never waits; a revoked one is refused as soon as this node has applied the
+        // revoke. Before bootstrap, a call that sends a token pays this read index.
         if node.linearize().await.is_ok() {
             (enabled, token) = lookup(&node);
         }

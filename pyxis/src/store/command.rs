@@ -327,6 +327,9 @@ pub enum CommandResult {
     AclTokenRevoked,
     /// No token has that accessor; nothing changed.
     AclTokenNotFound,
+    /// An anonymous change (proposed by a node that had not applied the bootstrap yet)
+    /// reached the log after ACLs were turned on; nothing changed.
+    AclRequired,
 }
 
 /// Result of one transaction op (owned by the state machine; converted to the wire type at the edge).

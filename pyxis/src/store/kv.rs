@@ -291,7 +291,8 @@ impl KvState {
     }
 
     /// Applies `cmd` and records what it changed, with who and when, in the audit history.
-    /// A command that changed nothing (a failed compare, a refused token) is not recorded.
+    /// A command that changed nothing (a failed compare, a refused token) is not recorded,
+    /// and an anonymous one is refused once ACLs are on.
     fn audited(
         &mut self,
         actor: AuditActor,
@@ -300,6 +301,14 @@ impl KvState {
         cmd: Command,
         events: &mut Vec<Event>,
     ) -> CommandResult {
+        // The proposing node thought ACLs were off, but they are on now: a caller without
+        // a token must not slip in through a node that lags behind the bootstrap.
+        if actor.role.is_none()
+            && self.acl.enabled()
+            && !matches!(cmd, Command::AclBootstrap { .. })
+        {
+            return CommandResult::AclRequired;
+        }
         // O(1): the maps are persistent, so the before values cost nothing until read.
         let before = self.map.clone();
         let tokens_before = self.acl.clone();

@@ -160,3 +160,34 @@ fn state_without_acl_decodes() {
     assert!(!back.acl().enabled());
     assert_eq!(back.revision(), 1);
 }
+
+/// An anonymous change proposed by a node that had not applied the bootstrap is refused
+/// when it applies after it; a token's change is not.
+#[test]
+fn anonymous_changes_are_refused_once_acls_are_on() {
+    let mut s = KvState::default();
+    s.apply(
+        Command::AclBootstrap {
+            token: token('a', Role::Admin),
+        },
+        &mut Vec::new(),
+    );
+    let mut events = Vec::new();
+    let r = s.apply(audited(put("/a", "x", None)), &mut events);
+    assert_eq!(r, CommandResult::AclRequired);
+    assert!(events.is_empty() && s.get("/a").is_none() && s.revision() == 0);
+    let as_admin = Command::Audited {
+        actor: pyxis_client::api::AuditActor {
+            accessor: Some("a".repeat(16)),
+            description: "ops".into(),
+            role: Some(Role::Admin),
+        },
+        time_ms: 1,
+        what: "PUT /v1/kv/a".into(),
+        cmd: Box::new(put("/a", "x", None)),
+    };
+    assert_eq!(
+        s.apply(as_admin, &mut Vec::new()),
+        CommandResult::Put { revision: 1 }
+    );
+}

@@ -906,3 +906,52 @@ async fn cli_prints_only_the_secret() {
         .unwrap();
     refused(&r, 401, ErrorCode::Unauthorized, "revoked by the CLI");
 }
+
+/// `dns-gateway --token` reads the store with a read token once ACLs are on, and `dig`
+/// gets the registered instance: the token travels on the mirror's list and watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_follows_the_store_with_a_read_token() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let a = Authed::new();
+    let base = c.url(1);
+    let admin = a.bootstrap(&base).await.unwrap();
+    let (read, _) = a
+        .create(&base, &admin, Role::Read, None, "gateway")
+        .await
+        .unwrap();
+    let dc = json!({"subnets": ["127.0.0.0/8"]}).to_string();
+    a.call(
+        Method::PUT,
+        &base,
+        "/v1/datacenters/dc1",
+        Some(&admin),
+        Some(&dc),
+    )
+    .await
+    .unwrap()
+    .ok()
+    .unwrap();
+    let gw = harness::Gateway::start(&c.endpoints(), &c.dir().join("logs"), &["--token", &read])
+        .await
+        .unwrap();
+    // Registered after the gateway listed the store, so it arrives through the watch.
+    let body = instance("n1").replace("10.0.0.1", "10.0.0.7");
+    a.call(
+        Method::PUT,
+        &base,
+        "/v1/services/web/instances/n1-web",
+        Some(&admin),
+        Some(&body),
+    )
+    .await
+    .unwrap()
+    .ok()
+    .unwrap();
+    eventually(SETTLE, async || {
+        let answer = harness::dig(gw.dns(), "web.ns.corp", "A", &[]).await?;
+        anyhow::ensure!(answer.rdata("A") == ["10.0.0.7"], "{answer:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
