@@ -177,7 +177,7 @@ fn anonymous_changes_are_refused_once_acls_are_on() {
     assert_eq!(r, CommandResult::AclRequired);
     assert!(events.is_empty() && s.get("/a").is_none() && s.revision() == 0);
     let as_admin = Command::Audited {
-        actor: pyxis_client::api::AuditActor {
+        actor: AuditActor {
             accessor: Some("a".repeat(16)),
             description: "ops".into(),
             role: Some(Role::Admin),
