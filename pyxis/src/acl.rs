@@ -27,7 +27,7 @@ pub const SECRET_PREFIX: &str = "pyx_";
 /// What a route needs, before the handler looks at the body or the stored data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
-    /// Nothing, even with ACLs on (`/v1/acl/status`, `/v1/acl/bootstrap`).
+    /// Nothing, even with ACLs on (`/v1/acl/status`, `/v1/acl/bootstrap`, `/v1/status`).
     Open,
     /// Any valid token (`/v1/acl/token/self`).
     AnyToken,
@@ -91,6 +91,9 @@ pub fn required(method: &Method, path: &str, query: Option<&str>) -> Need {
     let read = *method == Method::GET || *method == Method::HEAD;
     match (segs.as_slice(), read) {
         (["acl", "status"], true) => Need::Open,
+        // A node's own role, term and indexes, like `/healthz`: no data, and the leader
+        // probes a newcomer's `/v1/status` before adding it, without a client token.
+        (["status"], true) => Need::Open,
         (["acl", "bootstrap"], false) => Need::Open,
         (["acl", "token", "self"], true) => Need::AnyToken,
         (["acl", ..], _) => Need::Admin,

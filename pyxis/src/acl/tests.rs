@@ -28,7 +28,6 @@ fn role_table() {
     row(Method::GET, "/v1/services/web/instances", None, all);
     row(Method::GET, "/v1/lease/7", None, all);
     row(Method::GET, "/v1/cluster", None, all);
-    row(Method::GET, "/v1/status", None, all);
     row(Method::PUT, "/v1/kv/a", None, admin);
     row(Method::DELETE, "/v1/kv/", Some("prefix=true"), admin);
     row(Method::PUT, "/v1/services/web", None, operator);
@@ -89,6 +88,7 @@ fn open_routes() {
         required(&Method::GET, "/v1/acl/token/self", None),
         Need::AnyToken
     );
+    assert_eq!(required(&Method::GET, "/v1/status", None), Need::Open);
     assert_eq!(required(&Method::POST, "/v1/txn", None), Need::Txn);
 }
 

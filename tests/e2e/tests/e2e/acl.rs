@@ -347,7 +347,13 @@ async fn every_endpoint_refuses_without_its_role() {
         );
     }
     // The open routes stay open.
-    for path in ["/healthz", "/livez", "/metrics", "/v1/acl/status"] {
+    for path in [
+        "/healthz",
+        "/livez",
+        "/metrics",
+        "/v1/acl/status",
+        "/v1/status",
+    ] {
         let r = a
             .call(Method::GET, &url(3), path, None, None)
             .await
