@@ -849,6 +849,26 @@ async fn cli_prints_only_the_secret() {
     assert!(!anon.status.success());
     assert!(anon.stderr.contains("unauthorized"), "{}", anon.stderr);
 
+    // `PYXIS_TOKEN` is the CLI's token when no `--token` is given; the audit history shows
+    // the bootstrap and the token created, with who created it.
+    let audit = run_cmd_env(
+        pyxis,
+        ["acl", "audit", "--limit", "5", "--endpoints", &ep],
+        &[("PYXIS_TOKEN", admin.as_str())],
+    )
+    .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr),
+    );
+    assert!(audit.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("what=POST /v1/acl/bootstrap")
+            && stdout.contains("who=bootstrap token")
+            && stdout.contains("role=register node=n1"),
+        "{stdout}"
+    );
+
     let list = run_cmd(
         pyxis,
         [
@@ -960,4 +980,21 @@ async fn gateway_follows_the_store_with_a_read_token() {
     })
     .await
     .unwrap();
+}
+
+/// Runs the CLI with extra environment variables (the harness's `run_cmd` passes none).
+async fn run_cmd_env(
+    bin: &std::path::Path,
+    args: impl IntoIterator<Item = &str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(CMD_TIMEOUT, cmd.output())
+        .await
+        .expect("the CLI finished in time")
+        .expect("the CLI ran")
 }
