@@ -158,6 +158,16 @@ pub enum Command {
         /// The change itself (never a `Request` or another `Audited`).
         cmd: Box<Command>,
     },
+    /// A change made outside the key space (a membership change), for the audit history:
+    /// inside `Audited` it records this one change; alone it does nothing.
+    AuditNote {
+        /// What changed (`members/ID`).
+        key: String,
+        /// Before, if anything.
+        before: Option<String>,
+        /// After, if anything.
+        after: Option<String>,
+    },
 }
 
 /// Bytes counted for a command's or op's fields other than keys and values.
@@ -196,6 +206,12 @@ impl Command {
                 FIXED_BYTES + (token.hash.len() + token.description.len()) as u64
             }
             Command::LeaseGrantOwned { owner, .. } => FIXED_BYTES + owner.len() as u64,
+            Command::AuditNote { key, before, after } => {
+                FIXED_BYTES
+                    + (key.len()
+                        + before.as_ref().map_or(0, String::len)
+                        + after.as_ref().map_or(0, String::len)) as u64
+            }
             Command::Request { cmd, .. } => FIXED_BYTES + cmd.approx_bytes(),
             Command::Audited { what, cmd, .. } => {
                 FIXED_BYTES + what.len() as u64 + cmd.approx_bytes()
@@ -250,6 +266,7 @@ impl std::fmt::Display for Command {
             Command::LeaseGrantOwned { ttl_ms, owner } => {
                 write!(f, "lease grant ttl={ttl_ms}ms owner={owner}")
             }
+            Command::AuditNote { key, .. } => write!(f, "audit note {key}"),
             Command::Audited { actor, cmd, .. } => {
                 write!(
                     f,

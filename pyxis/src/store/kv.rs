@@ -272,6 +272,8 @@ impl KvState {
                 what,
                 cmd,
             } => self.audited(actor, time_ms, what, *cmd, events),
+            // Only an `Audited` wrapper gives a note meaning.
+            Command::AuditNote { .. } => CommandResult::None,
             Command::LeaseRevoke { id } => match self.leases.revoke(id) {
                 None => CommandResult::LeaseNotFound { id },
                 Some(keys) => {
@@ -317,6 +319,14 @@ impl KvState {
             Command::LeaseRevoke { id } => Some(*id),
             _ => None,
         };
+        let note = match &cmd {
+            Command::AuditNote { key, before, after } => Some(AuditChange {
+                key: key.clone(),
+                before: before.clone(),
+                after: after.clone(),
+            }),
+            _ => None,
+        };
         let result = self.apply(cmd, events);
         let mut changes = Vec::new();
         let mut changed = 0u64;
@@ -347,7 +357,7 @@ impl KvState {
                 before: Some("granted".into()),
                 after: None,
             }),
-            _ => None,
+            _ => note,
         };
         if let Some(c) = extra {
             changed += 1;

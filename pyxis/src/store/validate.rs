@@ -118,6 +118,16 @@ impl Command {
                 check_token(token)
             }
             Command::AclTokenRevoke { accessor } => check_hex("accessor", accessor, ACCESSOR_HEX),
+            Command::AuditNote { key, before, after } => {
+                let long =
+                    |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > MAX_AUDIT_WHAT_BYTES);
+                if key.len() > MAX_AUDIT_WHAT_BYTES || long(before) || long(after) {
+                    return Err(InvalidCommand::Invalid(format!(
+                        "audit note: key, before and after must be at most {MAX_AUDIT_WHAT_BYTES} bytes each"
+                    )));
+                }
+                Ok(())
+            }
             Command::Audited { what, cmd, .. } => {
                 if what.len() > MAX_AUDIT_WHAT_BYTES {
                     return Err(InvalidCommand::Invalid(format!(

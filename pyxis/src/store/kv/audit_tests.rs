@@ -191,3 +191,21 @@ fn anonymous_changes_are_refused_once_acls_are_on() {
         CommandResult::Put { revision: 1 }
     );
 }
+
+/// A note records one change outside the key space when audited, and nothing alone.
+#[test]
+fn audit_notes_record_membership_changes() {
+    let mut s = KvState::default();
+    let note = || Command::AuditNote {
+        key: "members/4".into(),
+        before: None,
+        after: Some("addr=127.0.0.1:1".into()),
+    };
+    assert_eq!(s.apply(note(), &mut Vec::new()), CommandResult::None);
+    assert_eq!(s.acl().recorded(), 0);
+    s.apply(audited(note()), &mut Vec::new());
+    let e = s.acl().last_audit().cloned().expect("an entry");
+    assert_eq!(e.changes[0].key, "members/4");
+    assert_eq!(e.changes[0].after.as_deref(), Some("addr=127.0.0.1:1"));
+    assert_eq!(s.revision(), 0, "a note is not a key-space change");
+}
