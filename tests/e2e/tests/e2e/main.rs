@@ -2,7 +2,9 @@
 //!
 //! Modules:
 //! - `acl`: ACL tokens on 3 nodes: every endpoint refused without its role (nothing written),
-//!   each role's happy path, register tokens bound to their node, revoke within 1 s, the CLI.
+//!   a revoke seen by every node within 1 s.
+//! - `acl_roles`: each role's happy path and the audit history, register tokens bound to their
+//!   node, the CLI printing only the secret, `dns-gateway --token`.
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, a large snapshot sent to a new
 //!   member, a reused address refusing the old cluster's calls.
@@ -51,6 +53,7 @@
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
 mod acl;
+mod acl_roles;
 mod agent;
 mod cli;
 mod gateway;
