@@ -163,6 +163,43 @@ async fn each_role_does_what_it_may() {
         .await
         .unwrap();
     refused(&r, 403, ErrorCode::Forbidden, "register n1 on n2's lease");
+    // Its node's agent status record, raw, on its own lease; not another node's record,
+    // not on another node's lease, not as a prefix delete.
+    ok(
+        Method::PUT,
+        2,
+        &format!("/v1/kv/ns/agents/n1?lease={lid}"),
+        &reg1,
+        Some(r#"{"state":"ok"}"#),
+    )
+    .await;
+    for (path, what) in [
+        ("/v1/kv/ns/agents/n2".to_owned(), "another node's record"),
+        (
+            format!("/v1/kv/ns/agents/n1?lease={}", lease2.id),
+            "its record on n2's lease",
+        ),
+        (
+            "/v1/kv/ns/agents/n1?prefix=true".to_owned(),
+            "a prefix delete",
+        ),
+    ] {
+        let method = if what == "a prefix delete" {
+            Method::DELETE
+        } else {
+            Method::PUT
+        };
+        let r = a
+            .call(method, &url(3), &path, Some(&reg1), Some("{}"))
+            .await
+            .unwrap();
+        refused(
+            &r,
+            403,
+            ErrorCode::Forbidden,
+            &format!("register n1: {what}"),
+        );
+    }
     // read: GETs and read-only txns.
     let got = ok(
         Method::GET,
