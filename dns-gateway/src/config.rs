@@ -1,5 +1,5 @@
 //! The command line, `dns-gateway --store ENDPOINTS --listen HOST:PORT [--zone ns.corp]
-//! [--ttl 5s] [--http HOST:PORT] [--threads N]`, and the [`Config`] it becomes.
+//! [--ttl 5s] [--http HOST:PORT] [--threads N] [--token TOKEN]`, and the [`Config`] it becomes.
 //!
 //! Parsing and checking only: nothing here opens a socket (that is `server`).
 
@@ -42,6 +42,9 @@ pub struct Cli {
     /// process may run on, which respects `taskset`).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// ACL token for the store (a `read` token is enough); none while its ACLs are off.
+    #[arg(long, env = "PYXIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// What the gateway runs with.
@@ -63,6 +66,8 @@ pub struct Config {
     pub max_answers: usize,
     /// UDP worker threads.
     pub threads: usize,
+    /// ACL token sent to the store.
+    pub token: Option<String>,
 }
 
 impl From<Cli> for Config {
@@ -79,6 +84,7 @@ impl From<Cli> for Config {
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 usize::from,
             ),
+            token: cli.token,
         }
     }
 }

@@ -99,8 +99,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let _ = metrics::handle();
     let mirror = Arc::new(
-        Mirror::for_endpoints_with_ca(config.store.clone(), config.ca.as_deref())
-            .context("store endpoints")?,
+        Mirror::for_store(
+            config.store.clone(),
+            config.ca.as_deref(),
+            config.token.as_deref(),
+        )
+        .context("--store")?,
     );
     let zone_config = ZoneConfig {
         origin: config.zone.clone(),
@@ -157,6 +161,8 @@ pub async fn serve(
 }
 
 /// Rebuilds the zone from every snapshot the mirror publishes.
+/// The mirror of the store, with `Mirror::for_endpoints`'s client settings plus the
+/// ACL token when one is configured.
 async fn follow_mirror(
     mirror: Arc<Mirror>,
     zone: Arc<ArcSwap<Zone>>,

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pyxis_client::{Client, ClientOptions};
+use pyxis_client::Client;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -63,17 +63,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = metrics::handle();
-    // Short attempts: the registrar retries on its own, and a check must never wait on it.
-    let client_options = ClientOptions::default()
-        .request_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_millis(500))
-        .retry_budget(Duration::from_secs(1));
-    let client_options = match &config.ca {
-        Some(ca) => client_options.ca_file(config.base_dir.join(ca)),
-        None => client_options,
-    };
-    let client =
-        Client::with_options(config.store.clone(), client_options).context("store endpoints")?;
+    let client = Client::with_options(config.store.clone(), config.store_options())
+        .context("store endpoints")?;
     let datacenter = ns_core::DcName::parse(&config.datacenter)
         .map_err(|e| anyhow::anyhow!("datacenter: {e}"))?;
     // One mirror for everything in the agent that reads the naming model (templates, local

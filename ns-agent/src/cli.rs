@@ -22,6 +22,9 @@ pub struct Cli {
     /// Store endpoints, overriding the config's `store` (comma-separated).
     #[arg(long, env = "PYXIS_ENDPOINTS", value_delimiter = ',')]
     pub store: Option<Vec<String>>,
+    /// The store's ACL token, overriding the config's `token`.
+    #[arg(long, global = true, env = "PYXIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Check the config file and exit (0 good, 2 bad).
     #[arg(long)]
     pub check_config: bool,
@@ -79,6 +82,8 @@ pub struct RenderEnv {
     pub config: Option<crate::AgentConfig>,
     /// `--store` / `PYXIS_ENDPOINTS`.
     pub store: Option<Vec<String>>,
+    /// `--token` / `PYXIS_TOKEN`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,9 +168,21 @@ pub async fn render_once(
         .store
         .or_else(|| c.map(|c| c.store.clone()))
         .unwrap_or_else(|| vec!["127.0.0.1:7070".into()]);
-    let text =
-        crate::render::once::render_once(file, store, who, std::time::Duration::from_secs(10))
-            .await?;
+    let mut options = c.map_or_else(
+        || crate::AgentConfig::default().store_options(),
+        crate::AgentConfig::store_options,
+    );
+    if let Some(token) = env.token {
+        options = options.token(token);
+    }
+    let text = crate::render::once::render_once(
+        file,
+        store,
+        options,
+        who,
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())

@@ -33,6 +33,9 @@ pub struct AgentConfig {
     /// PEM file of the CA that signed the store nodes' certificates, for `https://` store
     /// endpoints (relative to the config file); without it the system's roots are trusted.
     pub ca: Option<PathBuf>,
+    /// ACL token sent to the store as `Authorization: Bearer` (a `register` token bound to
+    /// this `node`); `PYXIS_TOKEN` or `--token` override it. None while ACLs are off.
+    pub token: Option<String>,
     /// Directory of service description files (`*.toml`), relative to the config file.
     pub services_dir: PathBuf,
     /// Address of the local HTTP API (`127.0.0.1:0` picks a free port).
@@ -105,6 +108,7 @@ impl Default for AgentConfig {
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store: vec!["127.0.0.1:7070".into()],
             ca: None,
+            token: None,
             services_dir: PathBuf::from("services.d"),
             http: SocketAddr::from((Ipv4Addr::LOCALHOST, 8500)),
             lease_ttl: Duration::from_secs(10),
@@ -146,6 +150,23 @@ pub struct ConfigError {
 }
 
 impl AgentConfig {
+    /// How the agent's store clients connect: short attempts (the registrar and the mirror
+    /// retry on their own, and a check must never wait on the store), the CA for `https://`
+    /// endpoints and the ACL token.
+    pub fn store_options(&self) -> pyxis_client::ClientOptions {
+        let mut options = pyxis_client::ClientOptions::default()
+            .request_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_millis(500))
+            .retry_budget(Duration::from_secs(1));
+        if let Some(ca) = &self.ca {
+            options = options.ca_file(self.base_dir.join(ca));
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token.clone());
+        }
+        options
+    }
+
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         let env = ns_agent::cli::RenderEnv {
             config: config.ok(),
             store: cli.store.clone(),
+            token: cli.token.clone(),
         };
         let ok = runtime.block_on(ns_agent::cli::oneshot(cmd, &http, env));
         return if ok {
@@ -52,6 +53,9 @@ fn main() -> ExitCode {
     };
     if let Some(store) = cli.store.clone() {
         config.store = store;
+    }
+    if let Some(token) = cli.token.clone() {
+        config.token = Some(token);
     }
     if cli.check_config {
         return ExitCode::SUCCESS;

@@ -115,14 +115,16 @@ impl Mirror {
     /// connect, 1 s of retries), because the mirror retries by itself and its staleness must
     /// show quickly, and [`MirrorOptions::default`]. Call inside a tokio runtime.
     pub fn for_endpoints(endpoints: Vec<String>) -> Result<Mirror, Error> {
-        Mirror::for_endpoints_with_ca(endpoints, None)
+        Mirror::for_store(endpoints, None, None)
     }
 
     /// Like [`for_endpoints`](Self::for_endpoints), trusting the CA in the PEM file `ca` for
-    /// `https://` endpoints (`ClientOptions::ca_file`).
-    pub fn for_endpoints_with_ca(
+    /// `https://` endpoints (`ClientOptions::ca_file`) and sending `token` as the bearer
+    /// token once the store's ACLs are on (`ClientOptions::token`).
+    pub fn for_store(
         endpoints: Vec<String>,
         ca: Option<&std::path::Path>,
+        token: Option<&str>,
     ) -> Result<Mirror, Error> {
         let mut options = ClientOptions::default()
             .request_timeout(Duration::from_secs(3))
@@ -130,6 +132,9 @@ impl Mirror {
             .retry_budget(Duration::from_secs(1));
         if let Some(ca) = ca {
             options = options.ca_file(ca);
+        }
+        if let Some(token) = token {
+            options = options.token(token.to_owned());
         }
         let client = Client::with_options(endpoints, options)?;
         Ok(Mirror::start(client, MirrorOptions::default()))

@@ -487,6 +487,10 @@ pub enum ErrorCode {
     UnknownOutcome,
     /// An unexpected server error: 500.
     Internal,
+    /// ACLs are on and the call carried no valid token: 401.
+    Unauthorized,
+    /// The token's role may not make this call: 403 (the message names the role needed).
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -500,6 +504,8 @@ impl ErrorCode {
             ErrorCode::ValueTooLarge => 413,
             ErrorCode::NoLeader | ErrorCode::Unavailable | ErrorCode::UnknownOutcome => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
         }
     }
 }
@@ -625,4 +631,162 @@ mod tests {
             prop_assert_eq!(back, kv);
         }
     }
+}
+
+// ACL routes (`/v1/acl/...`, `/v1/audit`): what a token may do, and the audit history.
+
+/// What a token may do (`read`, `register`, `operator`, `admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every GET and watch.
+    Read,
+    /// Read, plus the instances and leases of its own node only.
+    Register,
+    /// Read, plus services, traffic policies, datacenters and drains.
+    Operator,
+    /// Everything, including raw `/v1/kv` writes, tokens, members and snapshots.
+    Admin,
+}
+
+impl Role {
+    /// The role's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Register => "register",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Role::Read),
+            "register" => Ok(Role::Register),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "role: must be read, register, operator or admin, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// `GET /v1/acl/status`: whether ACLs are on (open to every caller).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclStatus {
+    /// Whether `acl bootstrap` has run: every other `/v1` call then needs a token.
+    pub enabled: bool,
+}
+
+/// Body of `POST /v1/acl/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreateRequest {
+    /// The role.
+    pub role: Role,
+    /// The node a `register` token is bound to (required for it, refused for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Free text naming the holder, shown in the audit history.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A token without its secret (`GET /v1/acl/tokens`, `GET /v1/acl/token/self`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Public id: safe to show and log, and accepted by revoke.
+    pub accessor: String,
+    /// The role.
+    pub role: Role,
+    /// The node a `register` token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Free text naming the holder.
+    pub description: String,
+    /// Creation time, unix milliseconds.
+    pub created_at_ms: u64,
+}
+
+/// Reply of `POST /v1/acl/bootstrap` and `POST /v1/acl/tokens`: the only time the secret
+/// is shown (the store keeps its sha256 only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The bearer secret (`Authorization: Bearer SECRET`).
+    pub secret: String,
+    /// The token's details.
+    #[serde(flatten)]
+    pub token: TokenInfo,
+}
+
+/// Reply of `GET /v1/acl/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Every token, by accessor.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// Reply of `DELETE /v1/acl/tokens/{secret_or_accessor}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// The accessor of the token that went.
+    pub accessor: String,
+}
+
+/// Who made an audited change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditActor {
+    /// The token's accessor; `null` for a change made while ACLs were off.
+    pub accessor: Option<String>,
+    /// The token's description (`anonymous` while ACLs were off).
+    pub description: String,
+    /// The token's role; `null` while ACLs were off.
+    pub role: Option<Role>,
+}
+
+/// One key's value before and after an audited change (`null` = absent; cut to 512 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChange {
+    /// The key (`acl/tokens/ACCESSOR` for a token, `leases/ID` for a lease).
+    pub key: String,
+    /// Its value before.
+    pub before: Option<String>,
+    /// Its value after.
+    pub after: Option<String>,
+}
+
+/// One entry of `GET /v1/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The store revision after the change.
+    pub revision: Revision,
+    /// When it was proposed, unix milliseconds.
+    pub time_ms: u64,
+    /// Who.
+    pub actor: AuditActor,
+    /// What: method and path.
+    pub what: String,
+    /// The keys changed (at most 16).
+    pub changes: Vec<AuditChange>,
+    /// How many more keys changed than `changes` lists.
+    pub more: u64,
+}
+
+/// Reply of `GET /v1/audit[?limit=N]`: the newest entries, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditList {
+    /// The entries, newest last.
+    pub entries: Vec<AuditEntry>,
 }

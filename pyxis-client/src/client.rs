@@ -25,6 +25,7 @@ use crate::request_id::{HEADER_REQUEST_ID, IdSource, RequestId};
 use crate::retry::{self, Endpoints, Failure, Kind, RetryPolicy};
 use crate::url::{kv_path, normalize_endpoint, prefix_path};
 
+mod acl;
 mod backup;
 mod lease;
 mod naming;
@@ -75,6 +76,17 @@ pub struct ClientOptions {
     retry: RetryPolicy,
     /// PEM file of the CA that signs the nodes' certificates, for `https://` endpoints.
     ca_file: Option<PathBuf>,
+    token: Option<BearerToken>,
+}
+
+/// A bearer secret; its `Debug` never shows it, so options can be logged.
+#[derive(Clone, PartialEq, Eq)]
+struct BearerToken(String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
 }
 
 impl Default for ClientOptions {
@@ -85,6 +97,7 @@ impl Default for ClientOptions {
             snapshot_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             ca_file: None,
+            token: None,
         }
     }
 }
@@ -138,6 +151,13 @@ impl ClientOptions {
     /// Cap of the backoff between rounds (default 1 s).
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
         self.retry.max_backoff = backoff;
+        self
+    }
+
+    /// ACL token sent as `Authorization: Bearer TOKEN` on every request, watches and
+    /// keep-alives included (default: none, for a cluster whose ACLs are off).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(BearerToken(token.into()));
         self
     }
 }
@@ -201,9 +221,24 @@ impl Client {
                 "endpoints: at least one is needed".into(),
             ));
         }
+        let mut headers = HeaderMap::new();
+        if let Some(BearerToken(t)) = &options.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| {
+                    Error::InvalidArgument(
+                        "token: must be printable ASCII without spaces or control characters"
+                            .into(),
+                    )
+                })?;
+            // Kept out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        // Default headers go on every request this client sends: calls, watches, keep-alives.
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .connect_timeout(options.connect_timeout);
         if let Some(ca) = &options.ca_file {
             let config = crate::tls::client_config(ca, None)

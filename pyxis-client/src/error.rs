@@ -129,6 +129,8 @@ pub fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Unavailable => "unavailable",
         ErrorCode::UnknownOutcome => "unknown_outcome",
         ErrorCode::Internal => "internal",
+        ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::Forbidden => "forbidden",
     }
 }
 
@@ -139,6 +141,8 @@ fn code_for_status(status: u16) -> ErrorCode {
         409 => ErrorCode::CompareFailed,
         410 => ErrorCode::Compacted,
         413 => ErrorCode::ValueTooLarge,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
         503 => ErrorCode::Unavailable,
         400..=499 => ErrorCode::BadRequest,
         _ => ErrorCode::Internal,
@@ -249,6 +253,8 @@ mod tests {
             ErrorCode::Unavailable,
             ErrorCode::UnknownOutcome,
             ErrorCode::Internal,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
         ] {
             let wire = serde_json::to_value(code).unwrap();
             assert_eq!(wire, code_name(code), "{code:?}");

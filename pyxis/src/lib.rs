@@ -10,12 +10,14 @@
 //! - `member_started`: a member with an empty data dir that peers know as started refuses to start.
 //! - `removal`: a member removed from the cluster notices, says so and stops serving clients.
 //! - `snapshot_policy`: when a node builds a snapshot (scaled with the state).
+//! - `acl`: tokens' secrets and hashes, the route table per role, the request's caller.
 //! - `http`: the router: client API, operator routes, peer RPC.
 //! - `tls`: the node's TLS (server config, peer transport) from `--tls-cert/key/ca`.
 //! - `metrics`: Prometheus recorder, Raft gauges, HTTP middleware.
 //! - `config`: node settings; `restore`: building a data dir from a backup.
 //! - `cli`: the client subcommands of the `pyxis` binary.
 
+pub mod acl;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_id;

@@ -1,4 +1,4 @@
-//! `pyxis`: run a store node (`pyxis server`) or operate a cluster (`pyxis kv|members|status|snapshot`).
+//! `pyxis`: run a store node (`pyxis server`) or operate a cluster (`pyxis kv|members|status|snapshot|acl`).
 
 use clap::{Parser, Subcommand};
 use pyxis::cli::{ClientCommand, EndpointsArg, server::ServerArgs};

@@ -67,7 +67,7 @@ pub enum ForwardError {
 }
 
 /// Why a node could not serve a write or a linearizable read; `http::error` maps each to
-/// its status (503, or 400 for an invalid command).
+/// its status (503, 400 for an invalid command, 401 for a write that needs a token).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
     /// No leader is known within the wait (an election, or no quorum).
@@ -82,6 +82,9 @@ pub enum NodeError {
     /// The command breaks the rules every proposal must meet.
     #[error(transparent)]
     Invalid(#[from] InvalidCommand),
+    /// An anonymous write met ACLs turned on when it applied; nothing was written.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// The shared state of a running node.
@@ -168,7 +171,19 @@ impl Node {
     /// answers later copies with its result. When no attempt could be confirmed in
     /// [`WRITE_WAIT`], the answer is `unknown_outcome` if one may have been applied (the
     /// client learns the outcome by sending the same id again), else `no_leader`.
+    ///
+    /// A change made for a caller that is audited (`acl::Caller::audited`) carries the
+    /// caller and the time in the command, so that every node records it the same way.
     pub async fn write(&self, id: RequestId, cmd: Command) -> Result<CommandResult, NodeError> {
+        let cmd = match crate::acl::caller() {
+            Some(caller) if caller.audited() => Command::Audited {
+                actor: caller.actor(),
+                time_ms: crate::acl::now_ms(),
+                what: caller.what(),
+                cmd: Box::new(cmd),
+            },
+            _ => cmd,
+        };
         let request = Command::Request {
             id,
             cmd: Box::new(cmd),
@@ -196,6 +211,11 @@ impl Node {
                 Ok(CommandResult::OutcomeUnknown) => {
                     return Err(NodeError::UnknownOutcome(format!(
                         "request {id} is older than the requests this store remembers (or its result was too large to keep): it may have been applied before, so it was not applied again"
+                    )));
+                }
+                Ok(CommandResult::AclRequired) => {
+                    return Err(NodeError::Unauthorized(format!(
+                        "request {id}: ACLs were turned on while it was in flight, and it carries no token; send it again with one"
                     )));
                 }
                 Ok(r) => return Ok(r),

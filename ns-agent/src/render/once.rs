@@ -31,19 +31,17 @@ pub enum OnceError {
     Input(String),
 }
 
-/// Renders `file` for `who` against the store at `store`; waits at most `timeout` for it.
+/// Renders `file` for `who` against the store at `store`, connecting with `options`
+/// (the agent config's `store_options`); waits at most `timeout` for it.
 pub async fn render_once(
     file: &Path,
     store: Vec<String>,
+    options: ClientOptions,
     who: Who,
     timeout: Duration,
 ) -> Result<String, OnceError> {
     // Compile first: a syntax error needs no store.
     let compiled = Compiled::load(file)?;
-    let options = ClientOptions::default()
-        .request_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_millis(500))
-        .retry_budget(Duration::from_secs(1));
     let client = Client::with_options(store, options)
         .map_err(|e| OnceError::Input(format!("store endpoints: {e}")))?;
     let mirror = Mirror::start(client.clone(), MirrorOptions::default());

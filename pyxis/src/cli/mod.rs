@@ -1,5 +1,5 @@
 //! The operator CLI's client subcommands: `pyxis kv`, `lease`, `service`, `traffic`, `agents`,
-//! `members`, `status` and `snapshot` (and the offline `pyxis tls gen`, module `tls`).
+//! `members`, `status`, `snapshot` and `acl` (and the offline `pyxis tls gen`, module `tls`).
 //!
 //! Each subcommand is a clap derive type plus an async `run` that talks to a running
 //! cluster through [`pyxis_client::Client`] and prints plain text to stdout. Parsing the
@@ -36,6 +36,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pyxis_client::{Client, ClientOptions};
 
+mod acl;
 mod agents;
 mod kv;
 mod lease;
@@ -47,6 +48,7 @@ mod status;
 pub mod tls;
 mod traffic;
 
+pub use acl::AclCmd;
 pub use agents::AgentsArgs;
 pub use kv::KvCmd;
 pub use lease::LeaseCmd;
@@ -72,6 +74,9 @@ pub struct EndpointsArg {
     /// (`pyxis tls gen` writes `ca.pem`); without it the system's roots are trusted.
     #[arg(long, global = true, env = "PYXIS_CA", value_name = "PATH")]
     pub ca: Option<std::path::PathBuf>,
+    /// ACL token sent as `Authorization: Bearer` (needed once ACLs are bootstrapped).
+    #[arg(long, global = true, env = "PYXIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// The subcommands that talk to a running cluster over HTTP.
@@ -102,9 +107,12 @@ pub enum ClientCommand {
     /// Save a snapshot of the store to a file.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Bootstrap ACLs, manage tokens, read the audit history.
+    #[command(subcommand)]
+    Acl(AclCmd),
 }
 
-/// Runs one client subcommand against `target` (`--endpoints`, `--ca`).
+/// Runs one client subcommand against `target` (`--endpoints`, `--ca`, `--token`).
 pub async fn run(cmd: ClientCommand, target: EndpointsArg) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Kv(cmd) => kv::run(&connect(&target)?, cmd).await,
@@ -115,6 +123,7 @@ pub async fn run(cmd: ClientCommand, target: EndpointsArg) -> anyhow::Result<()>
         ClientCommand::Status => status::run(&connect(&target)?, &target.endpoints).await,
         ClientCommand::Agents(args) => agents::run(&connect(&target)?, args).await,
         ClientCommand::Snapshot(cmd) => snapshot::run(cmd, &target).await,
+        ClientCommand::Acl(cmd) => acl::run(&connect(&target)?, cmd).await,
     }
 }
 
@@ -127,6 +136,9 @@ fn connect(target: &EndpointsArg) -> anyhow::Result<Client> {
     let mut options = ClientOptions::default().retry_budget(Duration::from_secs(5));
     if let Some(ca) = &target.ca {
         options = options.ca_file(ca);
+    }
+    if let Some(t) = &target.token {
+        options = options.token(t.clone());
     }
     Client::with_options(target.endpoints.clone(), options).map_err(|e| match e {
         pyxis_client::Error::Tls(m) => anyhow::anyhow!("--ca: {m}"),

@@ -26,6 +26,14 @@ pub(crate) async fn run(client: &Client, endpoints: &[String]) -> anyhow::Result
         })
         .collect();
     print(status_report(&answers))?;
+    // ACLs are replicated state: any endpoint that answers tells for the cluster.
+    match client.acl_status().await {
+        Ok(a) => print(format!(
+            "acl: {}\n",
+            if a.enabled { "enabled" } else { "disabled" }
+        ))?,
+        Err(e) => print(format!("acl: unknown ({e})\n"))?,
+    }
     let failed: Vec<String> = answers
         .iter()
         .filter_map(|(_, r)| r.as_ref().err().cloned())

@@ -77,7 +77,26 @@ pub async fn add_member(
     if !node.is_leader() {
         return proxy_to_leader(&node, Method::POST, "/v1/cluster/members", body.to_vec()).await;
     }
-    Ok(Json(node.add_member(req.id, &req.addr).await?).into_response())
+    let info = node.add_member(req.id, &req.addr).await?;
+    audit_membership(&node, req.id, None, Some(format!("addr={}", req.addr))).await;
+    Ok(Json(info).into_response())
+}
+
+/// Records a membership change in the audit history (it is not a key-space command, so
+/// `Node::write` has nothing else to stamp). The change is done whatever happens here: a
+/// failure to record it is logged, not answered.
+async fn audit_membership(node: &Node, id: u64, before: Option<String>, after: Option<String>) {
+    if crate::acl::caller().is_none() {
+        return;
+    }
+    let note = crate::store::command::Command::AuditNote {
+        key: format!("members/{id}"),
+        before,
+        after,
+    };
+    if let Err(e) = node.write(node.ids.next_id(), note).await {
+        tracing::warn!(target: "audit", member = id, error = %e, "membership change not recorded in the audit history");
+    }
 }
 
 /// `DELETE /v1/cluster/members/{id}`.
@@ -97,7 +116,9 @@ pub async fn remove_member(
         )
         .await;
     }
-    Ok(Json(node.remove_member(id).await?).into_response())
+    let info = node.remove_member(id).await?;
+    audit_membership(&node, id, Some("member".into()), None).await;
+    Ok(Json(info).into_response())
 }
 
 /// `GET /v1/snapshot`: a consistent backup of the whole store (linearizable point).
@@ -235,10 +256,15 @@ async fn forward(
     body: Vec<u8>,
     timeout: std::time::Duration,
 ) -> Result<Response, ApiError> {
-    let resp = node
+    let mut req = node
         .http
         .request(method, node.peers.url(addr, path))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    // The leader checks the caller's token again against its own state.
+    if let Some(bearer) = crate::acl::caller().and_then(|c| c.bearer) {
+        req = req.header(axum::http::header::AUTHORIZATION, bearer);
+    }
+    let resp = req
         .body(body)
         .timeout(timeout)
         .send()

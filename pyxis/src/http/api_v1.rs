@@ -73,6 +73,17 @@ pub async fn put(
     let prev_rev = params.u64("prev_rev")?;
     let lease = params.u64("lease")?;
     let key = key_from_path(uri.path(), false)?;
+    // A register token reaches here only for its node's status record (`acl::required`);
+    // the lease that record is put on must be its own too.
+    if let Some(l) = lease
+        && crate::acl::caller().is_some_and(|c| c.register_node().is_some())
+    {
+        node.linearize().await?;
+        let owner = node
+            .view
+            .with_kv(|kv| kv.acl().lease_owner(l).map(str::to_owned));
+        super::auth::require_node("lease", [owner.as_deref()])?;
+    }
     let value = read_body(body, MAX_VALUE_BYTES, "value").await?;
     let cmd = Command::Put {
         key: key.clone(),
@@ -243,6 +254,8 @@ pub async fn txn(
             .ok_or_else(|| ApiError::internal("a read-only txn was not evaluated as one"))?
             .map_err(|b| txn_too_large(b.limit()))?
     } else {
+        // Refused before anything is proposed; a read-only txn needs only `read`.
+        super::auth::require_admin("txn with put or delete ops")?;
         if serializable {
             return Err(ApiError::bad_request(
                 "consistency: serializable applies to transactions without put or delete ops",

@@ -27,6 +27,7 @@ impl From<NodeError> for ApiError {
             NodeError::Unavailable(m) => ApiError::unavailable(m),
             NodeError::UnknownOutcome(m) => ApiError::unknown_outcome(m),
             NodeError::Invalid(e) => e.into(),
+            NodeError::Unauthorized(m) => ApiError::new(ErrorCode::Unauthorized, m),
         }
     }
 }

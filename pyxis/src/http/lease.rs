@@ -37,10 +37,16 @@ pub async fn grant(
             req.ttl_ms
         )));
     }
-    match node
-        .write(rid, Command::LeaseGrant { ttl_ms: req.ttl_ms })
-        .await?
-    {
+    // A register token's lease is owned by its node, so that only that node may keep it
+    // alive, revoke it or put keys on it.
+    let cmd = match crate::acl::caller().and_then(|c| c.register_node().map(str::to_owned)) {
+        Some(owner) => Command::LeaseGrantOwned {
+            ttl_ms: req.ttl_ms,
+            owner,
+        },
+        None => Command::LeaseGrant { ttl_ms: req.ttl_ms },
+    };
+    match node.write(rid, cmd).await? {
         CommandResult::LeaseGranted { id, ttl_ms } => Ok(Json(LeaseGrantResponse { id, ttl_ms })),
         other => Err(ApiError::internal(format!(
             "unexpected result for lease grant: {other:?}"
@@ -54,6 +60,7 @@ pub async fn keep_alive(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    own_lease(&node, id).await?;
     if !node.is_leader() {
         return proxy_to_leader(
             &node,
@@ -66,6 +73,27 @@ pub async fn keep_alive(
     let ttl_ms = lease_ttl(&node, id)?;
     let ttl_ms = node.leases.keep_alive(id, ttl_ms);
     Ok(Json(LeaseKeepAliveResponse { ttl_ms }).into_response())
+}
+
+/// For a `register` caller: lease `id` must be its node's (granted with its token); 403
+/// otherwise. Every other caller passes. Read after a linearizable barrier, so a lease
+/// granted a moment ago through another node is known here.
+async fn own_lease(node: &Node, id: u64) -> Result<(), ApiError> {
+    if crate::acl::caller().is_none_or(|c| c.register_node().is_none()) {
+        return Ok(());
+    }
+    node.linearize().await?;
+    let owner = node.view.with_kv(|kv| {
+        // A lease that is gone answers 404 as for anyone: an agent learns its lease is lost
+        // and grants a new one, instead of retrying a 403 until its TTL has passed.
+        kv.leases()
+            .contains(id)
+            .then(|| kv.acl().lease_owner(id).map(str::to_owned))
+    });
+    match owner {
+        Some(owner) => super::auth::require_node("lease", [owner.as_deref()]),
+        None => Ok(()),
+    }
 }
 
 /// `GET /v1/lease/{id}`.
@@ -122,6 +150,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<LeaseRevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
+    own_lease(&node, id).await?;
     match node.write(rid, Command::LeaseRevoke { id }).await? {
         CommandResult::LeaseRevoked { revision, deleted } => {
             Ok(Json(LeaseRevokeResponse { revision, deleted }))

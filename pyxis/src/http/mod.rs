@@ -1,6 +1,7 @@
 //! The HTTP surface of a node: one router for clients, operators and peers.
 //!
 //! - `api_v1`: key-value and transaction routes for clients.
+//! - `acl`: tokens, ACL status and the audit history; `auth`: the token check on `/v1/`.
 //! - `admin`: cluster, status, backup, health and metrics routes.
 //! - `lease`: lease grant, keep-alive, inspection and revoke.
 //! - `watch`: change streams and blocking reads.
@@ -10,8 +11,10 @@
 //! - `serve`: the accept loop with connection limits and timeouts; `throttle`: log rate limits.
 //! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
+pub mod acl;
 pub mod admin;
 pub mod api_v1;
+pub mod auth;
 pub mod error;
 pub mod lease;
 pub mod naming;
@@ -115,10 +118,21 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/v1/status", get(admin::status))
         .route("/v1/snapshot", get(admin::snapshot))
+        .route("/v1/acl/status", get(acl::status))
+        .route("/v1/acl/bootstrap", post(acl::bootstrap))
+        .route("/v1/acl/tokens", get(acl::list).post(acl::create))
+        .route("/v1/acl/tokens/{which}", axum::routing::delete(acl::revoke))
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route("/v1/audit", get(acl::audit))
         .route("/healthz", get(admin::healthz))
         .route("/livez", get(admin::livez))
         .route("/metrics", get(admin::metrics))
         .merge(raft)
+        // Innermost: a removed node answers 503 before the token is looked at.
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             admin::refuse_if_removed,

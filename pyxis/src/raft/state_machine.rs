@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::snapshot::{SnapshotDir, decode_file};
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, codec};
 use crate::store::command::CommandResult;
-use crate::store::kv::{KvState, KvStateWithoutSessions};
+use crate::store::kv::{KvState, KvStateWithoutAcl, KvStateWithoutSessions};
 use crate::store::watch::{Compacted, Event, History, HistoryLimits};
 
 /// How far the state machine has applied: the log index and the store revision.
@@ -221,15 +221,34 @@ impl StoreView {
     }
 }
 
-/// Decodes a snapshot's state, in the current layout or in the one before request ids.
+/// Decodes a snapshot's state, in the current layout, the one before ACLs or the one
+/// before request ids.
 pub fn decode_state(data: &[u8]) -> Result<KvState, codec::CodecError> {
-    // postcard reads fields in order: the older layout is the newer one cut before its last
-    // field, so it fails to decode as the newer one and is then read as what it is.
+    // postcard reads fields in order: an older layout is the newer one cut before its last
+    // fields, so it fails to decode as the newer one and is then read as what it is.
     codec::decode::<KvState>(data).or_else(|new| {
-        codec::decode::<KvStateWithoutSessions>(data)
+        codec::decode::<KvStateWithoutAcl>(data)
             .map(KvState::from)
+            .or_else(|_| codec::decode::<KvStateWithoutSessions>(data).map(KvState::from))
             .map_err(|_| new)
     })
+}
+
+/// Writes one audit entry to the node log (target `audit`), outside the state lock; every
+/// node logs each entry when it applies it.
+fn log_audit(e: &pyxis_client::api::AuditEntry) {
+    let changes = serde_json::to_string(&e.changes).unwrap_or_default();
+    tracing::info!(
+        target: "audit",
+        revision = e.revision,
+        time_ms = e.time_ms,
+        accessor = e.actor.accessor.as_deref().unwrap_or("-"),
+        who = %e.actor.description,
+        what = %e.what,
+        more = e.more,
+        %changes,
+        "change"
+    );
 }
 
 /// Runs `work` on a thread of its own and awaits its result.
@@ -331,6 +350,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         let mut n = 0u64;
         let mut events = Vec::new();
+        let mut audited = None;
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let result = {
@@ -340,8 +360,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => CommandResult::None,
                     EntryPayload::Normal(cmd) => {
                         st.applied_bytes += cmd.approx_bytes();
+                        let recorded = st.kv.acl().recorded();
                         let r = st.kv.apply(cmd, &mut events);
                         st.history.extend(events.drain(..));
+                        if st.kv.acl().recorded() != recorded {
+                            audited = st.kv.acl().last_audit().cloned();
+                        }
                         r
                     }
                     EntryPayload::Membership(m) => {
@@ -350,6 +374,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
             };
+            if let Some(e) = audited.take() {
+                log_audit(&e);
+            }
             n += 1;
             if let Some(r) = responder {
                 r.send(result);

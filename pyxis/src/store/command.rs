@@ -10,6 +10,9 @@ use pyxis_client::RequestId;
 use pyxis_client::api::{CompareOp, Revision, TxnOpResult};
 use serde::{Deserialize, Serialize};
 
+use pyxis_client::api::AuditActor;
+
+use super::acl::TokenRecord;
 use super::value::{LeaseId, StoredValue, to_key_value};
 
 /// What a transaction compare looks at.
@@ -119,6 +122,52 @@ pub enum Command {
         /// The member's node id.
         id: u64,
     },
+    /// Turns ACLs on with the first (admin) token; refused once they are on.
+    AclBootstrap {
+        /// The first token (hashed).
+        token: TokenRecord,
+    },
+    /// Adds a token; refused while ACLs are off.
+    AclTokenCreate {
+        /// The token (hashed).
+        token: TokenRecord,
+    },
+    /// Removes the token with this accessor.
+    AclTokenRevoke {
+        /// The token's public id.
+        accessor: String,
+    },
+    /// Creates a lease owned by a `register` token's node, so that only that node may keep
+    /// it alive or revoke it.
+    LeaseGrantOwned {
+        /// Time to live.
+        ttl_ms: u64,
+        /// The owning node.
+        owner: String,
+    },
+    /// A change made through the API with who made it: `cmd` applies as if alone, and
+    /// what it changed is appended to the audit history. The actor and time are in the
+    /// command so that every node records the same entry.
+    Audited {
+        /// Who.
+        actor: AuditActor,
+        /// When it was proposed, unix milliseconds.
+        time_ms: u64,
+        /// Method and path.
+        what: String,
+        /// The change itself (never a `Request` or another `Audited`).
+        cmd: Box<Command>,
+    },
+    /// A change made outside the key space (a membership change), for the audit history:
+    /// inside `Audited` it records this one change; alone it does nothing.
+    AuditNote {
+        /// What changed (`members/ID`).
+        key: String,
+        /// Before, if anything.
+        before: Option<String>,
+        /// After, if anything.
+        after: Option<String>,
+    },
 }
 
 /// Bytes counted for a command's or op's fields other than keys and values.
@@ -151,8 +200,22 @@ impl Command {
             }
             Command::LeaseGrant { .. }
             | Command::LeaseRevoke { .. }
-            | Command::MemberStarted { .. } => FIXED_BYTES,
+            | Command::MemberStarted { .. }
+            | Command::AclTokenRevoke { .. } => FIXED_BYTES,
+            Command::AclBootstrap { token } | Command::AclTokenCreate { token } => {
+                FIXED_BYTES + (token.hash.len() + token.description.len()) as u64
+            }
+            Command::LeaseGrantOwned { owner, .. } => FIXED_BYTES + owner.len() as u64,
+            Command::AuditNote { key, before, after } => {
+                FIXED_BYTES
+                    + (key.len()
+                        + before.as_ref().map_or(0, String::len)
+                        + after.as_ref().map_or(0, String::len)) as u64
+            }
             Command::Request { cmd, .. } => FIXED_BYTES + cmd.approx_bytes(),
+            Command::Audited { what, cmd, .. } => {
+                FIXED_BYTES + what.len() as u64 + cmd.approx_bytes()
+            }
         }
     }
 }
@@ -194,6 +257,23 @@ impl std::fmt::Display for Command {
             ),
             Command::Request { id, cmd } => write!(f, "{cmd} [request {id}]"),
             Command::MemberStarted { id } => write!(f, "member {id} started"),
+            // Never the hash: the log line says which token, not how to find its secret.
+            Command::AclBootstrap { token } => write!(f, "acl bootstrap {}", token.accessor),
+            Command::AclTokenCreate { token } => {
+                write!(f, "acl token create {} role={}", token.accessor, token.role)
+            }
+            Command::AclTokenRevoke { accessor } => write!(f, "acl token revoke {accessor}"),
+            Command::LeaseGrantOwned { ttl_ms, owner } => {
+                write!(f, "lease grant ttl={ttl_ms}ms owner={owner}")
+            }
+            Command::AuditNote { key, .. } => write!(f, "audit note {key}"),
+            Command::Audited { actor, cmd, .. } => {
+                write!(
+                    f,
+                    "{cmd} by {}",
+                    actor.accessor.as_deref().unwrap_or("anonymous")
+                )
+            }
         }
     }
 }
@@ -252,6 +332,21 @@ pub enum CommandResult {
     /// The request's id is one the store has forgotten (or whose result was too large to
     /// keep): it may have been applied before, so it was not applied now.
     OutcomeUnknown,
+    /// `AclBootstrap` applied: ACLs are on.
+    AclBootstrapped,
+    /// `AclBootstrap` found ACLs on already; nothing changed.
+    AclAlreadyBootstrapped,
+    /// A token was added.
+    AclTokenCreated,
+    /// `AclTokenCreate` found ACLs off (or the token's ids taken); nothing changed.
+    AclTokenRefused,
+    /// A token was removed.
+    AclTokenRevoked,
+    /// No token has that accessor; nothing changed.
+    AclTokenNotFound,
+    /// An anonymous change (proposed by a node that had not applied the bootstrap yet)
+    /// reached the log after ACLs were turned on; nothing changed.
+    AclRequired,
 }
 
 /// Result of one transaction op (owned by the state machine; converted to the wire type at the edge).

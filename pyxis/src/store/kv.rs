@@ -11,6 +11,9 @@ use std::ops::Bound;
 use bytes::Bytes;
 use pyxis_client::api::{CompareOp, Revision};
 
+use pyxis_client::api::{AuditActor, AuditChange, AuditEntry};
+
+use super::acl::{AUDIT_CHANGES_PER_ENTRY, AclState, audit_value};
 use super::command::{Command, CommandResult, Compare, CompareTarget, Op, TxnResult};
 use super::lease::LeaseTable;
 use super::session::{Seen, Sessions};
@@ -33,6 +36,8 @@ pub struct KvState {
     sessions: Sessions,
     /// Members that have started with data (see [`Command::MemberStarted`]).
     started: imbl::OrdSet<u64>,
+    /// Tokens, lease owners and the audit history.
+    acl: AclState,
     /// Bytes of keys and values held; derived, so not stored (recounted on decode).
     #[serde(skip)]
     bytes: u64,
@@ -46,6 +51,7 @@ struct KvStateRepr {
     leases: LeaseTable,
     sessions: Sessions,
     started: imbl::OrdSet<u64>,
+    acl: AclState,
 }
 
 impl From<KvStateRepr> for KvState {
@@ -57,6 +63,7 @@ impl From<KvStateRepr> for KvState {
             leases: r.leases,
             sessions: r.sessions,
             started: r.started,
+            acl: r.acl,
             bytes,
         }
     }
@@ -79,6 +86,32 @@ impl From<KvStateWithoutSessions> for KvState {
             leases: r.leases,
             sessions: Sessions::default(),
             started: imbl::OrdSet::new(),
+            acl: AclState::default(),
+        }
+        .into()
+    }
+}
+
+/// A [`KvState`] as builds before ACLs stored it: snapshots and backups of that layout
+/// still load, with ACLs off.
+#[derive(Deserialize)]
+pub struct KvStateWithoutAcl {
+    map: imbl::OrdMap<String, StoredValue>,
+    revision: Revision,
+    leases: LeaseTable,
+    sessions: Sessions,
+    started: imbl::OrdSet<u64>,
+}
+
+impl From<KvStateWithoutAcl> for KvState {
+    fn from(r: KvStateWithoutAcl) -> Self {
+        KvStateRepr {
+            map: r.map,
+            revision: r.revision,
+            leases: r.leases,
+            sessions: r.sessions,
+            started: r.started,
+            acl: AclState::default(),
         }
         .into()
     }
@@ -123,6 +156,11 @@ impl KvState {
     /// Members that have started with data, in id order.
     pub fn started_members(&self) -> impl Iterator<Item = u64> + '_ {
         self.started.iter().copied()
+    }
+
+    /// The ACL state: tokens, lease owners, audit history.
+    pub fn acl(&self) -> &AclState {
+        &self.acl
     }
 
     /// One key's entry.
@@ -205,9 +243,41 @@ impl KvState {
                 self.started.insert(id);
                 CommandResult::None
             }
+            Command::LeaseGrantOwned { ttl_ms, owner } => {
+                let id = self.leases.grant(ttl_ms);
+                self.acl.own_lease(id, owner);
+                CommandResult::LeaseGranted { id, ttl_ms }
+            }
+            Command::AclBootstrap { token } => {
+                if self.acl.bootstrap(token) {
+                    CommandResult::AclBootstrapped
+                } else {
+                    CommandResult::AclAlreadyBootstrapped
+                }
+            }
+            Command::AclTokenCreate { token } => {
+                if self.acl.create(token) {
+                    CommandResult::AclTokenCreated
+                } else {
+                    CommandResult::AclTokenRefused
+                }
+            }
+            Command::AclTokenRevoke { accessor } => match self.acl.revoke(&accessor) {
+                Some(_) => CommandResult::AclTokenRevoked,
+                None => CommandResult::AclTokenNotFound,
+            },
+            Command::Audited {
+                actor,
+                time_ms,
+                what,
+                cmd,
+            } => self.audited(actor, time_ms, what, *cmd, events),
+            // Only an `Audited` wrapper gives a note meaning.
+            Command::AuditNote { .. } => CommandResult::None,
             Command::LeaseRevoke { id } => match self.leases.revoke(id) {
                 None => CommandResult::LeaseNotFound { id },
                 Some(keys) => {
+                    self.acl.forget_lease(id);
                     let doomed: Vec<String> = keys.into_iter().collect();
                     if !doomed.is_empty() {
                         self.revision += 1;
@@ -220,6 +290,90 @@ impl KvState {
                 }
             },
         }
+    }
+
+    /// Applies `cmd` and records what it changed, with who and when, in the audit history.
+    /// A command that changed nothing (a failed compare, a refused token) is not recorded,
+    /// and an anonymous one is refused once ACLs are on.
+    fn audited(
+        &mut self,
+        actor: AuditActor,
+        time_ms: u64,
+        what: String,
+        cmd: Command,
+        events: &mut Vec<Event>,
+    ) -> CommandResult {
+        // The proposing node thought ACLs were off, but they are on now: a caller without
+        // a token must not slip in through a node that lags behind the bootstrap.
+        if actor.role.is_none()
+            && self.acl.enabled()
+            && !matches!(cmd, Command::AclBootstrap { .. })
+        {
+            return CommandResult::AclRequired;
+        }
+        // O(1): the maps are persistent, so the before values cost nothing until read.
+        let before = self.map.clone();
+        let tokens_before = self.acl.clone();
+        let first = events.len();
+        let revoked_lease = match &cmd {
+            Command::LeaseRevoke { id } => Some(*id),
+            _ => None,
+        };
+        let note = match &cmd {
+            Command::AuditNote { key, before, after } => Some(AuditChange {
+                key: key.clone(),
+                before: before.clone(),
+                after: after.clone(),
+            }),
+            _ => None,
+        };
+        let result = self.apply(cmd, events);
+        let mut changes = Vec::new();
+        let mut changed = 0u64;
+        for e in &events[first..] {
+            changed += 1;
+            if changes.len() < AUDIT_CHANGES_PER_ENTRY {
+                changes.push(AuditChange {
+                    key: e.key.clone(),
+                    before: before.get(&e.key).map(|v| audit_value(&v.value)),
+                    after: match e.kind {
+                        EventKind::Put => Some(audit_value(&e.value)),
+                        EventKind::Delete => None,
+                    },
+                });
+            }
+        }
+        let extra = match &result {
+            CommandResult::AclBootstrapped
+            | CommandResult::AclTokenCreated
+            | CommandResult::AclTokenRevoked => acl_change(&tokens_before, &self.acl),
+            CommandResult::LeaseGranted { id, ttl_ms } => Some(AuditChange {
+                key: format!("leases/{id}"),
+                before: None,
+                after: Some(format!("ttl_ms={ttl_ms}")),
+            }),
+            CommandResult::LeaseRevoked { .. } => revoked_lease.map(|id| AuditChange {
+                key: format!("leases/{id}"),
+                before: Some("granted".into()),
+                after: None,
+            }),
+            _ => note,
+        };
+        if let Some(c) = extra {
+            changed += 1;
+            changes.push(c);
+        }
+        if changed > 0 {
+            self.acl.record(AuditEntry {
+                revision: self.revision,
+                time_ms,
+                actor,
+                what,
+                more: changed.saturating_sub(changes.len() as u64),
+                changes,
+            });
+        }
+        result
     }
 
     fn txn(
@@ -375,5 +529,37 @@ impl KvState {
     }
 }
 
+/// The token that appeared or went between two ACL states, as an audit change on the
+/// pseudo key `acl/tokens/ACCESSOR` (role, node and description; never the hash).
+fn acl_change(before: &AclState, after: &AclState) -> Option<AuditChange> {
+    let show = |t: &super::acl::TokenRecord| {
+        format!(
+            "role={} node={} description={:?}",
+            t.role,
+            t.node.as_deref().unwrap_or("-"),
+            t.description
+        )
+    };
+    let added = after
+        .tokens()
+        .find(|t| before.by_hash(&t.hash).is_none())
+        .map(|t| (t, None, Some(show(t))));
+    let removed = || {
+        before
+            .tokens()
+            .find(|t| after.by_hash(&t.hash).is_none())
+            .map(|t| (t, Some(show(t)), None))
+    };
+    let (t, before, after) = added.or_else(removed)?;
+    Some(AuditChange {
+        key: format!("acl/tokens/{}", t.accessor),
+        before,
+        after,
+    })
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod audit_tests;

@@ -5,7 +5,7 @@
 //! what a peer forwards. So a command that enters the log from either side meets the same
 //! rules. Which peer may send which command (`MemberStarted`) is `http::raft_rpc`'s check.
 
-use pyxis_client::api::{MAX_VALUE_BYTES, validate_key};
+use pyxis_client::api::{MAX_VALUE_BYTES, Role, validate_key};
 
 use super::command::{Command, CompareTarget, Op};
 
@@ -110,7 +110,108 @@ impl Command {
                 }
             }
             Command::LeaseRevoke { .. } | Command::MemberStarted { .. } => Ok(()),
+            Command::LeaseGrantOwned { ttl_ms, owner } => {
+                Command::LeaseGrant { ttl_ms: *ttl_ms }.validate(max_txn_ops)?;
+                check_node("owner", owner)
+            }
+            Command::AclBootstrap { token } | Command::AclTokenCreate { token } => {
+                check_token(token)
+            }
+            Command::AclTokenRevoke { accessor } => check_hex("accessor", accessor, ACCESSOR_HEX),
+            Command::AuditNote { key, before, after } => {
+                let long =
+                    |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > MAX_AUDIT_WHAT_BYTES);
+                if key.len() > MAX_AUDIT_WHAT_BYTES || long(before) || long(after) {
+                    return Err(InvalidCommand::Invalid(format!(
+                        "audit note: key, before and after must be at most {MAX_AUDIT_WHAT_BYTES} bytes each"
+                    )));
+                }
+                Ok(())
+            }
+            Command::Audited { what, cmd, .. } => {
+                if what.len() > MAX_AUDIT_WHAT_BYTES {
+                    return Err(InvalidCommand::Invalid(format!(
+                        "what: {} bytes is over the limit of {MAX_AUDIT_WHAT_BYTES}",
+                        what.len()
+                    )));
+                }
+                match **cmd {
+                    Command::Request { .. } | Command::Audited { .. } => {
+                        Err(InvalidCommand::Invalid(
+                            "command: an audited change must not contain a request or another audited change".into(),
+                        ))
+                    }
+                    ref inner => inner.validate(max_txn_ops),
+                }
+            }
         }
+    }
+}
+
+/// Hex digits of a token's accessor (64 bits).
+pub const ACCESSOR_HEX: usize = 16;
+
+/// Hex digits of a token's secret hash (sha256).
+pub const HASH_HEX: usize = 64;
+
+/// Longest token description accepted.
+pub const MAX_DESCRIPTION_BYTES: usize = 256;
+
+/// Longest node name a `register` token or a lease owner may carry.
+pub const MAX_NODE_BYTES: usize = 253;
+
+/// Longest method-and-path an audited change may carry.
+const MAX_AUDIT_WHAT_BYTES: usize = 4096;
+
+/// A token record's fields: hex ids of the right length, a node exactly for `register`.
+fn check_token(t: &super::acl::TokenRecord) -> Result<(), InvalidCommand> {
+    check_hex("token.accessor", &t.accessor, ACCESSOR_HEX)?;
+    check_hex("token.hash", &t.hash, HASH_HEX)?;
+    if t.description.len() > MAX_DESCRIPTION_BYTES || t.description.chars().any(char::is_control) {
+        return Err(InvalidCommand::Invalid(format!(
+            "description: must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
+        )));
+    }
+    match (&t.node, t.role) {
+        (Some(node), Role::Register) => check_node("node", node),
+        (None, Role::Register) => Err(InvalidCommand::Invalid(
+            "node: a register token must be bound to a node (--node)".into(),
+        )),
+        (Some(_), role) => Err(InvalidCommand::Invalid(format!(
+            "node: only a register token is bound to a node, not a {role} token"
+        ))),
+        (None, _) => Ok(()),
+    }
+}
+
+/// A node name: 1..=253 bytes of letters, digits, `-`, `_` and `.`.
+pub fn check_node(field: &str, node: &str) -> Result<(), InvalidCommand> {
+    let ok = !node.is_empty()
+        && node.len() <= MAX_NODE_BYTES
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidCommand::Invalid(format!(
+            "{field}: must be 1..={MAX_NODE_BYTES} letters, digits, '-', '_' or '.', got {node:?}"
+        )))
+    }
+}
+
+/// `value` is exactly `len` lowercase hex digits.
+fn check_hex(field: &str, value: &str, len: usize) -> Result<(), InvalidCommand> {
+    if value.len() == len
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(InvalidCommand::Invalid(format!(
+            "{field}: must be {len} lowercase hex digits"
+        )))
     }
 }
 

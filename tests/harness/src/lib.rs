@@ -8,6 +8,7 @@
 //! - [`process`]: [`Proc`], a child process whose output is kept and dumped when a test panics.
 //! - [`ports`]: reserve free loopback ports for nodes that need fixed addresses.
 //! - [`eventually`]: retry an async check until it passes or a deadline expires (no sleeps in tests).
+//! - [`acl`]: [`acl::Authed`], calls with a bearer token, bootstrap and token creation.
 //! - [`http`]: a thin reqwest wrapper for the `/v1/` API that returns status, headers and body.
 //! - [`cluster`]: start, kill, restart and grow a cluster of `pyxis server` processes.
 //! - [`proxy`]: a TCP relay in front of one server whose link a test can cut and restore.
@@ -21,6 +22,7 @@
 //! The harness never links the server crate: it drives binaries only as processes and speaks
 //! the wire types of `pyxis_client::api`. Assertions belong in the tests, not here.
 
+pub mod acl;
 pub mod agent;
 pub mod backend;
 pub mod binary;

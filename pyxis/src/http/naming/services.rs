@@ -185,9 +185,11 @@ pub async fn put_instance(
     let write = WriteParams::parse(&uri, true)?;
     let instance = Instance::from_json(&body).map_err(invalid)?;
     super::check_reserved_label(&node, &svc)?;
+    let key = keys::instance(&svc, &id);
+    own_instance(&node, &key, Some(&instance.node), write.lease).await?;
     // The lease's existence is checked by the state machine when the put applies, so a lease
     // that expires between here and there still writes nothing (404 `lease`).
-    put_value(&node, rid, keys::instance(&svc, &id), &instance, write).await
+    put_value(&node, rid, key, &instance, write).await
 }
 
 /// `GET /v1/services/{name}/instances/{id}`: the stored [`Instance`].
@@ -220,7 +222,47 @@ pub async fn delete_instance(
     let svc = name("name", &raw_name, ServiceName::parse)?;
     let id = name("id", &raw_id, InstanceId::parse)?;
     Params::parse(uri.query())?.only(&[])?;
-    delete_keys(&node, rid, vec![(keys::instance(&svc, &id), false)]).await
+    let key = keys::instance(&svc, &id);
+    own_instance(&node, &key, None, None).await?;
+    delete_keys(&node, rid, vec![(key, false)]).await
+}
+
+/// For a `register` caller: the instance in the body (`node`), the one stored under `key`
+/// and the lease it is put on must all be its own node's; 403 otherwise, before anything
+/// is proposed. Every other caller passes (the route table let it in).
+///
+/// The stored instance and the lease owner are read after a linearizable barrier, so a
+/// lease granted a moment ago through another node is seen; a change to the stored instance
+/// still in flight is not, which only matters if another node's token writes the same key
+/// at the same moment.
+async fn own_instance(
+    node: &Node,
+    key: &str,
+    body_node: Option<&str>,
+    lease: Option<u64>,
+) -> Result<(), ApiError> {
+    if crate::acl::caller().is_none_or(|c| c.register_node().is_none()) {
+        return Ok(());
+    }
+    node.linearize().await?;
+    let (stored, lease_owner) = node.view.with_kv(|kv| {
+        let stored = kv.get(key).map(|e| {
+            // An unreadable stored value has no node: it is not the caller's to change.
+            Instance::from_json(&e.value).map(|i| i.node).ok()
+        });
+        let owner = lease.map(|l| kv.acl().lease_owner(l).map(str::to_owned));
+        (stored, owner)
+    });
+    if let Some(n) = body_node {
+        super::super::auth::require_node("node", [Some(n)])?;
+    }
+    if let Some(stored) = &stored {
+        super::super::auth::require_node("stored instance", [stored.as_deref()])?;
+    }
+    if let Some(owner) = &lease_owner {
+        super::super::auth::require_node("lease", [owner.as_deref()])?;
+    }
+    Ok(())
 }
 
 /// `GET /v1/services/{name}/instances[?dc=DC][&healthy=true]`: the service's instances by id;

@@ -1,6 +1,10 @@
 //! End-to-end tests: `pyxis` servers (and `ns-agent`) as real processes on loopback.
 //!
 //! Modules:
+//! - `acl`: ACL tokens on 3 nodes: every endpoint refused without its role (nothing written),
+//!   a revoke seen by every node within 1 s.
+//! - `acl_roles`: each role's happy path and the audit history, register tokens bound to their
+//!   node, the CLI printing only the secret, `dns-gateway --token`.
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, a large snapshot sent to a new
 //!   member, a reused address refusing the old cluster's calls.
@@ -48,6 +52,8 @@
 //! Each test starts its own processes on its own ports and waits with `harness::eventually`,
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
+mod acl;
+mod acl_roles;
 mod agent;
 mod cli;
 mod gateway;
