@@ -150,9 +150,18 @@ async fn a_burst_renders_once_per_window_and_ends_on_the_final_state() -> anyhow
         Ok(t)
     })
     .await?;
-    // The file goes in before its reload runs: wait until the status shows the final
-    // revision rendered (set once the reload passed) and every install had its reload.
-    let last = rig.api.range_ok(&store, "/config/burst/").await?.revision;
+    // The file goes in before its reload runs: wait until the status shows the burst's
+    // last write rendered (set once the reload passed) and every install had its reload.
+    // The store's own revision can be later: the agent's status record is written too.
+    let last = rig
+        .api
+        .range_ok(&store, "/config/burst/")
+        .await?
+        .entries
+        .iter()
+        .map(|e| e.mod_rev)
+        .max()
+        .unwrap_or(0);
     let settled = eventually(SOON, async || {
         let st = template_status(&agent, &out).await?;
         ensure!(st["last_error"].is_null(), "{st}");
