@@ -61,10 +61,8 @@ export function risks(before, after, instances, datacenters) {
     const was = destinations(before, dc, expired(before));
     for (const d of destinations(after, dc, expired(after))) {
       if (healthyAt(instances, after, d.to, d.version) > 0) continue;
-      const already = was.some(
-        (w) => w.to === d.to && w.version === d.version &&
-          healthyAt(instances, before, w.to, w.version) === 0,
-      );
+      // Clients already sent to a datacenter without any usable instance lose nothing.
+      const already = was.some((w) => w.to === d.to) && healthyAt(instances, before, d.to, null) === 0;
       if (already) continue;
       const what = d.version === null ? "" : ` of version ${d.version}`;
       const where = d.to === dc ? `in ${dc}` : `in ${d.to}, where they are shifted`;

@@ -35,6 +35,9 @@
 //!   1 s of its PUT and ending at its expiry; a critical instance gone within 1 s.
 //! - `gateway_faults`: answering from last known data with the whole store killed (staleness
 //!   in `/metrics`); 10,000 malformed packets, then a valid answer.
+//! - `console`: the web console at `/ui` in a headless Chromium (WebDriver): services and
+//!   instances live, a gray split to the API and `dig` within 1 s, drain with confirmation, the
+//!   server's message for a bad weight, a conflict instead of an overwrite.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
@@ -50,6 +53,7 @@
 
 mod agent;
 mod cli;
+mod console;
 mod gateway;
 mod gateway_faults;
 mod gateway_policy;
