@@ -1,6 +1,6 @@
 //! [`run`]: the agent process, wired together, and its signals.
 //!
-//! It starts the registrar (lease and store writes), the local DNS (when configured), the
+//! It starts the registrar (lease and store writes), the status record's publisher, the local DNS (when configured), the
 //! resolve book and callbacks, the local HTTP API, and the directory loop with its lifecycles. SIGTERM or SIGINT ends it: the lease is revoked (every instance
 //! deregistered in one write), then the process exits, leaving the services running unless
 //! `--stop-services-on-exit` asked for `stop` after the drain. SIGHUP re-reads the config file:
@@ -77,6 +77,8 @@ pub async fn run(
         ns_core::MirrorOptions::default(),
     ));
     let kv = Arc::new(ConfigKv::start(client.clone(), config.kv_prefix.clone()));
+    let started_at = crate::status::rfc3339(std::time::SystemTime::now());
+    let publisher_client = client.clone();
     let registrar_stop = CancellationToken::new();
     let (registrar, registrar_task) =
         Registrar::start(client, config.lease_ttl, registrar_stop.clone());
@@ -142,6 +144,18 @@ pub async fn run(
             control_tx,
         ));
     }
+    let identity = crate::publish::Identity {
+        node: ns_core::NodeName::parse(&config.node).map_err(|e| anyhow::anyhow!("node: {e}"))?,
+        started_at,
+    };
+    let publisher_stop = CancellationToken::new();
+    let publisher = tokio::spawn(crate::publish::run(
+        ctx.clone(),
+        publisher_client,
+        identity,
+        config.status_interval,
+        publisher_stop.clone(),
+    ));
     let (groups_tx, groups_rx) = watch::channel(Vec::new());
     let fixed: Vec<GroupDef> = config
         .template_specs
@@ -174,6 +188,9 @@ pub async fn run(
     let _ = renders.await;
 
     tracing::info!("shutting down: deregistering every instance");
+    // The status record goes with the lease; no write of it may land after the revoke.
+    publisher_stop.cancel();
+    let _ = publisher.await;
     registrar_stop.cancel();
     let _ = registrar_task.await;
     let settings = ctx.settings();
@@ -250,6 +267,10 @@ async fn reload_on_hangup(
             ("dns_zone", running.dns_zone != new.dns_zone),
             ("dns_ttl", running.dns_ttl != new.dns_ttl),
             ("lease_ttl", running.lease_ttl != new.lease_ttl),
+            (
+                "status_interval",
+                running.status_interval != new.status_interval,
+            ),
             ("state_file", running.state_path() != new.state_path()),
             ("debounce", running.debounce != new.debounce),
             (

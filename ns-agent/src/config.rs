@@ -46,6 +46,11 @@ pub struct AgentConfig {
     /// Full rescan of `services_dir` this often, in case a file event was missed.
     #[serde(deserialize_with = "de_duration")]
     pub rescan_interval: Duration,
+    /// Shortest time between two writes of the agent's status record (`/ns/agents/NODE`),
+    /// which is written only when something in it other than its times, mirror revision and
+    /// staleness changed.
+    #[serde(deserialize_with = "de_duration")]
+    pub status_interval: Duration,
     /// Quiet time after a file event before the directory is rescanned.
     #[serde(deserialize_with = "de_duration")]
     pub debounce: Duration,
@@ -102,6 +107,7 @@ impl Default for AgentConfig {
             drain: Duration::from_secs(5),
             script_timeout: Duration::from_secs(30),
             rescan_interval: Duration::from_secs(30),
+            status_interval: Duration::from_secs(5),
             debounce: Duration::from_millis(250),
             state_file: PathBuf::from("ns-agent.state.json"),
             alert: AlertConfig::default(),
@@ -231,6 +237,9 @@ impl AgentConfig {
         }
         if self.rescan_interval < Duration::from_millis(100) {
             return Err(("rescan_interval", "must be at least 100ms".into()));
+        }
+        if self.status_interval < Duration::from_millis(500) {
+            return Err(("status_interval", "must be at least 500ms".into()));
         }
         if !self.kv_prefix.starts_with('/') || !self.kv_prefix.ends_with('/') {
             return Err((

@@ -11,6 +11,7 @@
 //! - [`supervisor`]: runs one script in its own process group, with a timeout and bounded output.
 //! - [`health`]: exit codes to health, and flap damping ([`health::Tracker`]).
 //! - [`registrar`]: the agent's lease and the one writer of its registrations.
+//! - [`publish`]: the agent's status record (`/ns/agents/NODE`) on its lease, on change only.
 //! - [`alert`]: the alert payload, command and webhook.
 //! - [`maintenance`]: maintenance mode, persisted next to the config.
 //! - [`status`]: the status board behind `GET /v1/agent/status`.
@@ -42,6 +43,7 @@ pub mod kv;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod metrics;
+pub mod publish;
 pub mod registrar;
 pub mod render;
 pub mod resolve;

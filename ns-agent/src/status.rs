@@ -16,25 +16,9 @@ use crate::registrar::Contact;
 use crate::service_file::ServiceFileError;
 use crate::supervisor::Outcome;
 
-/// A service's state as the status API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Started, waiting for `pass_after` passes before its first registration.
-    Starting,
-    /// Registered and passing.
-    Passing,
-    /// Registered with a warning (still routed).
-    Warning,
-    /// Registered as critical (not routed).
-    Critical,
-    /// Taken out of traffic by an operator.
-    Maintenance,
-    /// Being deregistered, drained and stopped.
-    Stopping,
-    /// Its description file is bad and there is no good definition to run.
-    Error,
-}
+/// A service's state as the status API names it; the same type the agent's status record in
+/// the store carries (`ns_core::AgentServiceState`), so both show one set of names.
+pub use ns_core::AgentServiceState as State;
 
 /// The last health check of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

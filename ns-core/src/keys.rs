@@ -6,14 +6,19 @@
 //! /ns/instances/NAME/ID      Instance
 //! /ns/traffic/NAME           TrafficPolicy
 //! /ns/datacenters/DC         Datacenter
+//! /ns/agents/NODE            AgentRecord (not part of the catalog, see below)
 //! ```
 //! Names never contain `/` (see [`crate::name`]), so every key splits one way only. Prefixes end in
 //! `/`, so that listing `web`'s instances never returns `web.api`'s. This module does not read the
 //! values (that is [`crate::schema`]) nor talk to the store.
+//!
+//! Agent status records live under `/ns/agents/` but are not naming data: [`Key`] covers the
+//! catalog only, and [`agent_node`] recognises an agent key, so the mirror can skip those keys
+//! without counting them as invalid.
 
 use std::fmt;
 
-use crate::name::{DcName, InstanceId, ServiceName};
+use crate::name::{DcName, InstanceId, NodeName, ServiceName};
 
 /// The prefix of every naming key; one watch on it sees the whole naming model.
 pub const ROOT: &str = "/ns/";
@@ -25,6 +30,9 @@ pub const INSTANCES: &str = "/ns/instances/";
 pub const TRAFFIC: &str = "/ns/traffic/";
 /// The prefix of datacenters.
 pub const DATACENTERS: &str = "/ns/datacenters/";
+
+/// The prefix of agent status records (one per agent, on its lease).
+pub const AGENTS: &str = "/ns/agents/";
 
 /// One key of the naming schema, with its names parsed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,6 +114,17 @@ pub fn datacenter(dc: &DcName) -> String {
     Key::Datacenter(dc.clone()).to_string()
 }
 
+/// `/ns/agents/NODE`: the status record of the agent on `node`.
+pub fn agent(node: &NodeName) -> String {
+    format!("{AGENTS}{node}")
+}
+
+/// The node of an agent status key (`/ns/agents/NODE`), or `None` for any other key,
+/// including an agent key whose node name breaks its rules.
+pub fn agent_node(key: &str) -> Option<NodeName> {
+    NodeName::parse(key.strip_prefix(AGENTS)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -128,6 +147,23 @@ mod tests {
             datacenter(&DcName::parse("dc1").unwrap()),
             "/ns/datacenters/dc1"
         );
+        let node = NodeName::parse("host-7.dc1").unwrap();
+        assert_eq!(agent(&node), "/ns/agents/host-7.dc1");
+    }
+
+    #[test]
+    fn agent_keys_are_not_catalog_keys() {
+        let node = NodeName::parse("host7").unwrap();
+        assert_eq!(Key::parse("/ns/agents/host7"), None);
+        assert_eq!(agent_node("/ns/agents/host7"), Some(node));
+        for bad in [
+            "/ns/agents/",
+            "/ns/agents/a/b",
+            "/ns/agents/a b",
+            "/ns/services/web",
+        ] {
+            assert_eq!(agent_node(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -180,6 +216,12 @@ mod tests {
             let text = k.to_string();
             prop_assert!(text.starts_with(ROOT));
             prop_assert_eq!(Key::parse(&text), Some(k));
+        }
+
+        #[test]
+        fn agent_key_round_trips(s in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,39}") {
+            let node = NodeName::parse(&s).unwrap();
+            prop_assert_eq!(agent_node(&agent(&node)), Some(node));
         }
 
         #[test]

@@ -3,9 +3,10 @@
 //! store, and the routing policy.
 //!
 //! Modules:
-//! - [`name`]: validated names, [`ServiceName`], [`DcName`] and [`InstanceId`].
+//! - [`name`]: validated names, [`ServiceName`], [`DcName`], [`InstanceId`] and [`NodeName`].
 //! - [`schema`]: the stored values, [`ServiceDef`], [`Instance`], [`TrafficPolicy`] and
-//!   [`Datacenter`], with their JSON form and `validate`.
+//!   [`Datacenter`], with their JSON form and `validate`; and [`AgentRecord`], an agent's
+//!   status record.
 //! - [`error`]: [`ValidationError`], which names the field at fault.
 //! - [`keys`]: the `/ns/` key layout, [`Key`] and its builders and parser.
 //! - [`catalog`]: [`Catalog`], the naming model in memory as routing reads it.
@@ -37,10 +38,11 @@ pub use catalog::{Catalog, ServiceEntry};
 pub use error::{NameError, ValidationError};
 pub use keys::Key;
 pub use mirror::{Mirror, MirrorOptions, MirrorStatus, Snapshot};
-pub use name::{DcName, InstanceId, ServiceName};
+pub use name::{DcName, InstanceId, NodeName, ServiceName};
 pub use placement::{Placement, place};
 pub use routing::{ClientCtx, Filter, Params, Selection};
 pub use schema::{
-    Datacenter, Health, Instance, Override, ServiceDef, Shift, TrafficPolicy, VersionGroup,
+    AgentCheck, AgentRecord, AgentService, AgentServiceState, Datacenter, Health, Instance,
+    Override, ServiceDef, Shift, TrafficPolicy, VersionGroup,
 };
 pub use zone::{Answer, NameKind, QueryParams, Zone, ZoneConfig};

@@ -154,14 +154,15 @@ impl Drop for Mirror {
 }
 
 impl Snapshot {
-    /// The snapshot of a listing of `/ns/` (keys outside `/ns/` are ignored).
+    /// The snapshot of a listing of `/ns/` (keys outside `/ns/` and agents' status records
+    /// under `/ns/agents/` are ignored).
     pub fn from_listing(listing: &RangeResponse) -> Snapshot {
         let mut snap = Snapshot {
             revision: listing.revision,
             ..Snapshot::default()
         };
         for kv in &listing.entries {
-            if kv.key.starts_with(keys::ROOT) {
+            if is_catalog_key(&kv.key) {
                 // A bad key is recorded in `invalid`; the listing goes on.
                 let _ = snap.put(&kv.key, &kv.value);
             }
@@ -169,7 +170,8 @@ impl Snapshot {
         snap
     }
 
-    /// Applies one watch message: a put or delete changes the catalog, and every message
+    /// Applies one watch message: a put or delete changes the catalog (agent status records
+    /// change nothing but the revision), and every message
     /// moves [`Snapshot::revision`] forward. Returns whether the catalog or `invalid` changed,
     /// or the reason a put was skipped. A `Compacted` message changes nothing (the caller
     /// re-lists).
@@ -183,7 +185,7 @@ impl Snapshot {
                 ..
             } => {
                 self.revision = self.revision.max(*mod_rev);
-                if !key.starts_with(keys::ROOT) {
+                if !is_catalog_key(key) {
                     return Ok(false);
                 }
                 let bytes = match decode_value(value.clone(), value_b64.clone()) {
@@ -270,6 +272,13 @@ impl Snapshot {
         }
         removed
     }
+}
+
+/// Whether `key` belongs to the naming catalog: under `/ns/`, but not an agent's status record
+/// (`/ns/agents/`), which agents rewrite on their own schedule and routing never reads. Skipping
+/// those keys keeps one agent's status write from publishing a snapshot in every other mirror.
+fn is_catalog_key(key: &str) -> bool {
+    key.starts_with(keys::ROOT) && !key.starts_with(keys::AGENTS)
 }
 
 /// Sets `slot` to `value`; whether it held something else before.

@@ -1,4 +1,4 @@
-//! Validated names: [`ServiceName`], [`DcName`] and [`InstanceId`].
+//! Validated names: [`ServiceName`], [`DcName`], [`InstanceId`] and [`NodeName`].
 //!
 //! A value of these types has passed its rules, so code holding one never re-checks it (linkerd's
 //! `Name`). Names are cheap to clone (`Arc<str>`) and compare as their text. This module does not
@@ -13,6 +13,8 @@
 //! - [`DcName`]: a single label under the same rules (it appears in `NAME.DC.ns.corp`).
 //! - [`InstanceId`]: one store key segment, 1..=128 characters of `[A-Za-z0-9._:-]`, not starting
 //!   with `.` (so never `.` or `..`). Case is kept: agents build ids from host names.
+//! - [`NodeName`]: a host's name as its agent reports it, one store key segment (`/ns/agents/NODE`):
+//!   1..=253 characters of `[A-Za-z0-9._-]` (the rule of `Instance::node`), not starting with `.`.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -37,6 +39,11 @@ pub struct DcName(Arc<str>);
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct InstanceId(Arc<str>);
+
+/// A host's node name, as its agent reports it: `host7` or `host7.dc1.corp`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeName(Arc<str>);
 
 impl ServiceName {
     /// Longest accepted service name, in characters.
@@ -84,6 +91,28 @@ impl InstanceId {
             )));
         }
         Ok(InstanceId(s.into()))
+    }
+}
+
+impl NodeName {
+    /// Longest accepted node name, in characters (a DNS host name's limit).
+    pub const MAX_LEN: usize = 253;
+
+    /// Check `s` against the node name rules (one safe key segment).
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        check_length(s, Self::MAX_LEN)?;
+        if s.starts_with('.') {
+            return Err(NameError("must not start with '.'".into()));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(NameError(format!(
+                "has {c:?}; only letters, digits, '.', '_' and '-' are allowed"
+            )));
+        }
+        Ok(NodeName(s.into()))
     }
 }
 
@@ -227,7 +256,7 @@ macro_rules! name_impls {
     )*};
 }
 
-name_impls!(ServiceName, DcName, InstanceId);
+name_impls!(ServiceName, DcName, InstanceId, NodeName);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! The stored values of the naming schema: [`ServiceDef`], [`Instance`], [`TrafficPolicy`] and
-//! [`Datacenter`], with their JSON form and their validation.
+//! [`Datacenter`], with their JSON form and their validation; and the agents' status record,
+//! [`AgentRecord`] (in `agent`).
 //!
 //! This is the only definition of these values: the HTTP API, the mirror, the agent and the
 //! templates all use it. JSON field names are snake_case and unknown fields are rejected.
@@ -496,7 +497,13 @@ fn check_meta(meta: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     Ok(())
 }
 
+mod agent;
 mod de;
+
+pub use agent::{
+    AgentCheck, AgentRecord, AgentService, AgentServiceState, MAX_SERVICES, OUTPUT_LIMIT,
+    output_tail,
+};
 
 #[cfg(test)]
 mod tests;

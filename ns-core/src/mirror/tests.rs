@@ -161,6 +161,24 @@ fn keys_outside_ns_are_ignored() {
     );
 }
 
+#[test]
+fn agent_status_records_are_not_catalog_changes() {
+    let mut snap = Snapshot::default();
+    // Neither a record nor garbage under /ns/agents/ is a change or an invalid key.
+    assert_eq!(snap.apply(&put("/ns/agents/host7", b"{}", 3)), Ok(false));
+    assert_eq!(snap.apply(&put("/ns/agents/a/b", b"junk", 4)), Ok(false));
+    assert_eq!(snap.apply(&delete("/ns/agents/host7", 5)), Ok(false));
+    assert_eq!(
+        snap,
+        Snapshot {
+            revision: 5,
+            ..Snapshot::default()
+        }
+    );
+    let listed = Snapshot::from_listing(&listing(6, &[("/ns/agents/host7", "{}")]));
+    assert!(listed.invalid.is_empty() && listed.catalog == Catalog::default());
+}
+
 /// Keys the property test writes to: every kind, a few names, and one outside the layout.
 const KEYS: &[&str] = &[
     "/ns/services/web",

@@ -1,4 +1,5 @@
-//! The typed naming endpoints (`/v1/services`, `/v1/traffic`) as seen by operators' tools.
+//! The typed naming endpoints (`/v1/services`, `/v1/traffic`, `/v1/agents`) as seen by
+//! operators' tools and agents.
 //!
 //! Values are passed through as JSON: their types and validation live in `ns-core`, which
 //! depends on this crate (not the other way round), and the server validates every write.
@@ -115,6 +116,29 @@ impl Client {
     pub async fn delete_instance(&self, service: &str, id: &str) -> Result<DeleteResponse> {
         let path = segments_path(&["v1", "services", service, "instances", id])?;
         self.send_json(self.call(Method::DELETE, path, Kind::Write))
+            .await
+    }
+
+    /// `GET /v1/agents[?node=NODE]`: every agent's status record (or `node`'s alone) with its
+    /// `last_contact_ms`, as `{"agents": [...]}` sorted by node.
+    pub async fn agents(&self, node: Option<&str>) -> Result<Value> {
+        let mut path = "/v1/agents".to_owned();
+        if let Some(node) = node {
+            path = format!(
+                "{path}?node={}",
+                segments_path(&[node])?.trim_start_matches('/')
+            );
+        }
+        self.send_json(self.call(Method::GET, path, Kind::Read))
+            .await
+    }
+
+    /// `PUT /v1/agents/{node}?lease=ID`: writes an agent's status record (validated by the
+    /// server) bound to the agent's lease. An unknown or expired lease is `Error::Api` with
+    /// code `NotFound`.
+    pub async fn put_agent(&self, node: &str, record: &Value, lease: u64) -> Result<PutResponse> {
+        let path = format!("{}?lease={lease}", segments_path(&["v1", "agents", node])?);
+        self.send_json(self.json_call(Method::PUT, path, record)?)
             .await
     }
 }

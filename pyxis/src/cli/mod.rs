@@ -36,6 +36,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pyxis_client::{Client, ClientOptions};
 
+mod agents;
 mod kv;
 mod lease;
 mod members;
@@ -45,6 +46,7 @@ mod snapshot;
 mod status;
 mod traffic;
 
+pub use agents::AgentsArgs;
 pub use kv::KvCmd;
 pub use lease::LeaseCmd;
 pub use members::MembersCmd;
@@ -89,6 +91,8 @@ pub enum ClientCommand {
     Traffic(TrafficCmd),
     /// Show every endpoint's own status, and the leader and term they report.
     Status,
+    /// List every agent: node, datacenter, last contact, mirror revision, services' states.
+    Agents(AgentsArgs),
     /// Save a snapshot of the store to a file.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
@@ -103,6 +107,7 @@ pub async fn run(cmd: ClientCommand, endpoints: Vec<String>) -> anyhow::Result<(
         ClientCommand::Service(cmd) => service::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Traffic(cmd) => traffic::run(&connect(endpoints)?, cmd).await,
         ClientCommand::Status => status::run(&connect(endpoints.clone())?, &endpoints).await,
+        ClientCommand::Agents(args) => agents::run(&connect(endpoints)?, args).await,
         ClientCommand::Snapshot(cmd) => snapshot::run(cmd, endpoints).await,
     }
 }

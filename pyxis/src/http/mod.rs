@@ -107,6 +107,8 @@ pub fn router(node: Arc<Node>) -> Router {
                 .put(naming::policy::put_datacenter)
                 .delete(naming::policy::delete_datacenter),
         )
+        .route("/v1/agents", get(naming::agents::list))
+        .route("/v1/agents/{node}", axum::routing::put(naming::agents::put))
         .route("/v1/cluster", get(admin::cluster))
         .route("/v1/cluster/members", post(admin::add_member))
         .route(

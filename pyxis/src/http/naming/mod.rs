@@ -9,7 +9,9 @@
 //!
 //! - `services`: service definitions, the service listing with instance counts, and instances.
 //! - `policy`: traffic policies and datacenters.
+//! - `agents`: agents' status records (`/v1/agents`), with their last contact.
 
+pub mod agents;
 pub mod policy;
 pub mod services;
 

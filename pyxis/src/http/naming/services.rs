@@ -276,7 +276,7 @@ pub async fn list_instances(
 
 /// Decodes a stored value, logging (not failing) when it breaks the schema: one bad value
 /// written through `/v1/kv` must not hide every other service from a listing.
-fn decode_logged<T>(
+pub(super) fn decode_logged<T>(
     key: &str,
     bytes: &[u8],
     decode: fn(&[u8]) -> Result<T, ns_core::ValidationError>,

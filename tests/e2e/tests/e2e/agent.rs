@@ -2,7 +2,8 @@
 //! after `pass_after` passes, flap-damped health with alerts, deregistration before `stop`,
 //! hung checks killed with their children, lease expiry after kill -9, store outages, bad
 //! files, in-place changes and restarts, SIGTERM, maintenance across restarts; its local DNS
-//! (`dns`, `dns_forward`), `/v1/resolve` (`resolve`) and callbacks (`callbacks`).
+//! (`dns`, `dns_forward`), `/v1/resolve` (`resolve`) and callbacks (`callbacks`); its status
+//! record in the store, `GET /v1/agents` and `pyxis agents` (`status_record`).
 //!
 //! Each test writes its services and scripts into its own temporary directory. Scripts record
 //! what they did in files the test reads; a service "process" is a `sleep` whose pid is kept so
@@ -190,5 +191,6 @@ mod faults;
 mod health;
 mod ops;
 mod resolve;
+mod status_record;
 mod templates;
 mod templates_more;
