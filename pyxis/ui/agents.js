@@ -11,8 +11,9 @@ import { get, getOrNull } from "/ui/api.js";
 import { h, notice, replace, table, errorText, duration } from "/ui/view.js";
 
 /// Past this long without contact an agent is shown as stale: a live agent keeps its lease
-/// alive well within this (a third of its lease TTL), so several keep-alives were missed.
-const STALE_AFTER_MS = 10000;
+/// alive every third of its TTL (3.3 s at the default 10 s), so at least one keep-alive was
+/// missed; the record itself vanishes once the lease expires.
+const STALE_AFTER_MS = 5000;
 /// The page-level re-read while shown; the ticking in between is local.
 const REREAD_EVERY_MS = 5000;
 
@@ -45,8 +46,13 @@ export function mount(main) {
     if (!read) return;
     const since = performance.now() - read.at;
     for (const row of body.querySelectorAll("tr[data-node]")) {
+      // A record not bound to a lease (written by hand) has no last contact to tick.
+      if (row.dataset.lastContact === "") {
+        row.querySelector(".last-contact").textContent = "–";
+        row.querySelector(".sync").textContent = "no lease";
+        continue;
+      }
       const base = Number(row.dataset.lastContact);
-      if (Number.isNaN(base)) continue;
       const now = base + since;
       row.querySelector(".last-contact").textContent = `${duration(now)} ago`;
       const connected = row.dataset.storeConnected !== "false";
@@ -60,7 +66,7 @@ export function mount(main) {
 
   const draw = () => {
     const rows = read.agents.map((a) => h("tr", {
-      "data-node": a.node, "data-last-contact": a.last_contact_ms,
+      "data-node": a.node, "data-last-contact": typeof a.last_contact_ms === "number" ? a.last_contact_ms : "",
       "data-store-connected": a.store_connected === false ? "false" : "true",
     },
     h("td", {}, a.node),

@@ -40,7 +40,8 @@ function lastCheck(c) {
   if (!c || !c.last_check) return h("span", { class: "muted" }, c ? c.state || "–" : "–");
   const lc = c.last_check;
   return h("div", { class: "check" },
-    h("span", { class: lc.exit === 0 ? "ok" : "bad" }, `exit ${lc.exit}`),
+    h("span", { class: lc.exit === 0 ? "ok" : "bad" },
+      lc.exit === null || lc.exit === undefined ? "killed or not started" : `exit ${lc.exit}`),
     lc.duration_ms !== undefined ? ` · ${duration(lc.duration_ms)}` : "",
     lc.at ? h("span", { class: "muted" }, ` · ${typeof lc.at === "number" ? when(lc.at) : lc.at}`) : "",
     lc.output ? h("pre", { class: "output" }, lc.output) : null);
