@@ -7,7 +7,7 @@
 // on one page-level timer; an agent whose last contact is older than STALE_AFTER_MS is
 // marked stale. Its record vanishes when its lease expires.
 
-import { get, getOrNull } from "/ui/api.js";
+import { get } from "/ui/api.js";
 import { h, notice, replace, table, errorText, duration } from "/ui/view.js";
 
 /// Past this long without contact an agent is shown as stale: a live agent keeps its lease
@@ -34,7 +34,7 @@ function serviceList(services) {
 export function mount(main) {
   let seq = 0;
   let alive = true;
-  let read = null; // {agents, at (performance.now() of the read), revision}
+  let read = null; // {agents, at: performance.now() of the read}
   const body = h("div", { id: "agents" });
   const error = h("div", {});
   replace(main, h("h1", {}, "Agents"),
@@ -73,9 +73,7 @@ export function mount(main) {
     h("td", {}, a.datacenter),
     h("td", { class: "last-contact" }),
     h("td", {}, h("span", { class: "sync status" })),
-    h("td", { class: "num mirror-revision" }, String(a.mirror_revision ?? "–"),
-      read.revision && a.mirror_revision !== undefined && read.revision > a.mirror_revision
-        ? h("span", { class: "muted" }, ` (store ${read.revision})`) : null),
+    h("td", { class: "num mirror-revision" }, String(a.mirror_revision ?? "–")),
     h("td", { class: "num staleness" }, duration(a.staleness_ms)),
     h("td", {}, states(a.services)),
     h("td", {}, serviceList(a.services)),
@@ -89,9 +87,9 @@ export function mount(main) {
   async function refresh() {
     const mine = ++seq;
     try {
-      const [r, status] = await Promise.all([get("/v1/agents"), getOrNull("/v1/status").catch(() => null)]);
+      const r = await get("/v1/agents");
       if (!alive || mine !== seq) return;
-      read = { agents: r.agents || [], at: performance.now(), revision: status ? status.revision : null };
+      read = { agents: r.agents || [], at: performance.now() };
       replace(error);
       draw();
     } catch (e) {

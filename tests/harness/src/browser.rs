@@ -296,11 +296,35 @@ impl Browser {
         .await
     }
 
-    /// Saves a PNG of the window to `path`.
+    /// Saves a PNG of the whole page to `path`: the window is made as tall as the page
+    /// (up to 4000 px) for the capture, then set back.
     pub async fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
-        let v = self
-            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+        let rect = self
+            .call(reqwest::Method::GET, "/window/rect", Value::Null)
             .await?;
+        let height = self
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await?
+            .as_u64()
+            .unwrap_or(1000)
+            .clamp(600, 4000);
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": rect["width"], "height": height + 100}),
+        )
+        .await?;
+        self.execute("window.scrollTo(0, 0)", vec![]).await?;
+        let shot = self
+            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": rect["width"], "height": rect["height"]}),
+        )
+        .await?;
+        let v = shot?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().context("screenshot: no data")?)
             .context("screenshot: not base64")?;

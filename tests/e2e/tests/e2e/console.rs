@@ -218,6 +218,34 @@ async fn console_lists_services_and_their_instances_live() {
     c.wait_text("#instance-count", |t| t == "2 healthy of 3")
         .await;
     c.shot("console-service").await;
+
+    // Datacenters with their subnets and instance counts; the cluster's Raft facts.
+    c.open("#/datacenters").await;
+    let dc1 = c
+        .wait_text("#dc-table tr[data-dc='dc1']", |t| t.contains("127.0.0.0/8"))
+        .await;
+    assert!(dc1.contains("3/3"), "{dc1:?}");
+    c.wait_text("#dc-table tr[data-dc='dc2']", |t| {
+        t.contains("10.2.0.0/16") && t.contains("0/1")
+    })
+    .await;
+    c.shot("console-datacenters").await;
+    c.open("#/cluster").await;
+    c.wait_text("#cluster-facts dd[data-fact='Leader']", |t| t == "node 1")
+        .await;
+    let status = c.s.cluster.api().status(&c.url()).await.unwrap();
+    let revision: u64 = c
+        .wait_text("#cluster-facts dd[data-fact='Revision']", |t| !t.is_empty())
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        revision >= status.revision,
+        "page {revision}, API {}",
+        status.revision
+    );
+    c.wait("#member-table tr[data-member='1']").await;
+    c.shot("console-cluster").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
