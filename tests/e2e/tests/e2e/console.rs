@@ -2,7 +2,8 @@
 //! and `dns-gateway`: a registered service and its instances appear (and follow live
 //! changes without a reload); a gray split shifted from 100/0 to 90/10 in the page reaches
 //! the API and `dig` answers within 1 s; an instance drained from the page is drained in
-//! the API, and draining the last healthy one asks first; a bad weight shows the server's
+//! the API, and draining the last healthy one asks first; a forced datacenter shift with an
+//! expiry reaches `dig`; a bad weight shows the server's
 //! own message; another client's change between the page's read and its write is a
 //! conflict showing the current value, not an overwrite. The agents page is in
 //! `console_agents`.
@@ -459,6 +460,77 @@ async fn console_shows_a_conflict_instead_of_overwriting() {
             )
             .await?;
         anyhow::ensure!(v == "50", "v1 weight input reads {v}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_forces_a_datacenter_shift_with_an_expiry() {
+    let c = Console::start().await;
+    c.s.instance("shop", "s1", versioned("10.9.1.1", "dc1", "v1"))
+        .await;
+    c.s.instance("shop", "s2", versioned("10.9.2.1", "dc2", "v1"))
+        .await;
+    // dig asks from 127.0.0.1, placed in dc1.
+    c.s.wait_rdata("shop.ns.corp", "A", &[], &["10.9.1.1"])
+        .await;
+    c.open("#/service/shop").await;
+    c.wait("#shift-apply").await;
+    c.browser.fill("#shift-percent", "100").await.unwrap();
+    c.browser.fill("#shift-minutes", "2").await.unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    c.browser.click("#shift-apply").await.unwrap();
+    let p = eventually(LONG, async || {
+        let p = c.policy("shop").await;
+        anyhow::ensure!(
+            p["shifts"] == json!([{"from_dc": "dc1", "to_dc": "dc2", "percent": 100}]),
+            "{p}"
+        );
+        Ok(p)
+    })
+    .await
+    .unwrap();
+    let expires = p["expires_at"].as_u64().unwrap();
+    assert!(
+        (before + 110_000..=before + 130_000).contains(&expires),
+        "expires_at {expires}, {} ms after the click",
+        expires.saturating_sub(before)
+    );
+    c.s.wait_rdata("shop.ns.corp", "A", &[], &["10.9.2.1"])
+        .await;
+    c.wait_text("#shift-list", |t| {
+        t.contains("100 % of dc1's clients to dc2")
+    })
+    .await;
+
+    // Draining s2, the one instance dc1's clients are shifted to, asks first.
+    c.browser.click("#drain-s2").await.unwrap();
+    let ask = c
+        .wait_text("#confirm", |t| t.contains("clients in dc1"))
+        .await;
+    assert!(ask.contains("in dc2, where they are shifted"), "{ask:?}");
+    c.browser.click("#confirm-apply").await.unwrap();
+    eventually(LONG, async || {
+        let p = c.policy("shop").await;
+        anyhow::ensure!(p["overrides"]["s2"]["drain"] == true, "{p}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // Removing the shift from the page.
+    c.browser
+        .click("#shift-list li[data-shift='dc1-dc2'] button")
+        .await
+        .unwrap();
+    eventually(LONG, async || {
+        let p = c.policy("shop").await;
+        anyhow::ensure!(p["shifts"] == json!([]), "{p}");
         Ok(())
     })
     .await
