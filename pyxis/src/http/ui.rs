@@ -25,58 +25,32 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// The `content-type` of the scripts.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// An [`Asset`] for `pyxis/ui/NAME`, embedded at compile time.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../ui/", $name)),
+        }
+    };
+}
+
 /// Every file of the console; `index.html` is also the answer to `/ui` and `/ui/`.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../ui/index.html"),
-    },
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../ui/console.css"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/api.js"),
-    },
-    Asset {
-        name: "view.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/view.js"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/app.js"),
-    },
-    Asset {
-        name: "services.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/services.js"),
-    },
-    Asset {
-        name: "service.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/service.js"),
-    },
-    Asset {
-        name: "policy.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/policy.js"),
-    },
-    Asset {
-        name: "cluster.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/cluster.js"),
-    },
-    Asset {
-        name: "agents.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/agents.js"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("console.css", "text/css; charset=utf-8"),
+    asset!("api.js", JS),
+    asset!("view.js", JS),
+    asset!("app.js", JS),
+    asset!("services.js", JS),
+    asset!("service.js", JS),
+    asset!("policy.js", JS),
+    asset!("cluster.js", JS),
+    asset!("agents.js", JS),
 ];
 
 /// The policy sent with every asset: scripts, styles, images and API calls from this

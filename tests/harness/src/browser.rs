@@ -249,21 +249,41 @@ impl Browser {
         .await
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css`. A page that redraws (a live update) between
+    /// the find and the click leaves a stale reference; the element is then found again.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        let el = self.find(css).await?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", el.0),
-            json!({}),
-        )
-        .await?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let el = self.find(css).await?;
+            match self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", el.0),
+                    json!({}),
+                )
+                .await
+            {
+                Err(e) if attempt < 5 && e.to_string().contains("stale element reference") => {}
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Replaces the value of the input matching `css` with `text`, as typed keys (so the
-    /// page's input listeners run).
+    /// page's input listeners run); found again if a redraw made the reference stale.
     pub async fn fill(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fill_once(css, text).await {
+                Err(e) if attempt < 5 && e.to_string().contains("stale element reference") => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn fill_once(&self, css: &str, text: &str) -> anyhow::Result<()> {
         let el = self.find(css).await?;
         self.call(
             reqwest::Method::POST,

@@ -93,6 +93,15 @@ impl Console {
         r.json().unwrap()
     }
 
+    /// Types `weight` into the weight field of each version group, once the form is shown.
+    pub(crate) async fn weights(&self, weights: &[(&str, &str)]) {
+        for (version, weight) in weights {
+            let field = format!(".group-weight[data-version='{version}']");
+            self.wait(&field).await;
+            self.browser.fill(&field, weight).await.unwrap();
+        }
+    }
+
     /// Saves a screenshot as `NAME.png` when `PYXIS_SCREENSHOTS` names a directory.
     pub(crate) async fn shot(&self, name: &str) {
         let Some(dir) = std::env::var_os("PYXIS_SCREENSHOTS") else {
@@ -278,15 +287,7 @@ async fn console_gray_split_reaches_the_api_and_dns_within_1s() {
     .unwrap();
 
     c.open("#/service/gray").await;
-    c.wait(".group-weight[data-version='v2']").await;
-    c.browser
-        .fill(".group-weight[data-version='v1']", "90")
-        .await
-        .unwrap();
-    c.browser
-        .fill(".group-weight[data-version='v2']", "10")
-        .await
-        .unwrap();
+    c.weights(&[("v1", "90"), ("v2", "10")]).await;
     let clicked = Instant::now();
     c.browser.click("#groups-apply").await.unwrap();
 
@@ -381,11 +382,7 @@ async fn console_shows_the_servers_message_for_a_bad_weight() {
     gray(&c).await;
     let stored = c.policy("gray").await;
     c.open("#/service/gray").await;
-    c.wait(".group-weight[data-version='v2']").await;
-    c.browser
-        .fill(".group-weight[data-version='v2']", "1001")
-        .await
-        .unwrap();
+    c.weights(&[("v2", "1001")]).await;
     c.browser.click("#groups-apply").await.unwrap();
     let shown = c
         .wait_text("#groups-msg .server-message", |t| !t.is_empty())
@@ -416,15 +413,7 @@ async fn console_shows_a_conflict_instead_of_overwriting() {
     let c = Console::start().await;
     gray(&c).await;
     c.open("#/service/gray").await;
-    c.wait(".group-weight[data-version='v2']").await;
-    c.browser
-        .fill(".group-weight[data-version='v1']", "90")
-        .await
-        .unwrap();
-    c.browser
-        .fill(".group-weight[data-version='v2']", "10")
-        .await
-        .unwrap();
+    c.weights(&[("v1", "90"), ("v2", "10")]).await;
 
     // Another operator writes between the page's read and its write.
     let theirs =
