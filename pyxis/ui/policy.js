@@ -24,6 +24,17 @@ function clone(v) {
   return JSON.parse(JSON.stringify(v || {}));
 }
 
+/// Whether `policy` has passed its `expires_at` (routing then ignores all of it).
+export function expired(policy) {
+  return !!(policy && policy.expires_at && policy.expires_at <= Date.now());
+}
+
+/// The policy in force: `policy`, or nothing once it expired. Changes start from this, so a
+/// drain or a split written over an expired policy applies instead of inheriting its expiry.
+export function inForce(policy) {
+  return expired(policy) ? {} : policy || {};
+}
+
 /// Whether routing may use `inst` under `policy`: not critical and not drained.
 function usable(inst, policy) {
   const o = policy && policy.overrides ? policy.overrides[inst.id] : null;
@@ -32,8 +43,8 @@ function usable(inst, policy) {
 
 /// Where the clients of datacenter `dc` are sent under `policy`, and for which versions:
 /// `[{to, version}]` (`version` null when the policy has no groups).
-function destinations(policy, dc, expired) {
-  const p = expired ? {} : policy || {};
+function destinations(policy, dc) {
+  const p = inForce(policy);
   const shifts = (p.shifts || []).filter((s) => s.from_dc === dc && Number(s.percent) > 0);
   const moved = shifts.reduce((sum, s) => sum + Number(s.percent), 0);
   const to = shifts.map((s) => s.to_dc);
@@ -53,13 +64,11 @@ function healthyAt(instances, policy, to, version) {
 /// are sent, and that `before` did not: one sentence each. Client datacenters are the
 /// configured ones and those with instances.
 export function risks(before, after, instances, datacenters) {
-  const now = Date.now();
-  const expired = (p) => !!(p && p.expires_at && p.expires_at <= now);
   const dcs = [...new Set([...datacenters, ...instances.map((i) => i.datacenter)])].sort();
   const out = [];
   for (const dc of dcs) {
-    const was = destinations(before, dc, expired(before));
-    for (const d of destinations(after, dc, expired(after))) {
+    const was = destinations(before, dc);
+    for (const d of destinations(after, dc)) {
       if (healthyAt(instances, after, d.to, d.version) > 0) continue;
       // Clients already sent to a datacenter without any usable instance lose nothing.
       const already = was.some((w) => w.to === d.to) && healthyAt(instances, before, d.to, null) === 0;
@@ -95,7 +104,7 @@ function confirm(box, list) {
 export async function change(ctx, base, edit, box) {
   let next;
   try {
-    next = edit(clone(base.value));
+    next = edit(clone(inForce(base.value)));
   } catch (e) {
     replace(box, notice("error", "Not sent:", h("span", { class: "local-message" }, errorText(e))));
     return false;
@@ -146,7 +155,7 @@ async function conflict(ctx, path, base, err, box) {
 /// the first edit; the page then keeps it (and its base revision) across live updates.
 /// Outcomes go to `box`, which the page keeps when it rebuilds the form.
 export function groupsForm(ctx, form, box) {
-  const policy = form.base.value || {};
+  const policy = inForce(form.base.value);
   const rows = (policy.groups || []).map((g) => ({ version: g.version, weight: String(g.weight) }));
   const versions = [...new Set(ctx.instances.map((i) => i.version).filter((v) => v))].sort();
   const body = h("tbody", {});
@@ -208,7 +217,8 @@ export function groupsForm(ctx, form, box) {
 /// optionally for a number of minutes (the policy's `expires_at`, which ends the whole policy).
 /// Outcomes go to `box`, as for [`groupsForm`].
 export function shiftForm(ctx, form, box) {
-  const policy = form.base.value || {};
+  const stored = form.base.value || {};
+  const policy = inForce(stored);
   const dcs = [...new Set([...ctx.datacenters, ...ctx.instances.map((i) => i.datacenter)])].sort();
   const pick = (id) => h("select", { id, onchange: () => { form.dirty = true; } },
     dcs.map((d) => h("option", { value: d }, d)));
@@ -236,9 +246,10 @@ export function shiftForm(ctx, form, box) {
     return setShift(p, from.value, to.value, typed(percent.value));
   });
   const now = Date.now();
-  const expiry = policy.expires_at
-    ? `This policy ${policy.expires_at <= now ? "expired" : "expires"} at ${when(policy.expires_at)}` +
-      (policy.expires_at > now ? ` (in ${duration(policy.expires_at - now)})` : "") + "."
+  const expiry = stored.expires_at
+    ? stored.expires_at <= now
+      ? `The stored policy expired at ${when(stored.expires_at)} and no longer applies; a change starts from the defaults.`
+      : `This policy expires at ${when(stored.expires_at)} (in ${duration(stored.expires_at - now)}).`
     : "This policy does not expire.";
   const shifts = (policy.shifts || []).map((s) => h("li", { "data-shift": `${s.from_dc}-${s.to_dc}` },
     `${s.percent} % of ${s.from_dc}'s clients to ${s.to_dc} `,

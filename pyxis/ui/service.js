@@ -9,7 +9,7 @@
 
 import { get, getOrNull, getVersioned, listPrefix } from "/ui/api.js";
 import { h, notice, replace, table, errorText, when, duration } from "/ui/view.js";
-import { drain, groupsForm, shiftForm } from "/ui/policy.js";
+import { drain, expired, groupsForm, shiftForm } from "/ui/policy.js";
 
 async function load(name) {
   const n = encodeURIComponent(name);
@@ -155,7 +155,9 @@ export function mount(main, name) {
       table("instance-table",
         ["ID", "Address", "Port", "DC", "Version", "Weight", "Status", "Node", "Last check", ""],
         instanceRows(data, onDrain), "No instances registered."));
-    replace(slots.policyRev, data.policy.rev ? `(mod revision ${data.policy.rev})` : "(none stored)");
+    replace(slots.policyRev, data.policy.rev
+      ? `(mod revision ${data.policy.rev}${expired(data.policy.value) ? "; expired, not in force" : ""})`
+      : "(none stored)");
     slots.policy.textContent = data.policy.value
       ? JSON.stringify(data.policy.value, null, 2)
       : "No traffic policy: the service definition's defaults apply.";

@@ -335,12 +335,24 @@ async fn console_drains_and_asks_before_the_last_healthy_instance() {
         .await;
     c.s.instance("pay", "p2", versioned("10.8.0.2", "dc1", "v1"))
         .await;
+    // An expired policy no longer applies: a drain starts from the defaults instead of
+    // inheriting an expiry that would make it apply never.
+    c.s.put(
+        "/v1/traffic/pay",
+        json!({"shifts": [{"from_dc": "dc1", "to_dc": "dc2", "percent": 50}], "expires_at": 1}),
+    )
+    .await;
     c.open("#/service/pay").await;
-    c.wait("#drain-p1").await;
+    c.wait_text("#policy-expiry", |t| t.contains("no longer applies"))
+        .await;
     c.browser.click("#drain-p1").await.unwrap();
     eventually(LONG, async || {
         let p = c.policy("pay").await;
         anyhow::ensure!(p["overrides"]["p1"]["drain"] == true, "{p}");
+        anyhow::ensure!(
+            p.get("expires_at").is_none() && p["shifts"] == json!([]),
+            "{p}"
+        );
         Ok(())
     })
     .await
