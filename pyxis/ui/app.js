@@ -1,6 +1,7 @@
 // app.js: the console's entry point: hash routes, the one watch stream, the ACL check.
 //
-// Routes: `#/services`, `#/service/NAME`, `#/datacenters`, `#/cluster`, `#/agents`. Each
+// Routes: `#/services`, `#/service/NAME`, `#/datacenters`, `#/cluster`, `#/agents`,
+// `#/audit`. Each
 // page module exports `mount(main, arg)` returning `{refresh(), unmount()}`. One watch on
 // `/ns/` (services, instances, traffic, datacenters, agents) drives every page: a chunk
 // of events asks the current page to re-read once (coalesced), so there is no reload and
@@ -12,6 +13,7 @@ import * as services from "/ui/services.js";
 import * as service from "/ui/service.js";
 import * as cluster from "/ui/cluster.js";
 import * as agents from "/ui/agents.js";
+import * as audit from "/ui/audit.js";
 
 const main = document.getElementById("main");
 let page = null;
@@ -29,6 +31,8 @@ function route() {
       return [cluster, "cluster", "cluster"];
     case "agents":
       return [agents, null, "agents"];
+    case "audit":
+      return [audit, null, "audit"];
     default:
       return [services, null, "services"];
   }

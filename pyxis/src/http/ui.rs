@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("policy.js", JS),
     asset!("cluster.js", JS),
     asset!("agents.js", JS),
+    asset!("audit.js", JS),
 ];
 
 /// The policy sent with every asset: scripts, styles, images and API calls from this

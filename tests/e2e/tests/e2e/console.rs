@@ -256,6 +256,25 @@ async fn console_lists_services_and_their_instances_live() {
     );
     c.wait("#member-table tr[data-member='1']").await;
     c.shot("console-cluster").await;
+
+    // Every nav link leads to a page that renders without a script error.
+    for link in ["services", "datacenters", "cluster", "agents", "audit"] {
+        c.browser
+            .click(&format!("#nav a[data-page='{link}']"))
+            .await
+            .unwrap();
+        c.wait(&format!("#nav a.active[data-page='{link}']")).await;
+        c.wait_text("#main h1", |t| !t.is_empty()).await;
+    }
+    let errors: Vec<String> = c
+        .browser
+        .console_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.contains("Uncaught") || l.contains("SyntaxError"))
+        .collect();
+    assert!(errors.is_empty(), "script errors: {errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
