@@ -14,6 +14,8 @@ TOOLS=(
     "nginx nginx"
     "haproxy haproxy"
     "python3 python3"
+    "chromium chromium"
+    "chromedriver chromium-driver"
 )
 
 step() { printf '\n==> %s\n' "$*"; }

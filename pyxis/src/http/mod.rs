@@ -9,6 +9,7 @@
 //! - `raft_rpc`: peer RPC and request forwarding under `/raft/`, with the peer token check
 //!   and per-route body limits.
 //! - `serve`: the accept loop with connection limits and timeouts; `throttle`: log rate limits.
+//! - `ui`: the web console's embedded static files at `/ui`.
 //! - `error`: the JSON error type; `params`: key and query parsing; `request_id`: a write's id.
 
 pub mod acl;
@@ -23,6 +24,7 @@ pub mod raft_rpc;
 pub mod request_id;
 pub mod serve;
 pub mod throttle;
+pub mod ui;
 pub mod watch;
 
 use std::sync::Arc;
@@ -127,6 +129,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/livez", get(admin::livez))
         .route("/metrics", get(admin::metrics))
+        .merge(ui::routes())
         .merge(raft)
         // Innermost: a removed node answers 503 before the token is looked at.
         .layer(axum::middleware::from_fn_with_state(

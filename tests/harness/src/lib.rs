@@ -2,6 +2,7 @@
 //!
 //! Modules:
 //! - [`agent`]: [`Agent`], one `ns-agent` process with its config; [`WebhookSink`] for alerts.
+//! - [`browser`]: [`Browser`], a headless Chromium session over WebDriver (`chromedriver`).
 //! - [`gateway`]: [`Gateway`], one `dns-gateway` process, its DNS and HTTP addresses and metrics.
 //! - [`dig`]: run the real `dig` (one question, or thousands with `dig -f`) and parse its answer.
 //! - [`binary`]: find a built binary (`$PYXIS_BIN` or the cargo target dir) and run CLI commands.
@@ -26,6 +27,7 @@ pub mod acl;
 pub mod agent;
 pub mod backend;
 pub mod binary;
+pub mod browser;
 pub mod cluster;
 pub mod dig;
 pub mod eventually;
@@ -42,6 +44,7 @@ pub mod tls;
 pub use agent::{Agent, WebhookSink, replace_file, write_script};
 pub use backend::Backend;
 pub use binary::{CmdOutput, bin, run_cmd};
+pub use browser::Browser;
 pub use cluster::{Cluster, wait_healthy};
 pub use dig::{DigAnswer, dig, dig_batch};
 pub use eventually::eventually;

@@ -39,6 +39,10 @@
 //!   1 s of its PUT and ending at its expiry; a critical instance gone within 1 s.
 //! - `gateway_faults`: answering from last known data with the whole store killed (staleness
 //!   in `/metrics`); 10,000 malformed packets, then a valid answer.
+//! - `console`: the web console at `/ui` in a headless Chromium (WebDriver): services and
+//!   instances live, a gray split to the API and `dig` within 1 s, drain with confirmation, the
+//!   server's message for a bad weight, a conflict instead of an overwrite; `console_agents`:
+//!   the agents page with a real agent, frozen until it goes stale and vanishes.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
@@ -56,6 +60,8 @@ mod acl;
 mod acl_roles;
 mod agent;
 mod cli;
+mod console;
+mod console_agents;
 mod gateway;
 mod gateway_faults;
 mod gateway_policy;
