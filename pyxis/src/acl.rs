@@ -116,6 +116,18 @@ pub fn required(method: &Method, path: &str, query: Option<&str>) -> Need {
     }
 }
 
+/// Whether a write to `path` changes data rather than configuration: a key, a transaction,
+/// a lease, an instance or an agent's status record. While ACLs are off such writes have no
+/// "who" and are not audited ([`Caller::audited`]).
+pub fn is_data_plane(path: &str) -> bool {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    matches!(
+        segs.as_slice(),
+        ["kv", ..] | ["txn"] | ["lease", ..] | ["services", _, "instances", _] | ["agents", _]
+    )
+}
+
 /// A new secret: [`SECRET_PREFIX`] and 64 hex digits (256 random bits).
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -148,15 +160,26 @@ pub struct Caller {
     pub what: String,
     /// The `Authorization` header as sent, for a call this node proxies to the leader.
     pub bearer: Option<String>,
+    /// Whether the call writes data (`/v1/kv`, `/v1/txn`, `/v1/lease`, an instance, an
+    /// agent's status record) rather than configuration.
+    pub data_plane: bool,
 }
 
 impl Caller {
-    /// Whether this caller's changes go to the audit history: every change while ACLs are
-    /// off, and those of `operator` and `admin` tokens.
+    /// Whether this caller's changes go to the audit history: those of `operator` and
+    /// `admin` tokens, and while ACLs are off, every change but data-plane writes, which
+    /// have no "who" then and would cost every write (see [`Caller::anonymous_data`]).
     pub fn audited(&self) -> bool {
-        self.token
-            .as_ref()
-            .is_none_or(|t| matches!(t.role, Role::Operator | Role::Admin))
+        match &self.token {
+            None => !self.data_plane,
+            Some(t) => matches!(t.role, Role::Operator | Role::Admin),
+        }
+    }
+
+    /// Whether this caller's change is a data-plane write made while ACLs are off: it is
+    /// proposed as `Command::Anonymous`, refused if ACLs are on when it applies.
+    pub fn anonymous_data(&self) -> bool {
+        self.token.is_none() && self.data_plane
     }
 
     /// What the request is, cut to [`MAX_WHAT_BYTES`] on a character boundary, so that a

@@ -182,6 +182,7 @@ impl Node {
                 what: caller.what(),
                 cmd: Box::new(cmd),
             },
+            Some(caller) if caller.anonymous_data() => Command::Anonymous { cmd: Box::new(cmd) },
             _ => cmd,
         };
         let request = Command::Request {

@@ -126,11 +126,22 @@ fn audited_callers() {
     };
     let off = Caller {
         token: None,
-        what: "PUT /v1/kv/a".into(),
+        what: "PUT /v1/traffic/web".into(),
         bearer: None,
+        data_plane: false,
     };
     assert!(off.audited());
+    assert!(!off.anonymous_data());
     assert_eq!(off.actor().description, "anonymous");
+    // A data-plane write has no "who" while ACLs are off: not audited, but wrapped so that
+    // it is refused if ACLs are on when it applies.
+    let data = Caller {
+        what: "PUT /v1/kv/a".into(),
+        data_plane: true,
+        ..off.clone()
+    };
+    assert!(!data.audited());
+    assert!(data.anonymous_data());
     assert!(off.is_admin());
     for (role, audited) in [
         (Read, false),
@@ -142,6 +153,7 @@ fn audited_callers() {
             token: Some(token(role)),
             what: String::new(),
             bearer: None,
+            data_plane: true,
         };
         assert_eq!(c.audited(), audited, "{role}");
         assert_eq!(c.actor().accessor.as_deref(), Some("0123456789abcdef"));
@@ -156,8 +168,35 @@ fn what_is_cut() {
         token: None,
         what: format!("PUT /v1/kv/{}", "é".repeat(MAX_WHAT_BYTES)),
         bearer: None,
+        data_plane: true,
     };
     let what = c.what();
     assert!(what.len() <= MAX_WHAT_BYTES);
     assert!(what.starts_with("PUT /v1/kv/é"));
+}
+
+/// Keys, transactions, leases, instances and agents' records are data; the rest is
+/// configuration.
+#[test]
+fn data_plane_paths() {
+    for p in [
+        "/v1/kv/a/b",
+        "/v1/kv/",
+        "/v1/txn",
+        "/v1/lease",
+        "/v1/lease/7/keepalive",
+        "/v1/services/web/instances/w1",
+        "/v1/agents/host-1",
+    ] {
+        assert!(crate::acl::is_data_plane(p), "{p}");
+    }
+    for p in [
+        "/v1/services/web",
+        "/v1/traffic/web",
+        "/v1/datacenters/dc1",
+        "/v1/cluster/members",
+        "/v1/acl/tokens",
+    ] {
+        assert!(!crate::acl::is_data_plane(p), "{p}");
+    }
 }

@@ -29,7 +29,7 @@ use crate::store::validate::{MAX_DESCRIPTION_BYTES, check_node};
 /// `GET /v1/acl/status`: `{"enabled": bool}`, open to every caller.
 pub async fn status(State(node): State<Arc<Node>>) -> Json<AclStatus> {
     Json(AclStatus {
-        enabled: node.view.with_kv(|kv| kv.acl().enabled()),
+        enabled: node.view.with_acl(|acl| acl.enabled()),
     })
 }
 
@@ -40,7 +40,7 @@ pub async fn bootstrap(
 ) -> Result<Json<TokenCreated>, ApiError> {
     // Checked here for a quick answer; the state machine checks again, so two bootstraps
     // racing through different nodes still make one token.
-    if node.view.with_kv(|kv| kv.acl().enabled()) {
+    if node.view.with_acl(|acl| acl.enabled()) {
         return Err(already_bootstrapped());
     }
     let (secret, token) = new_token(Role::Admin, None, "bootstrap token".into());
@@ -91,10 +91,10 @@ pub async fn create(
             "description: must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
         )));
     }
-    if !node.view.with_kv(|kv| kv.acl().enabled()) {
+    if !node.view.with_acl(|acl| acl.enabled()) {
         // A bootstrap a moment ago through another node may not be applied here yet.
         node.linearize().await?;
-        if !node.view.with_kv(|kv| kv.acl().enabled()) {
+        if !node.view.with_acl(|acl| acl.enabled()) {
             return Err(not_bootstrapped());
         }
     }

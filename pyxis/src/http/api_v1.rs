@@ -81,7 +81,7 @@ pub async fn put(
         node.linearize().await?;
         let owner = node
             .view
-            .with_kv(|kv| kv.acl().lease_owner(l).map(str::to_owned));
+            .with_acl(|acl| acl.lease_owner(l).map(str::to_owned));
         super::auth::require_node("lease", [owner.as_deref()])?;
     }
     let value = read_body(body, MAX_VALUE_BYTES, "value").await?;

@@ -38,8 +38,7 @@ pub async fn check(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
         .map(str::to_owned);
     let hash = bearer.as_deref().and_then(secret_of).map(hash_secret);
     let lookup = |node: &Node| {
-        node.view.with_kv(|kv| {
-            let acl = kv.acl();
+        node.view.with_acl(|acl| {
             let token = hash.as_deref().and_then(|h| acl.by_hash(h).cloned());
             (acl.enabled(), token)
         })
@@ -88,6 +87,7 @@ pub async fn check(State(node): State<Arc<Node>>, req: Request, next: Next) -> R
     let caller = Caller {
         // While ACLs are off a token is not needed, and is not what the audit records.
         token: if enabled { token } else { None },
+        data_plane: crate::acl::is_data_plane(path),
         what,
         bearer,
     };

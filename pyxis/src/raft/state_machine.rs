@@ -165,6 +165,14 @@ impl StoreView {
         f(&kv)
     }
 
+    /// Runs `f` on the ACL state under the read lock, without copying the key space: the
+    /// check in front of every request uses it, and a copy taken per request would make
+    /// the next apply copy every map node it changes instead of changing it in place. `f`
+    /// must be quick (a lookup).
+    pub fn with_acl<T>(&self, f: impl FnOnce(&crate::store::acl::AclState) -> T) -> T {
+        f(self.shared.read().kv.acl())
+    }
+
     /// Events with revision >= `from` whose key matches (about `limit` at most, whole
     /// revisions only), and the store revision they were read at; `Err` if `from` is
     /// older than the kept history.
@@ -351,6 +359,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut n = 0u64;
         let mut events = Vec::new();
         let mut audited = None;
+        // Copying and encoding an entry for a log line nobody reads costs every write.
+        let audit_logged = tracing::enabled!(target: "audit", tracing::Level::INFO);
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let result = {
@@ -363,7 +373,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let recorded = st.kv.acl().recorded();
                         let r = st.kv.apply(cmd, &mut events);
                         st.history.extend(events.drain(..));
-                        if st.kv.acl().recorded() != recorded {
+                        if audit_logged && st.kv.acl().recorded() != recorded {
                             audited = st.kv.acl().last_audit().cloned();
                         }
                         r

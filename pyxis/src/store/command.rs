@@ -168,6 +168,13 @@ pub enum Command {
         /// After, if anything.
         after: Option<String>,
     },
+    /// A data-plane write (a key, a transaction, a lease, an instance) made while ACLs were
+    /// off on the proposing node: not recorded in the audit history, and refused (nothing
+    /// written) if ACLs are on by the time it applies, as an anonymous `Audited` is.
+    Anonymous {
+        /// The change itself (never a `Request`, `Audited` or another `Anonymous`).
+        cmd: Box<Command>,
+    },
 }
 
 /// Bytes counted for a command's or op's fields other than keys and values.
@@ -216,6 +223,7 @@ impl Command {
             Command::Audited { what, cmd, .. } => {
                 FIXED_BYTES + what.len() as u64 + cmd.approx_bytes()
             }
+            Command::Anonymous { cmd } => cmd.approx_bytes(),
         }
     }
 }
@@ -274,6 +282,7 @@ impl std::fmt::Display for Command {
                     actor.accessor.as_deref().unwrap_or("anonymous")
                 )
             }
+            Command::Anonymous { cmd } => write!(f, "{cmd} (acls off)"),
         }
     }
 }

@@ -272,6 +272,13 @@ impl KvState {
                 what,
                 cmd,
             } => self.audited(actor, time_ms, what, *cmd, events),
+            Command::Anonymous { cmd } => {
+                if self.acl.enabled() {
+                    CommandResult::AclRequired
+                } else {
+                    self.apply(*cmd, events)
+                }
+            }
             // Only an `Audited` wrapper gives a note meaning.
             Command::AuditNote { .. } => CommandResult::None,
             Command::LeaseRevoke { id } => match self.leases.revoke(id) {
@@ -311,9 +318,16 @@ impl KvState {
         {
             return CommandResult::AclRequired;
         }
-        // O(1): the maps are persistent, so the before values cost nothing until read.
-        let before = self.map.clone();
-        let tokens_before = self.acl.clone();
+        let before = Before::of(&cmd, &self.map);
+        // Only an ACL command changes the tokens; a copy held across any other apply would
+        // make the audit history copy its newest chunk on every write.
+        let tokens_before = matches!(
+            cmd,
+            Command::AclBootstrap { .. }
+                | Command::AclTokenCreate { .. }
+                | Command::AclTokenRevoke { .. }
+        )
+        .then(|| self.acl.clone());
         let first = events.len();
         let revoked_lease = match &cmd {
             Command::LeaseRevoke { id } => Some(*id),
@@ -335,7 +349,7 @@ impl KvState {
             if changes.len() < AUDIT_CHANGES_PER_ENTRY {
                 changes.push(AuditChange {
                     key: e.key.clone(),
-                    before: before.get(&e.key).map(|v| audit_value(&v.value)),
+                    before: before.value_of(&e.key),
                     after: match e.kind {
                         EventKind::Put => Some(audit_value(&e.value)),
                         EventKind::Delete => None,
@@ -346,7 +360,9 @@ impl KvState {
         let extra = match &result {
             CommandResult::AclBootstrapped
             | CommandResult::AclTokenCreated
-            | CommandResult::AclTokenRevoked => acl_change(&tokens_before, &self.acl),
+            | CommandResult::AclTokenRevoked => tokens_before
+                .as_ref()
+                .and_then(|b| acl_change(b, &self.acl)),
             CommandResult::LeaseGranted { id, ttl_ms } => Some(AuditChange {
                 key: format!("leases/{id}"),
                 before: None,
@@ -525,6 +541,35 @@ impl KvState {
             CompareOp::Ne => ord.is_ne(),
             CompareOp::Lt => ord.is_lt(),
             CompareOp::Gt => ord.is_gt(),
+        }
+    }
+}
+
+/// The values an audited command's keys held before it applied.
+enum Before {
+    /// A single-key put or delete, the hot path: its one value, looked up directly.
+    Key(String, Option<String>),
+    /// A command that may touch many keys (a transaction, a prefix delete, a lease
+    /// revoke): a copy of the map, O(1) to take, though the apply then copies each node
+    /// it changes instead of changing it in place.
+    Map(imbl::OrdMap<String, StoredValue>),
+}
+
+impl Before {
+    fn of(cmd: &Command, map: &imbl::OrdMap<String, StoredValue>) -> Before {
+        match cmd {
+            Command::Put { key, .. } | Command::Delete { key, prefix: false } => {
+                Before::Key(key.clone(), map.get(key).map(|v| audit_value(&v.value)))
+            }
+            _ => Before::Map(map.clone()),
+        }
+    }
+
+    /// What `key` held, cut for the audit history.
+    fn value_of(&self, key: &str) -> Option<String> {
+        match self {
+            Before::Key(k, v) => v.clone().filter(|_| k == key),
+            Before::Map(m) => m.get(key).map(|v| audit_value(&v.value)),
         }
     }
 }

@@ -136,7 +136,7 @@ impl Command {
                     )));
                 }
                 match **cmd {
-                    Command::Request { .. } | Command::Audited { .. } => {
+                    Command::Request { .. } | Command::Audited { .. } | Command::Anonymous { .. } => {
                         Err(InvalidCommand::Invalid(
                             "command: an audited change must not contain a request or another audited change".into(),
                         ))
@@ -144,6 +144,14 @@ impl Command {
                     ref inner => inner.validate(max_txn_ops),
                 }
             }
+            Command::Anonymous { cmd } => match **cmd {
+                Command::Request { .. } | Command::Audited { .. } | Command::Anonymous { .. } => {
+                    Err(InvalidCommand::Invalid(
+                        "command: an anonymous change must not contain a request or another wrapper".into(),
+                    ))
+                }
+                ref inner => inner.validate(max_txn_ops),
+            },
         }
     }
 }
