@@ -188,7 +188,7 @@ fn data_plane_paths() {
         "/v1/services/web/instances/w1",
         "/v1/agents/host-1",
     ] {
-        assert!(crate::acl::is_data_plane(p), "{p}");
+        assert!(is_data_plane(p), "{p}");
     }
     for p in [
         "/v1/services/web",
@@ -197,6 +197,6 @@ fn data_plane_paths() {
         "/v1/cluster/members",
         "/v1/acl/tokens",
     ] {
-        assert!(!crate::acl::is_data_plane(p), "{p}");
+        assert!(!is_data_plane(p), "{p}");
     }
 }
