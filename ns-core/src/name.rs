@@ -79,18 +79,7 @@ impl InstanceId {
 
     /// Check `s` against the instance id rules (one safe key segment).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_length(s, Self::MAX_LEN)?;
-        if s.starts_with('.') {
-            return Err(NameError("must not start with '.'".into()));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-        {
-            return Err(NameError(format!(
-                "has {c:?}; only letters, digits, '.', '_', ':' and '-' are allowed"
-            )));
-        }
+        check_segment(s, Self::MAX_LEN, &['.', '_', ':', '-'])?;
         Ok(InstanceId(s.into()))
     }
 }
@@ -101,18 +90,7 @@ impl NodeName {
 
     /// Check `s` against the node name rules (one safe key segment).
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_length(s, Self::MAX_LEN)?;
-        if s.starts_with('.') {
-            return Err(NameError("must not start with '.'".into()));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(NameError(format!(
-                "has {c:?}; only letters, digits, '.', '_' and '-' are allowed"
-            )));
-        }
+        check_segment(s, Self::MAX_LEN, &['.', '_', '-'])?;
         Ok(NodeName(s.into()))
     }
 }
@@ -153,6 +131,29 @@ pub fn check_dc_name<'s>(
 }
 
 /// Non-empty and at most `max` bytes (names are ASCII, so bytes are characters).
+/// One safe key segment: at most `max` characters, letters, digits and `extra` only, and
+/// no leading '.' (so never `.` or `..`).
+fn check_segment(s: &str, max: usize, extra: &[char]) -> Result<(), NameError> {
+    check_length(s, max)?;
+    if s.starts_with('.') {
+        return Err(NameError("must not start with '.'".into()));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
+    {
+        let allowed: Vec<String> = extra.iter().map(|e| format!("'{e}'")).collect();
+        let (last, rest) = allowed
+            .split_last()
+            .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+        return Err(NameError(format!(
+            "has {c:?}; only letters, digits, {} and {last} are allowed",
+            rest.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 fn check_length(s: &str, max: usize) -> Result<(), NameError> {
     if s.is_empty() {
         return Err(NameError("must not be empty".into()));

@@ -120,11 +120,22 @@ pub fn required(method: &Method, path: &str, query: Option<&str>) -> Need {
 /// a lease, an instance or an agent's status record. While ACLs are off such writes have no
 /// "who" and are not audited ([`Caller::audited`]).
 pub fn is_data_plane(path: &str) -> bool {
+    // On every request: split without collecting.
     let rest = path.strip_prefix("/v1").unwrap_or(path);
-    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let mut segs = rest.split('/').filter(|s| !s.is_empty());
+    let segs = (
+        segs.next(),
+        segs.next(),
+        segs.next(),
+        segs.next(),
+        segs.next(),
+    );
     matches!(
-        segs.as_slice(),
-        ["kv", ..] | ["txn"] | ["lease", ..] | ["services", _, "instances", _] | ["agents", _]
+        segs,
+        (Some("kv" | "lease"), ..)
+            | (Some("txn"), None, ..)
+            | (Some("services"), Some(_), Some("instances"), Some(_), None)
+            | (Some("agents"), Some(_), None, ..)
     )
 }
 

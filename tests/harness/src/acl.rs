@@ -4,41 +4,26 @@
 //! Plain HTTP against a node's API, as a client that knows only the wire contract would
 //! make them; the ACL rules themselves are the server's.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
 use bytes::Bytes;
 use pyxis_client::api::{Role, TokenCreated};
 use reqwest::Method;
 
-use crate::http::Reply;
+use crate::http::{Api, Reply};
 
-/// A reqwest client for calls with (or without) `Authorization: Bearer`.
-#[derive(Debug, Clone)]
+/// A client for calls with (or without) `Authorization: Bearer`.
+#[derive(Debug, Clone, Default)]
 pub struct Authed {
-    client: reqwest::Client,
-}
-
-impl Default for Authed {
-    fn default() -> Self {
-        Authed::new()
-    }
+    api: Api,
 }
 
 impl Authed {
-    /// A client with a 15 s per-request timeout.
+    /// A client with the harness' default 15 s per-request timeout.
     pub fn new() -> Authed {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("build reqwest client");
-        Authed { client }
+        Authed::default()
     }
 
-    /// Sends `method base+path` with `token` (if any) and a JSON or text `body`, and reads
-    /// the whole reply.
+    /// Sends `method base+path` with `token` (if any) and a JSON `body`, and reads the whole
+    /// reply.
     pub async fn call(
         &self,
         method: Method,
@@ -47,31 +32,11 @@ impl Authed {
         token: Option<&str>,
         body: Option<&str>,
     ) -> anyhow::Result<Reply> {
-        let url = format!("{base}{path}");
-        let mut req = self.client.request(method.clone(), &url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_owned());
-        }
-        let resp = req
-            .send()
+        let body = body.map(|b| Bytes::from(b.to_owned()));
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.api
+            .request_as(method, &format!("{base}{path}"), body, content_type, token)
             .await
-            .with_context(|| format!("{method} {url}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body: Bytes = resp
-            .bytes()
-            .await
-            .with_context(|| format!("read body of {method} {url}"))?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
     }
 
     /// `POST /v1/acl/bootstrap` on `base`: the first admin token's secret.

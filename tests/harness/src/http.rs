@@ -131,7 +131,22 @@ impl Api {
         body: Option<Bytes>,
         content_type: Option<&str>,
     ) -> anyhow::Result<Reply> {
+        self.request_as(method, url, body, content_type, None).await
+    }
+
+    /// [`Api::request`] with `Authorization: Bearer TOKEN` when `token` is given.
+    pub async fn request_as(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        content_type: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Reply> {
         let mut req = self.client.request(method.clone(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(ct) = content_type {
             req = req.header(reqwest::header::CONTENT_TYPE, ct);
         }

@@ -227,8 +227,9 @@ async fn agent_dns_answers_the_zone_for_its_own_datacenter() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
+/// A one-node store with an agent and a gateway, and `count` services `PREFIXi`, each split
+/// 50/50 between a v1 instance `10.NET.i.1` and a v2 instance `10.NET.i.2`, all in dc1.
+async fn gray_rig(prefix: &str, count: usize, net: u8) -> (DnsRig, Gateway, Vec<String>) {
     let s = DnsRig::start(1, "").await;
     let gw = Gateway::start(
         &s.cluster.endpoints(),
@@ -237,12 +238,10 @@ async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
     )
     .await
     .unwrap();
-    // 16 services split 50/50 between v1 and v2 (the group hash is salted by the service
-    // name, so the host lands in v1 for some and v2 for others), every instance in dc1.
-    let names: Vec<String> = (0..16).map(|i| format!("gray{i}")).collect();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         for (id, version, host) in [("a", "v1", 1), ("b", "v2", 2)] {
-            let mut body = inst(&format!("10.6.{i}.{host}"), "dc1", "passing");
+            let mut body = inst(&format!("10.{net}.{i}.{host}"), "dc1", "passing");
             body["version"] = json!(version);
             s.put(&format!("/v1/services/{name}/instances/{id}"), body)
                 .await;
@@ -253,6 +252,14 @@ async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
         )
         .await;
     }
+    (s, gw, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
+    // 16 services split 50/50 between v1 and v2 (the group hash is salted by the service
+    // name, so the host lands in v1 for some and v2 for others), every instance in dc1.
+    let (s, gw, names) = gray_rig("gray", 16, 6).await;
     let agent = s.agent.dns().unwrap();
     // In force once every answer is one group's single instance, at both servers.
     let answers = eventually(LONG, async || {
@@ -286,28 +293,7 @@ async fn agent_dns_gives_the_host_the_gray_group_the_gateway_gives_it() {
 /// different groups (the host's own key is not forced on them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_dns_gives_each_client_subnet_the_gray_group_the_gateway_gives_it() {
-    let s = DnsRig::start(1, "").await;
-    let gw = Gateway::start(
-        &s.cluster.endpoints(),
-        &s.cluster.dir().join("gw-logs"),
-        &[],
-    )
-    .await
-    .unwrap();
-    let names: Vec<String> = (0..4).map(|i| format!("sub{i}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        for (id, version, host) in [("a", "v1", 1), ("b", "v2", 2)] {
-            let mut body = inst(&format!("10.7.{i}.{host}"), "dc1", "passing");
-            body["version"] = json!(version);
-            s.put(&format!("/v1/services/{name}/instances/{id}"), body)
-                .await;
-        }
-        s.put(
-            &format!("/v1/traffic/{name}"),
-            json!({"groups": [{"version": "v1", "weight": 50}, {"version": "v2", "weight": 50}]}),
-        )
-        .await;
-    }
+    let (s, gw, names) = gray_rig("sub", 4, 7).await;
     let subnets: Vec<String> = (0..8).map(|i| format!("+subnet=10.9.{i}.0/24")).collect();
     let agent = s.agent.dns().unwrap();
     let answers = eventually(LONG, async || {
