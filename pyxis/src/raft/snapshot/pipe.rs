@@ -5,9 +5,9 @@
 //! and a journal commit waits for every open handle to close. A nice-19 thread preempted
 //! while it holds one, on a core that requests keep busy, can wait hundreds of milliseconds
 //! for its next slice, and every other `fdatasync` on the file system, the Raft log's
-//! included, waits with it (put p99 of 70-170 ms while snapshots were built, against 5-10 ms
-//! with snapshots off or on tmpfs). So the encoder hands chunks over a small bounded channel
-//! and the caller, at normal priority, does all the file system calls.
+//! included, can wait with it. So the encoder hands chunks over a small bounded channel and
+//! the caller, at normal priority, does all the file system calls. (This alone did not
+//! remove the put-latency spikes seen while snapshots are built; see BENCHMARKS.md.)
 
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
