@@ -690,6 +690,16 @@ pub struct AclStatus {
     pub enabled: bool,
 }
 
+/// Body of `POST /v1/acl/bootstrap` (optional: an empty body lets the server make the secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapRequest {
+    /// The first admin token's secret, made by the caller (`pyxis_client::secret`) so a
+    /// repeat after a lost reply is answered the same token rather than a 409.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
 /// Body of `POST /v1/acl/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -702,6 +712,11 @@ pub struct TokenCreateRequest {
     /// Free text naming the holder, shown in the audit history.
     #[serde(default)]
     pub description: String,
+    /// The secret, made by the caller so a repeat names the same token (the server makes
+    /// one when absent). A repeat with the same role, node and description is answered
+    /// the token it made; a secret another token holds is a 409.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// A token without its secret (`GET /v1/acl/tokens`, `GET /v1/acl/token/self`).

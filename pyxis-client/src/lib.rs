@@ -5,6 +5,7 @@
 //! - [`client`]: [`Client`], the async HTTP client, with [`ClientOptions`] and [`GetResult`].
 //! - [`error`]: [`Error`], every way a client call can fail, and [`Error::is_retryable`].
 //! - [`request_id`]: [`RequestId`], carried by every write and its retries so a repeat applies once.
+//! - [`secret`]: the shape of ACL token secrets, and new ones made by the caller.
 //! - [`tls`]: the rustls crypto provider and PEM readers for https endpoints.
 //! - `retry` (private): endpoint rotation and the retry loop with exponential backoff.
 //! - `url` (private): endpoint normalisation and key-to-path percent-encoding.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod request_id;
 mod retry;
+pub mod secret;
 pub mod tls;
 mod url;
 

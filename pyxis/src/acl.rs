@@ -21,8 +21,7 @@ use crate::store::acl::{TokenRecord, anonymous};
 /// Most bytes of method and path an audit entry keeps.
 pub const MAX_WHAT_BYTES: usize = 1024;
 
-/// Prefix of every secret, so a leaked one is recognisable in logs and scanners.
-pub const SECRET_PREFIX: &str = "pyx_";
+pub use pyxis_client::secret::{SECRET_PREFIX, new_secret};
 
 /// What a route needs, before the handler looks at the body or the stored data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,13 +136,6 @@ pub fn is_data_plane(path: &str) -> bool {
             | (Some("services"), Some(_), Some("instances"), Some(_), None)
             | (Some("agents"), Some(_), None, ..)
     )
-}
-
-/// A new secret: [`SECRET_PREFIX`] and 64 hex digits (256 random bits).
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{SECRET_PREFIX}{}", hex(&bytes))
 }
 
 /// A new accessor: 16 hex digits (64 random bits).

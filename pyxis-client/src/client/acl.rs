@@ -8,10 +8,12 @@ use reqwest::Method;
 
 use super::Client;
 use crate::api::{
-    AclStatus, AuditList, TokenCreateRequest, TokenCreated, TokenInfo, TokenList, TokenRevoked,
+    AclStatus, AuditList, BootstrapRequest, TokenCreateRequest, TokenCreated, TokenInfo, TokenList,
+    TokenRevoked,
 };
 use crate::error::Result;
 use crate::retry::Kind;
+use crate::secret::new_secret;
 use crate::url::segments_path;
 
 impl Client {
@@ -22,14 +24,24 @@ impl Client {
     }
 
     /// Turns ACLs on and returns the first admin token; a 409 `compare_failed` once on.
+    ///
+    /// The secret is made here and sent, so the retries of this call (same request id)
+    /// all name one token: a reply lost after the bootstrap applied is answered the token
+    /// it made, never a secret the store does not hold.
     pub async fn acl_bootstrap(&self) -> Result<TokenCreated> {
-        self.send_json(self.once_call(Method::POST, "/v1/acl/bootstrap".into()))
-            .await
+        let body = BootstrapRequest {
+            secret: Some(new_secret()),
+        };
+        let call = self.json_call(Method::POST, "/v1/acl/bootstrap".into(), &body)?;
+        self.send_json(call).await
     }
 
-    /// Creates a token (admin only).
+    /// Creates a token (admin only). Without `request.secret` one is made here and sent,
+    /// so the retries of this call name one token.
     pub async fn acl_token_create(&self, request: &TokenCreateRequest) -> Result<TokenCreated> {
-        let call = self.json_call(Method::POST, "/v1/acl/tokens".into(), request)?;
+        let mut request = request.clone();
+        request.secret.get_or_insert_with(new_secret);
+        let call = self.json_call(Method::POST, "/v1/acl/tokens".into(), &request)?;
         self.send_json(call).await
     }
 

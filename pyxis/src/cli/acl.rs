@@ -72,6 +72,7 @@ pub(crate) async fn run(client: &Client, cmd: AclCmd) -> anyhow::Result<()> {
                 role,
                 node,
                 description,
+                secret: None,
             };
             let created = client
                 .acl_token_create(&request)

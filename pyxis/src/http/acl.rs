@@ -1,7 +1,8 @@
 //! ACL routes: `/v1/acl/bootstrap`, `/v1/acl/tokens[/{secret_or_accessor}]`,
 //! `/v1/acl/status`, `/v1/acl/token/self`, and the audit history at `/v1/audit`.
 //!
-//! Secrets are made here, shown once in the reply and proposed only as their sha256
+//! Secrets are made by the caller (or here when it sends none), shown in the reply and
+//! proposed only as their sha256
 //! (`store::acl`). Who may call each route is the route table's (`acl::required`, checked
 //! by `http::auth` before these handlers run).
 
@@ -12,9 +13,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use pyxis_client::api::{
-    AclStatus, AuditList, ErrorCode, Role, TokenCreateRequest, TokenCreated, TokenInfo, TokenList,
-    TokenRevoked,
+    AclStatus, AuditList, BootstrapRequest, ErrorCode, Role, TokenCreateRequest, TokenCreated,
+    TokenInfo, TokenList, TokenRevoked,
 };
+use pyxis_client::secret::secret_shape_error;
 
 use super::api_v1::parse_json;
 use super::error::ApiError;
@@ -33,24 +35,40 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<AclStatus> {
     })
 }
 
-/// `POST /v1/acl/bootstrap`: turns ACLs on and answers the first admin token; 409 once on.
+/// `POST /v1/acl/bootstrap` with an optional [`BootstrapRequest`]: turns ACLs on and
+/// answers the first admin token; 409 once on, unless the body's secret is the one the
+/// bootstrap was made with (a repeat after a lost reply).
 pub async fn bootstrap(
     State(node): State<Arc<Node>>,
     WriteId(rid): WriteId,
+    body: Bytes,
 ) -> Result<Json<TokenCreated>, ApiError> {
+    let req: BootstrapRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        BootstrapRequest::default()
+    } else {
+        parse_json(&body, "bootstrap body")?
+    };
+    let secret = chosen_secret(req.secret)?;
+    let hash = hash_secret(&secret);
+    let made_by_bootstrap = |t: &TokenRecord| t.role == Role::Admin;
     // Checked here for a quick answer; the state machine checks again, so two bootstraps
     // racing through different nodes still make one token.
     if node.view.with_acl(|acl| acl.enabled()) {
-        return Err(already_bootstrapped());
+        return match stored(&node, &hash).await? {
+            Some(t) if made_by_bootstrap(&t) => Ok(created(secret, &t)),
+            _ => Err(already_bootstrapped()),
+        };
     }
-    let (secret, token) = new_token(Role::Admin, None, "bootstrap token".into());
-    let info = info(&token);
+    let token = new_record(&hash, Role::Admin, None, "bootstrap token".into());
     match node.write(rid, Command::AclBootstrap { token }).await? {
-        CommandResult::AclBootstrapped => Ok(Json(TokenCreated {
-            secret,
-            token: info,
-        })),
-        CommandResult::AclAlreadyBootstrapped => Err(already_bootstrapped()),
+        // The stored record, not the one proposed: a repeat of a request id answers the
+        // first apply, whose accessor was made by the first attempt.
+        CommandResult::AclBootstrapped | CommandResult::AclAlreadyBootstrapped => {
+            match stored(&node, &hash).await? {
+                Some(t) if made_by_bootstrap(&t) => Ok(created(secret, &t)),
+                _ => Err(already_bootstrapped()),
+            }
+        }
         other => Err(ApiError::internal(format!(
             "unexpected result for acl bootstrap: {other:?}"
         ))),
@@ -63,7 +81,8 @@ fn already_bootstrapped() -> ApiError {
     )
 }
 
-/// `POST /v1/acl/tokens` with a [`TokenCreateRequest`]: a new token and its secret.
+/// `POST /v1/acl/tokens` with a [`TokenCreateRequest`]: a new token and its secret. A
+/// repeat with the same secret, role, node and description answers the token it made.
 pub async fn create(
     State(node): State<Arc<Node>>,
     WriteId(rid): WriteId,
@@ -91,6 +110,7 @@ pub async fn create(
             "description: must be at most {MAX_DESCRIPTION_BYTES} bytes without control characters"
         )));
     }
+    let secret = chosen_secret(req.secret)?;
     if !node.view.with_acl(|acl| acl.enabled()) {
         // A bootstrap a moment ago through another node may not be applied here yet.
         node.linearize().await?;
@@ -98,18 +118,67 @@ pub async fn create(
             return Err(not_bootstrapped());
         }
     }
-    let (secret, token) = new_token(req.role, req.node, req.description);
-    let info = info(&token);
-    match node.write(rid, Command::AclTokenCreate { token }).await? {
-        CommandResult::AclTokenCreated => Ok(Json(TokenCreated {
-            secret,
-            token: info,
-        })),
-        CommandResult::AclTokenRefused => Err(not_bootstrapped()),
+    let hash = hash_secret(&secret);
+    let token = new_record(&hash, req.role, req.node, req.description);
+    let same = |t: &TokenRecord| {
+        (t.role, &t.node, &t.description) == (token.role, &token.node, &token.description)
+    };
+    let result = node
+        .write(
+            rid,
+            Command::AclTokenCreate {
+                token: token.clone(),
+            },
+        )
+        .await?;
+    match result {
+        // Either way the answer is the stored record: a repeat of a request id answers the
+        // first apply, and a repeat with a new id finds the secret taken by its own token.
+        CommandResult::AclTokenCreated | CommandResult::AclTokenRefused => {
+            match stored(&node, &hash).await? {
+                Some(t) if same(&t) => Ok(created(secret, &t)),
+                Some(_) => Err(ApiError::conflict(
+                    "secret: another token already has this secret; send a new one",
+                )),
+                None if result == CommandResult::AclTokenRefused
+                    && !node.view.with_acl(|acl| acl.enabled()) =>
+                {
+                    Err(not_bootstrapped())
+                }
+                None => Err(ApiError::internal(
+                    "acl token create: the token was not stored (its accessor collided); retry",
+                )),
+            }
+        }
         other => Err(ApiError::internal(format!(
             "unexpected result for acl token create: {other:?}"
         ))),
     }
+}
+
+/// The caller's secret if it sent one (checked for shape), else a new one.
+fn chosen_secret(sent: Option<String>) -> Result<String, ApiError> {
+    match sent {
+        None => Ok(new_secret()),
+        Some(s) => match secret_shape_error(&s) {
+            None => Ok(s),
+            Some(why) => Err(ApiError::bad_request(format!("secret: {why}"))),
+        },
+    }
+}
+
+/// The token whose secret hashes to `hash`, as applied once everything acknowledged
+/// before this call is (a write through a follower may not be applied there yet).
+async fn stored(node: &Node, hash: &str) -> Result<Option<TokenRecord>, ApiError> {
+    node.linearize().await?;
+    Ok(node.view.with_acl(|acl| acl.by_hash(hash).cloned()))
+}
+
+fn created(secret: String, t: &TokenRecord) -> Json<TokenCreated> {
+    Json(TokenCreated {
+        secret,
+        token: info(t),
+    })
 }
 
 fn not_bootstrapped() -> ApiError {
@@ -196,18 +265,16 @@ pub async fn audit(State(node): State<Arc<Node>>, uri: Uri) -> Result<Json<Audit
     Ok(Json(AuditList { entries }))
 }
 
-/// A new secret and the record the store keeps of it.
-fn new_token(role: Role, node: Option<String>, description: String) -> (String, TokenRecord) {
-    let secret = new_secret();
-    let token = TokenRecord {
+/// The record the store keeps of a new token whose secret hashes to `hash`.
+fn new_record(hash: &str, role: Role, node: Option<String>, description: String) -> TokenRecord {
+    TokenRecord {
         accessor: new_accessor(),
-        hash: hash_secret(&secret),
+        hash: hash.to_owned(),
         role,
         node,
         description,
         created_at_ms: now_ms(),
-    };
-    (secret, token)
+    }
 }
 
 /// A token as shown: everything but the hash.

@@ -5,7 +5,9 @@
 //! machine applies more entries, so it cannot skip or reorder an event. While idle it
 //! gets a progress line every few seconds. A start older than the kept history is a
 //! 410 before the stream starts, and a `compacted` line (then the end) if the watcher
-//! falls that far behind mid-stream. Events and the history live in `store::watch`.
+//! falls that far behind mid-stream. With ACLs on, a stream ends as soon as the node
+//! applies the revoke of the token that opened it; the client's reconnect then gets the
+//! 401. Events and the history live in `store::watch`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -84,6 +86,7 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
     }
     metrics::gauge!("pyxis_watchers").increment(1.0);
     let stream = WatchStream {
+        token_hash: crate::acl::caller().and_then(|c| c.token).map(|t| t.hash),
         rx: view.subscribe(),
         view,
         filter,
@@ -124,6 +127,8 @@ struct WatchStream {
     filter: KeyFilter,
     /// The next revision this watcher needs.
     cursor: u64,
+    /// The hash of the token the stream was opened with (ACLs on): it ends once revoked.
+    token_hash: Option<String>,
     pending: VecDeque<Bytes>,
     done: bool,
     _gauge: WatcherGauge,
@@ -141,6 +146,12 @@ impl WatchStream {
             }
             // Mark the current value seen before reading, so a change in between wakes us.
             self.rx.borrow_and_update();
+            if let Some(h) = &self.token_hash
+                && !self.view.with_acl(|acl| acl.by_hash(h).is_some())
+            {
+                tracing::info!("ending a watch: its token was revoked");
+                return None;
+            }
             let revision =
                 match self
                     .view

@@ -483,3 +483,94 @@ async fn revoked_token_stops_on_every_node_within_a_second() {
     .await
     .unwrap();
 }
+
+/// A watch opened with a token ends once the token is revoked, on every node: the stream
+/// closes and the client's reconnect is refused with 401, within 1 s of the revoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_watch_ends_when_its_token_is_revoked() {
+    let c = Cluster::start(3).await.unwrap();
+    let a = Authed::new();
+    let admin = a.bootstrap(&c.url(1)).await.unwrap();
+    let (secret, accessor) = a
+        .create(&c.url(1), &admin, Role::Read, None, "watcher")
+        .await
+        .unwrap();
+    let mut watches = Vec::new();
+    for id in c.ids() {
+        let client = pyxis_client::Client::with_options(
+            vec![c.addr(id).to_owned()],
+            pyxis_client::ClientOptions::default().token(&secret),
+        )
+        .unwrap();
+        let mut w = eventually(SETTLE, async || {
+            let mut w = client.watch("/ns/", true, None)?;
+            // The first line (the start's progress) proves the stream is open.
+            w.next().await?;
+            Ok(w)
+        })
+        .await
+        .unwrap();
+        // Still open while the token is valid: a write is delivered.
+        a.call(
+            Method::PUT,
+            &c.url(1),
+            &format!("/v1/kv/ns/probe/{id}"),
+            Some(&admin),
+            Some("x"),
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+        let got = tokio::time::timeout(SETTLE, async {
+            loop {
+                if let pyxis_client::api::WatchMessage::Put { key, .. } = w.next().await? {
+                    return Ok::<_, pyxis_client::Error>(key);
+                }
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, format!("/ns/probe/{id}"));
+        watches.push((id, w));
+    }
+    a.call(
+        Method::DELETE,
+        &c.url(2),
+        &format!("/v1/acl/tokens/{accessor}"),
+        Some(&admin),
+        None,
+    )
+    .await
+    .unwrap()
+    .ok()
+    .unwrap();
+    let revoked = Instant::now();
+    for (id, mut w) in watches {
+        let end = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                if let Err(e) = w.next().await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "node {id}: the watch still runs {:?} after the revoke",
+                revoked.elapsed()
+            )
+        });
+        assert!(
+            matches!(
+                &end,
+                pyxis_client::Error::Api {
+                    code: ErrorCode::Unauthorized,
+                    ..
+                }
+            ),
+            "node {id}: {end:?}"
+        );
+    }
+}

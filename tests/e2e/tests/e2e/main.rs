@@ -5,6 +5,8 @@
 //!   a revoke seen by every node within 1 s.
 //! - `acl_roles`: each role's happy path and the audit history, register tokens bound to their
 //!   node, the CLI printing only the secret, `dns-gateway --token`.
+//! - `acl_retry`: `acl bootstrap` and `acl token create` whose replies are lost answer the
+//!   token stored, one of it, never an unstored secret.
 //! - `store_cluster`: cluster formation, linearizable reads from every node, membership changes.
 //! - `store_faults`: kill -9 of the leader, full-cluster restart, a large snapshot sent to a new
 //!   member, a reused address refusing the old cluster's calls.
@@ -57,6 +59,7 @@
 //! never with a fixed sleep. The binaries must be built first (`cargo build --workspace --bins`).
 
 mod acl;
+mod acl_retry;
 mod acl_roles;
 mod agent;
 mod cli;
