@@ -65,10 +65,13 @@ write_run_meta() {
 
 # claim_system_ports: claims the ports of every system in $SYSTEMS for this run.
 claim_system_ports() {
-  local s i
+  local s i pyxis_claimed=0
   for s in $SYSTEMS; do
     case "$s" in
-    pyxis) for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done ;;
+    pyxis | pyxis-secure)
+      # both run on the same ports, one after the other
+      [[ "$pyxis_claimed" == 1 ]] || for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done
+      pyxis_claimed=1 ;;
     etcd) for i in 1 2 3; do claim_port $((ETCD_BASE_CLIENT + i)); claim_port $((ETCD_BASE_PEER + i)); done ;;
     *) die "SYSTEMS: unknown system '$s'" ;;
     esac

@@ -3,7 +3,9 @@
 #
 #   bench/kv.sh [OUT.md]
 #
-# For each system in $SYSTEMS (default "pyxis etcd"): start a 3-node cluster,
+# For each system in $SYSTEMS (default "pyxis etcd"; "pyxis-secure" is pyxis with ACLs
+# bootstrapped and TLS on the API and between nodes, the load sending the admin token
+# over https): start a 3-node cluster,
 # measure CPU per put on the leader and on a follower during a put run at 16
 # clients, then run the shared KV matrix (puts with a new key each, 256-byte
 # values; linearizable single-key reads; 1/16/64 clients; median of RUNS)
@@ -49,7 +51,7 @@ ETCD_BASE_CLIENT="${ETCD_BASE_CLIENT:-23790}"
 ETCD_BASE_PEER="${ETCD_BASE_PEER:-23800}"
 
 for s in $SYSTEMS; do
-  [[ "$s" == pyxis || "$s" == etcd ]] || die "SYSTEMS: unknown system '$s' (pyxis, etcd)"
+  [[ "$s" == pyxis || "$s" == pyxis-secure || "$s" == etcd ]] || die "SYSTEMS: unknown system '$s' (pyxis, pyxis-secure, etcd)"
 done
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || die "$tool not found: apt-get install -y wrk curl python3"
@@ -138,9 +140,16 @@ measure_cpu() {
 }
 
 # ---------------------------------------------------------------- pyxis
-# curl for pyxis members: with TLS=1 it trusts the test CA (wrk does not verify certificates).
+# curl for pyxis members: with TLS it trusts the test CA (wrk does not verify certificates),
+# with ACLs it sends the admin token.
 PYXIS_CA=""
-pcurl() { if [[ -n "$PYXIS_CA" ]]; then curl --cacert "$PYXIS_CA" "$@"; else curl "$@"; fi; }
+PYXIS_BEARER=""
+pcurl() {
+  local args=()
+  [[ -z "$PYXIS_CA" ]] || args+=(--cacert "$PYXIS_CA")
+  [[ -z "$PYXIS_BEARER" ]] || args+=(-H "Authorization: Bearer $PYXIS_BEARER")
+  curl "${args[@]}" "$@"
+}
 pyxis_rev() { json_get "$(pcurl -fsS --max-time 2 "$1/v1/status")" 'd["revision"]'; }
 
 # Build (BUILD=1, default, a no-op when up to date) and check the binary
@@ -156,10 +165,16 @@ prepare_pyxis() {
   [[ -x "$PYXIS_BIN" ]] || die "pyxis binary not found at $PYXIS_BIN: run 'cargo build --release -p pyxis' (or set PYXIS_BIN)"
 }
 
+# pyxis with ACLs bootstrapped and TLS on: the same run as `pyxis`, under its own label.
+run_pyxis-secure() { TLS=1 SECURE=1 run_pyxis; }
+
 run_pyxis() {
+  local secure="${SECURE:-0}" label=pyxis-3node tls="$TLS"
   local bin="$PYXIS_BIN" i l peers="" dir="$W/pyxis" leader="" pids=() info ok=0 tls_args=""
+  if [[ "$secure" == 1 ]]; then label=pyxis-secure-3node; dir="$W/pyxis-secure"; fi
+  PYXIS_CA=""; PYXIS_BEARER=""
   mkdir -p "$dir"
-  if [[ "$TLS" == 1 ]]; then
+  if [[ "$tls" == 1 ]]; then
     "$bin" tls gen "$dir/certs" 2>/dev/null || die "pyxis tls gen $dir/certs failed"
     PYXIS_CA="$dir/certs/ca.pem"
     tls_args="--tls-cert $dir/certs/node.pem --tls-key $dir/certs/node-key.pem --tls-ca $PYXIS_CA"
@@ -203,6 +218,21 @@ run_pyxis() {
   [[ "$leader" =~ ^[123]$ ]] || die "pyxis leader id '$leader' is not one of 1..3"
   local url f o
   url=$(pyxis_url "$leader")
+  local path_before="$PATH"
+  if [[ "$secure" == 1 ]]; then
+    local boot
+    boot=$(pcurl -fsS --max-time 5 -X POST "$url/v1/acl/bootstrap") || die "pyxis: acl bootstrap failed"
+    PYXIS_BEARER=$(json_get "$boot" 'd["secret"]') || die "pyxis: acl bootstrap answered '$boot'"
+    # The shared load runs `wrk` by name: a wrapper first on PATH adds the token to every
+    # request (kv.lua's rest requests take wrk's default headers).
+    mkdir -p "$dir/bin"
+    printf '#!/bin/sh\nexec %s -H "Authorization: Bearer %s" "$@"\n' "$(command -v wrk)" "$PYXIS_BEARER" >"$dir/bin/wrk"
+    chmod +x "$dir/bin/wrk"
+    export PATH="$dir/bin:$PATH"
+    # Without the token, data is refused: the load below is measured with ACLs enforced.
+    [[ "$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$PYXIS_CA" -X PUT --data-binary x "$url/v1/kv/bench/anon")" == 401 ]] \
+      || die "pyxis-secure: an anonymous put was not refused with 401"
+  fi
   f=$((leader % 3 + 1)); o=$((f % 3 + 1))
   # smoke test: a put and a linearizable read through the leader
   local resp
@@ -211,15 +241,18 @@ run_pyxis() {
   [[ "$(pcurl -fsS --max-time 5 "$url/v1/kv/bench/smoke")" == smoke ]] || die "pyxis: GET after PUT did not return the value"
   pyxis_rev "$url" >/dev/null || die "pyxis: GET $url/v1/status has no revision"
   log "pyxis: leader node $leader at $url (pid ${pids[leader-1]}), follower node $f (pid ${pids[f-1]})"
-  echo "meta pyxis_bin=$bin, built $(date -r "$bin" -Is), tls=$TLS" >>"$RESULTS"
+  [[ "$secure" == 1 ]] || echo "meta pyxis_bin=$bin, built $(date -r "$bin" -Is), tls=$TLS" >>"$RESULTS"
+  [[ "$secure" == 0 ]] || echo "meta pyxis_secure=ACLs bootstrapped (admin token on every request), TLS on the API and between nodes" >>"$RESULTS"
 
   export WRK_KV_API=rest WRK_REST_PREFIX=/v1/kv/
   window_start "${pids[@]}"
-  measure_cpu pyxis-3node "$url" "${pids[leader-1]}" "${pids[f-1]}" "${pids[o-1]}" pyxis_rev "$url"
-  "$LOAD_DIR/kv-matrix.sh" "$url" pyxis-3node | tee -a "$RESULTS" >&2
-  window_end pyxis-3node "${pids[@]}"
+  measure_cpu "$label" "$url" "${pids[leader-1]}" "${pids[f-1]}" "${pids[o-1]}" pyxis_rev "$url"
+  "$LOAD_DIR/kv-matrix.sh" "$url" "$label" | tee -a "$RESULTS" >&2
+  window_end "$label" "${pids[@]}"
   info=$(pcurl -fsS --max-time 2 "$url/v1/cluster" || echo '{}')
   [[ "$(json_get "$info" 'd.get("leader")' 2>/dev/null)" == "$leader" ]] || log "WARNING: pyxis leader changed during the run: $info"
+  export PATH="$path_before"
+  PYXIS_CA=""; PYXIS_BEARER=""
   stop_all
 }
 
@@ -260,7 +293,7 @@ run_etcd() {
 # ---------------------------------------------------------------- main
 write_run_meta
 log "bench/kv.sh: systems '$SYSTEMS', RUNS=$RUNS DURATION=${DURATION}s, scratch $W"
-[[ " $SYSTEMS " != *" pyxis "* ]] || prepare_pyxis
+[[ " $SYSTEMS " != *" pyxis "* && " $SYSTEMS " != *" pyxis-secure "* ]] || prepare_pyxis
 claim_system_ports
 for s in $SYSTEMS; do
   log "=== $s"

@@ -10,6 +10,8 @@ Input lines (one per line, `kind key=value ...`):
 import sys
 
 SYSTEMS = [("pyxis", "pyxis-3node"), ("etcd", "etcd-3node")]
+# pyxis with ACLs bootstrapped and TLS on (SYSTEMS=pyxis-secure), compared with plain pyxis.
+SECURE = ("pyxis-secure", "pyxis-secure-3node")
 OPS = [("put", "put"), ("range", "read")]
 
 
@@ -73,7 +75,7 @@ def main(path):
     out.append(f"- before: {meta.get('load_start', '?')}")
     out.append(f"- after: {meta.get('load_end', '?')}")
     foreign = []
-    for name, label in SYSTEMS:
+    for name, label in SYSTEMS + [SECURE]:
         w = window.get(label)
         if w:
             secs = max(int(w["secs"]), 1)
@@ -157,10 +159,43 @@ def main(path):
     if details:
         out.append("")
         out.append("CPU run: " + "; ".join(details) + ".")
+    if any(label == SECURE[1] for (label, _, _) in kv):
+        out.append("")
+        out.extend(secure_table(kv, cpu, concs, errors, us_per_put))
     if errors:
         out.append("")
         out.append("**Errors:** " + "; ".join(errors) + ".")
     print("\n".join(out))
+
+
+def secure_table(kv, cpu, concs, errors, us_per_put):
+    """pyxis with ACLs and TLS on against pyxis with them off, from the same run."""
+    plain, secure = SYSTEMS[0][1], SECURE[1]
+    out = [
+        "ACLs and TLS on (admin token on every request, https to the leader, TLS between "
+        "nodes) against both off; ratio = on / off (1.00x = no cost):",
+        "",
+        "| op | clients | off req/s | on req/s | on / off | off p50 ms | on p50 ms "
+        "| off p99 ms | on p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for op, opname in OPS:
+        for c in concs:
+            a, b = kv.get((plain, op, str(c))), kv.get((secure, op, str(c)))
+            if b is not None and any(e not in ("0", "") for e in b.get("err_status", "0").split("/")):
+                errors.append(f"pyxis-secure {opname} x{c}: non-2xx responses per run {b['err_status']}")
+            g = lambda d, k: None if d is None else float(d[k])  # noqa: E731
+            out.append(
+                f"| {opname} | {c} | {fmt_rate(g(a, 'rps'))} | {fmt_rate(g(b, 'rps'))} "
+                f"| {ratio(g(b, 'rps'), g(a, 'rps'))} | {fmt_ms(g(a, 'p50_ms'))} | {fmt_ms(g(b, 'p50_ms'))} "
+                f"| {fmt_ms(g(a, 'p99_ms'))} | {fmt_ms(g(b, 'p99_ms'))} |"
+            )
+    p, q = us_per_put(plain, "leader_ticks"), us_per_put(secure, "leader_ticks")
+    if q is not None:
+        f1 = lambda x: "—" if x is None else f"{x:.0f}"  # noqa: E731
+        out.append("")
+        out.append(f"Leader CPU per put: off {f1(p)} µs, on {f1(q)} µs ({ratio(q, p)}).")
+    return out
 
 
 if __name__ == "__main__":
