@@ -468,14 +468,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             mem.last_purged = Some(log_id);
             std::mem::replace(&mut mem.entries, keep)
         };
-        // Freeing tens of thousands of entries takes milliseconds: not on Raft's path.
-        if purged.len() > 1024 {
-            std::thread::spawn(move || drop(purged));
+        // Freeing tens of thousands of entries takes milliseconds: not on Raft's path, and
+        // not in one burst either, since the frees contend with the request threads for the
+        // allocator's locks (every member purges at the same index).
+        if purged.len() > FREE_BATCH {
+            std::thread::spawn(move || free_slowly(purged));
         }
         self.send(WriteOp::Purge {
             upto: log_id.index,
             record: codec::encode(&Some(log_id))?,
         })
+    }
+}
+
+/// Entries freed at a time by [`free_slowly`].
+const FREE_BATCH: usize = 1024;
+
+/// Drops `entries` [`FREE_BATCH`] at a time with a short pause in between.
+fn free_slowly(entries: BTreeMap<u64, LogEntry>) {
+    let mut it = entries.into_iter();
+    loop {
+        let mut n = 0;
+        for _ in it.by_ref().take(FREE_BATCH) {
+            n += 1;
+        }
+        if n < FREE_BATCH {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

@@ -7,6 +7,8 @@
 //! - `state_machine`: applies committed commands to the in-memory key space.
 //! - `snapshot`: the snapshot file format and its atomic write.
 //! - `transfer`: snapshot data as an open file, streamed to a follower and received to disk.
+//! - `trash`: big files removed in the background, cut down first so a disk mounted with
+//!   `discard` does not stall the log's syncs.
 //! - `network`: Raft RPC to peers over HTTP with a postcard body.
 //!
 //! Every openraft type the rest of the crate sees is re-exported from here, so an
@@ -19,6 +21,7 @@ pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod transfer;
+pub mod trash;
 pub mod wal;
 
 use crate::store::command::{Command, CommandResult};

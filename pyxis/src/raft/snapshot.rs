@@ -28,10 +28,17 @@ const MAGIC: &[u8; 8] = b"PYXSNAP3";
 const MAGIC_V2: &[u8; 8] = b"PYXSNAP2";
 
 /// Bytes written between two syncs of a file being written atomically.
-const SYNC_EVERY: usize = 4 * 1024 * 1024;
+const SYNC_EVERY: usize = 1024 * 1024;
+/// Most bytes per second a snapshot build writes. Every `fdatasync` on the device (the
+/// Raft log's, on every member sharing it) waits behind the data written before it; at this
+/// rate, in 1 MiB synced steps, a build adds a few milliseconds to a log sync instead of
+/// tens (BENCHMARKS.md, "snapshot builds"). A 64 MiB state takes 2 s to write.
+pub const BUILD_WRITE_BYTES_PER_SEC: u64 = 32 * 1024 * 1024;
 /// Buffer between the encoder's many small writes and the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
 const FILE_NAME: &str = "snapshot.bin";
+/// A second name of the current snapshot while a new one replaces it (`SnapshotDir::replace`).
+const OLD_NAME: &str = "snapshot.bin.old";
 /// Largest metadata a snapshot file may claim: a membership of a few nodes is far smaller.
 const MAX_META_BYTES: usize = 16 * 1024 * 1024;
 
@@ -55,28 +62,73 @@ impl SnapshotDir {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
+        // A replaced snapshot whose removal a crash interrupted.
+        super::trash::discard_leftovers(&dir)?;
+        let old = dir.join(OLD_NAME);
+        if old.exists() {
+            super::trash::discard(&old)?;
+        }
         Ok(SnapshotDir { dir })
+    }
+
+    /// Runs `write` (which replaces the file at the path it is given) with the current
+    /// file kept under a second name meanwhile, then hands that name to `raft::trash`: the
+    /// rename over the current file would otherwise free all its blocks in one journal
+    /// commit, which stalls the log's syncs on a disk mounted with `discard`.
+    fn replace<R>(&self, write: impl FnOnce(&Path) -> io::Result<R>) -> io::Result<R> {
+        let path = self.dir.join(FILE_NAME);
+        let old = self.dir.join(OLD_NAME);
+        if old.exists() {
+            super::trash::discard(&old)?;
+        }
+        let linked = match fs::hard_link(&path, &old) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                // No hard links here: replace as before, at the cost this avoids.
+                tracing::debug!(error = %e, "could not link the current snapshot aside");
+                false
+            }
+        };
+        let result = write(&path);
+        if linked {
+            let done = match &result {
+                Ok(_) => super::trash::discard(&old),
+                // The current file is still `path`: only the extra name goes.
+                Err(_) => fs::remove_file(&old),
+            };
+            if let Err(e) = done {
+                tracing::warn!(path = %old.display(), error = %e, "could not remove the replaced snapshot");
+            }
+        }
+        result
     }
 
     /// Replaces the current snapshot with `state` at `meta`, durably, encoding it as it goes;
     /// returns the file's size.
     /// The encoding runs on a low-priority thread and the file system calls on this one
-    /// (`pipe`); an encoding that fails part-way leaves the current snapshot in place.
+    /// (`pipe`), at most [`BUILD_WRITE_BYTES_PER_SEC`]; an encoding that fails part-way
+    /// leaves the current snapshot in place.
     pub fn save_state<T: Serialize + Sync + ?Sized>(
         &self,
         meta: &SnapshotMeta,
         state: &T,
     ) -> io::Result<u64> {
-        let path = self.dir.join(FILE_NAME);
-        pipe::encode_while_writing(state, |chunks| {
-            write_atomically_with(&path, |w| write_file(w, meta, |w| chunks.copy_to(w)))
+        self.replace(|path| {
+            pipe::encode_while_writing(state, |chunks| {
+                write_atomically_in(&OsFs, path, Some(BUILD_WRITE_BYTES_PER_SEC), |w| {
+                    write_file(w, meta, |w| chunks.copy_to(w))
+                })
+            })
         })
     }
 
     /// Replaces the current snapshot with `snap` (already encoded), durably.
     pub fn save(&self, snap: &SnapshotFile) -> io::Result<()> {
-        write_atomically_with(&self.dir.join(FILE_NAME), |w| {
-            write_file(w, &snap.meta, |w| w.write_all(&snap.data))
+        self.replace(|path| {
+            write_atomically_with(path, |w| {
+                write_file(w, &snap.meta, |w| w.write_all(&snap.data))
+            })
         })
         .map(drop)
     }
@@ -85,10 +137,19 @@ impl SnapshotDir {
     /// data stays on disk until someone reads the file (a follower being sent it).
     pub fn open_current(&self) -> io::Result<Option<(SnapshotMeta, File)>> {
         let path = self.dir.join(FILE_NAME);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let mut tries = 0;
+        let mut file = loop {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // Kept whole while this handle lives, though a newer snapshot replaces it.
+            tries += 1;
+            if super::trash::hold(&file)? || tries >= 3 {
+                break file;
+            }
+            // Opened just as it was replaced, and already being cut: the name is the new one.
         };
         let meta = read_meta(&mut file)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
@@ -282,13 +343,15 @@ pub fn write_atomically_with(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<Paced>) -> io::Result<()>,
 ) -> io::Result<u64> {
-    write_atomically_in(&OsFs, path, fill)
+    write_atomically_in(&OsFs, path, None, fill)
 }
 
-/// [`write_atomically_with`] on the file system `fs` (a simulated one in crash tests).
+/// [`write_atomically_with`] on the file system `fs` (a simulated one in crash tests),
+/// writing at most `rate` bytes per second when given.
 pub(crate) fn write_atomically_in<F: Fs>(
     fs: &F,
     path: &Path,
+    rate: Option<u64>,
     fill: impl FnOnce(&mut BufWriter<Paced<F::File>>) -> io::Result<()>,
 ) -> io::Result<u64> {
     let dir = match path.parent() {
@@ -312,6 +375,8 @@ pub(crate) fn write_atomically_in<F: Fs>(
                 file,
                 unsynced: 0,
                 written: 0,
+                rate,
+                started: std::time::Instant::now(),
             },
         );
         fill(&mut w)?;
@@ -328,7 +393,8 @@ pub(crate) fn write_atomically_in<F: Fs>(
     written
 }
 
-/// A file that syncs its data every [`SYNC_EVERY`] bytes written.
+/// A file that syncs its data every [`SYNC_EVERY`] bytes written, and with a rate, waits
+/// after a sync until the bytes written fit that rate.
 ///
 /// One big write-then-fsync would pile up dirty pages that the Raft log's next
 /// `fdatasync` has to wait behind (ext4 ordered mode), stalling writes.
@@ -336,6 +402,9 @@ pub struct Paced<F = File> {
     file: F,
     unsynced: usize,
     written: u64,
+    /// Most bytes per second, if paced.
+    rate: Option<u64>,
+    started: std::time::Instant,
 }
 
 impl<F: FsFile> Write for Paced<F> {
@@ -346,6 +415,12 @@ impl<F: FsFile> Write for Paced<F> {
         if self.unsynced >= SYNC_EVERY {
             self.file.sync_data()?;
             self.unsynced = 0;
+            if let Some(rate) = self.rate.filter(|r| *r > 0) {
+                let due = std::time::Duration::from_secs_f64(self.written as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
         }
         Ok(n)
     }
@@ -385,6 +460,25 @@ impl<W: Write> Write for Checksummed<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A paced write waits until its bytes fit the rate (a lower bound, so not timing-flaky)
+    /// and still writes everything; an unpaced one does not wait.
+    #[test]
+    fn a_paced_write_keeps_to_its_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 2 * SYNC_EVERY];
+        let rate = 4 * SYNC_EVERY as u64; // 2 syncs due at 0.25 s and 0.5 s
+        let started = std::time::Instant::now();
+        let path = dir.path().join("paced");
+        let n = write_atomically_in(&OsFs, &path, Some(rate), |w| w.write_all(&data)).unwrap();
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(450),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(fs::read(&path).unwrap(), data);
+    }
 
     fn encode_state_file<T: Serialize + ?Sized>(
         meta: &SnapshotMeta,
@@ -478,10 +572,10 @@ mod tests {
             let mut step = 1;
             loop {
                 let fs = SimFs::default();
-                write_atomically_in(&fs, path, |w| w.write_all(&old)).unwrap();
+                write_atomically_in(&fs, path, None, |w| w.write_all(&old)).unwrap();
                 let base = fs.steps();
                 fs.crash_at(base + step);
-                let res = write_atomically_in(&fs, path, |w| w.write_all(&new));
+                let res = write_atomically_in(&fs, path, None, |w| w.write_all(&new));
                 for names in [Names::Durable, Names::Live] {
                     for tear in [Tear::Lost, Tear::Kept, Tear::Prefix(5), Tear::ZerosFrom(0)] {
                         let got = fs.crash_image(names, tear).content(path);

@@ -146,6 +146,7 @@ impl<F: Fs> Wal<F> {
                 fs.remove(&dir.join(name))?;
             }
         }
+        fs.discard_leftovers(dir)?;
         let mut paths = segment_paths(&fs, dir)?;
         let mut last_data = match paths.last() {
             Some((_, p)) => fs.read(p)?,
@@ -304,7 +305,9 @@ impl<F: Fs> Wal<F> {
     fn remove_purged_segments(&mut self, upto: u64) {
         while self.segments.len() > 1 && self.segments[0].max_index.is_none_or(|m| m <= upto) {
             let seg = self.segments.remove(0);
-            if let Err(e) = self.fs.remove(&seg.path) {
+            // In the background: this runs on the log's writer thread, and an unlink of a
+            // whole segment can stall the disk's syncs for tens of milliseconds.
+            if let Err(e) = self.fs.discard(&seg.path) {
                 tracing::warn!(path = %seg.path.display(), error = %e, "could not remove a purged wal segment");
             }
         }

@@ -36,6 +36,15 @@ pub trait Fs: Send + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file `path`.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Removes the big file `path` without stalling other syncs: its name goes at once,
+    /// its blocks later (`raft::trash` on the real file system).
+    fn discard(&self, path: &Path) -> io::Result<()> {
+        self.remove(path)
+    }
+    /// Finishes removals in `dir` that a crash interrupted.
+    fn discard_leftovers(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes the entries of `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -98,6 +107,14 @@ impl Fs for OsFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn discard(&self, path: &Path) -> io::Result<()> {
+        crate::raft::trash::discard(path)
+    }
+
+    fn discard_leftovers(&self, dir: &Path) -> io::Result<()> {
+        crate::raft::trash::discard_leftovers(dir)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
