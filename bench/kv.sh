@@ -297,6 +297,9 @@ log "bench/kv.sh: systems '$SYSTEMS', RUNS=$RUNS DURATION=${DURATION}s, scratch 
 claim_system_ports
 for s in $SYSTEMS; do
   log "=== $s"
+  # Dirty pages another process left (a build just before) would be written back during
+  # the run and stall every member's log syncs: flush them first.
+  sync
   "run_$s"
 done
 echo "meta load_end=$(foreign_load)" >>"$RESULTS"
