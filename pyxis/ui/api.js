@@ -77,6 +77,15 @@ function unauthorized(body, text) {
   return token() ? `The token was refused: ${why}` : `The server asks for a token: ${why}`;
 }
 
+/// `text` parsed as JSON, or null (an empty body, or one that is not the API's).
+function parse(text) {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (_) {
+    return null;
+  }
+}
+
 /// Sends one request; resolves to `{status, headers, json, text}` for a 2xx answer and
 /// throws an `ApiError` for any other. `body` is sent as JSON (a string as it is).
 export async function call(method, path, body) {
@@ -85,12 +94,7 @@ export async function call(method, path, body) {
     if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
     const resp = await fetch(path, init);
     const text = await resp.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch (_) {
-      json = null;
-    }
+    const json = parse(text);
     if (resp.status === 401) {
       await askToken(unauthorized(json, text));
       continue;
@@ -177,7 +181,9 @@ export function watch(prefix, onChange, onState) {
           signal: abort.signal,
         });
         if (resp.status === 401) {
-          await askToken(unauthorized(null, await resp.text()));
+          // A revoked token ends the stream; this reconnect is where the page learns of it.
+          const text = await resp.text();
+          await askToken(unauthorized(parse(text), text));
           continue;
         }
         if (resp.status === 410) {

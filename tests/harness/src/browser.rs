@@ -5,7 +5,7 @@
 //! off the network (no background requests, updates, sync or QUIC: this machine's network
 //! is closed, and without them Chromium floods it with refused connections). The WebDriver
 //! JSON protocol is spoken with the harness' reqwest; only the calls the console tests need
-//! are here (navigate, find, click, type, read text, run a script, screenshot, the browser
+//! are here (navigate, reload, find, click, type, read text, run a script, screenshot, the browser
 //! log). Dropping the `Browser` ends the session and kills the whole group, Chromium
 //! included. Assertions belong in the tests.
 
@@ -170,6 +170,14 @@ impl Browser {
     /// Opens `url` and waits for its load event.
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
         self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await?;
+        Ok(())
+    }
+
+    /// Reloads the current page (as the browser's reload button) and waits for its load
+    /// event; a navigation to the same URL would only move to its `#fragment`.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, "/refresh", json!({}))
             .await?;
         Ok(())
     }

@@ -63,19 +63,8 @@ impl Console {
         }
     }
 
-    /// Panics with `e`, what the page shows and the browser's console messages.
     async fn fail(&self, e: anyhow::Error) -> ! {
-        let page = self
-            .browser
-            .execute("return document.body.innerText", vec![])
-            .await
-            .unwrap_or_default();
-        let log = self.browser.console_log().await.unwrap_or_default();
-        panic!(
-            "{e:#}\npage text:\n{}\nbrowser console:\n{}",
-            page.as_str().unwrap_or_default(),
-            log.join("\n")
-        );
+        fail(&self.browser, e).await
     }
 
     /// The stored traffic policy of `name` (`null` when none).
@@ -110,6 +99,20 @@ impl Console {
         let path = PathBuf::from(dir).join(format!("{name}.png"));
         self.browser.screenshot(&path).await.unwrap();
     }
+}
+
+/// Panics with `e`, what the page shows and the browser's console messages.
+pub(crate) async fn fail(browser: &Browser, e: anyhow::Error) -> ! {
+    let page = browser
+        .execute("return document.body.innerText", vec![])
+        .await
+        .unwrap_or_default();
+    let log = browser.console_log().await.unwrap_or_default();
+    panic!(
+        "{e:#}\npage text:\n{}\nbrowser console:\n{}",
+        page.as_str().unwrap_or_default(),
+        log.join("\n")
+    );
 }
 
 /// An instance body with a version.

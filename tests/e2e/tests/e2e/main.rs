@@ -45,6 +45,9 @@
 //!   instances live, a gray split to the API and `dig` within 1 s, drain with confirmation, the
 //!   server's message for a bad weight, a conflict instead of an overwrite; `console_agents`:
 //!   the agents page with a real agent, frozen until it goes stale and vanishes.
+//! - `console_acl`: the console with ACLs on: the token dialog before any data, the server's
+//!   401 for an unknown token and 403 for a `read` token's drain (nothing written), an
+//!   operator's drain in the audit page, a revoke making the open page ask again.
 //! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
@@ -64,6 +67,7 @@ mod acl_roles;
 mod agent;
 mod cli;
 mod console;
+mod console_acl;
 mod console_agents;
 mod gateway;
 mod gateway_faults;
