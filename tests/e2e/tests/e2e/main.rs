@@ -45,7 +45,8 @@
 //!   instances live, a gray split to the API and `dig` within 1 s, drain with confirmation, the
 //!   server's message for a bad weight, a conflict instead of an overwrite; `console_agents`:
 //!   the agents page with a real agent, frozen until it goes stale and vanishes.
-//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
+//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`,
+//!   `pyxis traffic drain|shift` over an expired policy).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
 //!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics),
