@@ -9,7 +9,7 @@
 
 import { get, getOrNull, getVersioned } from "/ui/api.js";
 import { h, notice, replace, table, errorText, when, duration } from "/ui/view.js";
-import { drain, expired, groupsForm, shiftForm } from "/ui/policy.js";
+import { drain, expired, groupsForm, inForce, shiftForm } from "/ui/policy.js";
 
 async function load(name) {
   const n = encodeURIComponent(name);
@@ -49,7 +49,8 @@ function lastCheck(c) {
 }
 
 function instanceRows(d, onDrain) {
-  const overrides = (d.policy.value && d.policy.value.overrides) || {};
+  // An expired policy's drains and weights no longer apply, so they are not shown as if they did.
+  const overrides = inForce(d.policy.value).overrides || {};
   return d.instances.map((i) => {
     const o = overrides[i.id] || {};
     const drained = !!o.drain;
