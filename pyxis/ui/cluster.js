@@ -6,35 +6,27 @@
 // positions are not keys, so the cluster page also re-reads on one page-level timer
 // (every 2 s while it is shown), never per row.
 
-import { get, listPrefix } from "/ui/api.js";
+import { get } from "/ui/api.js";
 import { h, notice, replace, table, errorText } from "/ui/view.js";
 
 const CLUSTER_EVERY_MS = 2000;
 
+/// `GET /v1/datacenters`: every datacenter stored or named by an instance, with its counts.
 async function loadDatacenters() {
-  const [dcs, instances] = await Promise.all([listPrefix("/ns/datacenters/"), listPrefix("/ns/instances/")]);
-  const count = new Map();
-  for (const e of instances) {
-    if (!e.value || !e.value.datacenter) continue;
-    const c = count.get(e.value.datacenter) || { healthy: 0, total: 0 };
-    count.set(e.value.datacenter, c);
-    c.total += 1;
-    if (e.value.status !== "critical") c.healthy += 1;
-  }
-  const names = new Set([...dcs.map((d) => d.key.replace(/^\/ns\/datacenters\//, "")), ...count.keys()]);
-  const byName = new Map(dcs.map((d) => [d.key.replace(/^\/ns\/datacenters\//, ""), d]));
-  return [...names].sort().map((name) => ({ name, record: byName.get(name), count: count.get(name) }));
+  return get("/v1/datacenters");
 }
 
 function datacenterRows(list) {
   return list.map((d) => {
-    const v = d.record ? d.record.value || {} : null;
+    // A stored value has a mod revision; one the schema rejects comes without `def`.
+    const stored = d.mod_rev !== null && d.mod_rev !== undefined;
+    const v = stored ? d.def || {} : null;
     return h("tr", { "data-dc": d.name },
       h("td", {}, d.name),
       h("td", {}, v ? (v.subnets || []).map((s) => h("code", { class: "chip" }, s)) : h("span", { class: "muted" }, "not configured")),
       h("td", {}, v && v.fallback && v.fallback.length ? v.fallback.join(" → ") : h("span", { class: "muted" }, "by name")),
-      h("td", { class: "num" }, d.count ? `${d.count.healthy}/${d.count.total}` : "0"),
-      h("td", { class: "muted num" }, d.record ? String(d.record.mod_rev) : ""));
+      h("td", { class: "num" }, d.instances ? `${d.healthy}/${d.instances}` : "0"),
+      h("td", { class: "muted num" }, stored ? String(d.mod_rev) : ""));
   });
 }
 

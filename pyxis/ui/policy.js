@@ -24,9 +24,14 @@ function clone(v) {
   return JSON.parse(JSON.stringify(v || {}));
 }
 
-/// Whether `policy` has passed its `expires_at` (routing then ignores all of it).
+/// Whether `policy` has an `expires_at` and has passed it (routing then ignores all of it).
+/// `expires_at: 0` is an expiry too, long past, as `TrafficPolicy::is_active` reads it.
 export function expired(policy) {
-  return !!(policy && policy.expires_at && policy.expires_at <= Date.now());
+  return hasExpiry(policy) && policy.expires_at <= Date.now();
+}
+
+function hasExpiry(policy) {
+  return !!policy && policy.expires_at !== undefined && policy.expires_at !== null;
 }
 
 /// The policy in force: `policy`, or nothing once it expired. Changes start from this, so a
@@ -37,7 +42,8 @@ export function inForce(policy) {
 
 /// Whether routing may use `inst` under `policy`: not critical and not drained.
 function usable(inst, policy) {
-  const o = policy && policy.overrides ? policy.overrides[inst.id] : null;
+  const p = inForce(policy);
+  const o = p.overrides ? p.overrides[inst.id] : null;
   return inst.status !== "critical" && !(o && o.drain);
 }
 
@@ -246,7 +252,7 @@ export function shiftForm(ctx, form, box) {
     return setShift(p, from.value, to.value, typed(percent.value));
   });
   const now = Date.now();
-  const expiry = stored.expires_at
+  const expiry = hasExpiry(stored)
     ? stored.expires_at <= now
       ? `The stored policy expired at ${when(stored.expires_at)} and no longer applies; a change starts from the defaults.`
       : `This policy expires at ${when(stored.expires_at)} (in ${duration(stored.expires_at - now)}).`

@@ -7,9 +7,9 @@
 // when the stored policy has moved on (applying it is then refused as a conflict). How the
 // policy is changed is policy.js.
 
-import { get, getOrNull, getVersioned, listPrefix } from "/ui/api.js";
+import { get, getOrNull, getVersioned } from "/ui/api.js";
 import { h, notice, replace, table, errorText, when, duration } from "/ui/view.js";
-import { drain, expired, groupsForm, shiftForm } from "/ui/policy.js";
+import { drain, expired, groupsForm, inForce, shiftForm } from "/ui/policy.js";
 
 async function load(name) {
   const n = encodeURIComponent(name);
@@ -17,7 +17,7 @@ async function load(name) {
     get(`/v1/services/${n}/instances`),
     getVersioned(`/v1/traffic/${n}`),
     getOrNull(`/v1/services/${n}`),
-    listPrefix("/ns/datacenters/"),
+    get("/v1/datacenters"),
     // Agents' records are optional: a node without the route, or no agent, shows no checks.
     getOrNull("/v1/agents").catch(() => null),
   ]);
@@ -31,7 +31,8 @@ async function load(name) {
     instances,
     policy,
     def,
-    datacenters: dcs.map((d) => d.key.replace(/^\/ns\/datacenters\//, "")),
+    // The configured ones (a stored value); policy.js adds those of this service's instances.
+    datacenters: dcs.filter((d) => d.mod_rev !== null && d.mod_rev !== undefined).map((d) => d.name),
     checks,
   };
 }
@@ -48,7 +49,8 @@ function lastCheck(c) {
 }
 
 function instanceRows(d, onDrain) {
-  const overrides = (d.policy.value && d.policy.value.overrides) || {};
+  // An expired policy's drains and weights no longer apply, so they are not shown as if they did.
+  const overrides = inForce(d.policy.value).overrides || {};
   return d.instances.map((i) => {
     const o = overrides[i.id] || {};
     const drained = !!o.drain;

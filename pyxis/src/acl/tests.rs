@@ -28,6 +28,7 @@ fn role_table() {
     row(Method::GET, "/v1/services/web/instances", None, all);
     row(Method::GET, "/v1/lease/7", None, all);
     row(Method::GET, "/v1/cluster", None, all);
+    row(Method::GET, "/v1/datacenters", None, all);
     row(Method::PUT, "/v1/kv/a", None, admin);
     row(Method::DELETE, "/v1/kv/", Some("prefix=true"), admin);
     row(Method::PUT, "/v1/services/web", None, operator);

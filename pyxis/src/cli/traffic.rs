@@ -6,7 +6,14 @@
 //! policy is edited as `ns-core`'s [`TrafficPolicy`] and checked by its validation before it
 //! is sent (`set` refuses a bad file with the field named, as in `p.json: shifts[0].percent:
 //! ...`); the server checks it again, so a bad change writes nothing.
+//!
+//! A stored policy whose `expires_at` has passed no longer applies (routing ignores all of
+//! it, and the server still answers it as stored), so `shift` and `drain` start from the
+//! defaults instead and say on stderr what was dropped: a change written over it with its
+//! past expiry kept would never apply, and one given a new `--for` would bring its expired
+//! shifts back. `show` says on stderr that the policy it prints has expired.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,7 +79,19 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
             .await
             .with_context(|| format!("traffic {name}"))?
         {
-            Some(p) => print(format!("{}\n", serde_json::to_string_pretty(&p)?)),
+            Some(p) => {
+                // A policy that does not parse is still printed: `show` is how one finds out.
+                if let Ok(policy) = TrafficPolicy::from_json(&serde_json::to_vec(&p)?) {
+                    let now = now_ms()?;
+                    if !policy.is_active(now) {
+                        note(&format!(
+                            "traffic {name}: this policy expired {} and no longer applies\n",
+                            ago(&policy, now)
+                        ))?;
+                    }
+                }
+                print(format!("{}\n", serde_json::to_string_pretty(&p)?))
+            }
             None => print(format!("service {name} has no traffic policy\n")),
         },
         TrafficCmd::Set { name, file } => {
@@ -128,12 +147,20 @@ async fn edit(
             .await
             .with_context(|| format!("traffic {name}"))?
             .unwrap_or_else(|| (json!({}), 0));
-        let mut policy = TrafficPolicy::from_json(&serde_json::to_vec(&stored)?)
+        let stored = TrafficPolicy::from_json(&serde_json::to_vec(&stored)?)
             .map_err(|e| anyhow::anyhow!("traffic {name}: the stored policy is not valid: {e}"))?;
+        let (mut policy, dropped) = in_force(stored, now_ms()?);
         change(&mut policy);
         let value = serde_json::to_value(&policy)?;
         match client.put_traffic_if(name, &value, rev).await {
-            Ok(r) => return print(format!("revision {}\n", r.revision)),
+            Ok(r) => {
+                // Said only for the attempt that was written: a retry may have read another
+                // policy than the first attempt did.
+                if let Some(dropped) = dropped {
+                    note(&format!("traffic {name}: {dropped}\n"))?;
+                }
+                return print(format!("revision {}\n", r.revision));
+            }
             Err(e) if e.code() == Some(ErrorCode::CompareFailed) => {
                 tracing::debug!(attempt, "traffic {name} changed since it was read; again");
                 // A short, growing pause keeps a burst of colliding operators from spinning.
@@ -178,6 +205,65 @@ fn set_shift(policy: &mut TrafficPolicy, from: &DcName, to: &DcName, percent: u8
 /// Marks instance `id` drained (or not), keeping its other overrides.
 fn set_drain(policy: &mut TrafficPolicy, id: &InstanceId, drain: bool) {
     policy.overrides.entry(id.clone()).or_default().drain = drain;
+}
+
+/// The policy an edit starts from at `now_ms`: `stored` while it applies, else the defaults,
+/// with a sentence saying what of the expired policy was dropped. Routing ignores an
+/// expired policy as a whole (overrides and groups too, `TrafficPolicy::is_active`), so the
+/// defaults are what is in force; keeping any part would revive it with the edit.
+fn in_force(stored: TrafficPolicy, now_ms: u64) -> (TrafficPolicy, Option<String>) {
+    if stored.is_active(now_ms) {
+        return (stored, None);
+    }
+    let count = |n: usize, one: &str, many: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {one}")),
+        n => Some(format!("{n} {many}")),
+    };
+    let parts: Vec<String> = [
+        count(stored.shifts.len(), "shift", "shifts"),
+        count(stored.groups.len(), "version group", "version groups"),
+        count(
+            stored.overrides.len(),
+            "instance override",
+            "instance overrides",
+        ),
+        (!stored.prefer_same_dc).then(|| "prefer_same_dc=false".to_owned()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let what = if parts.is_empty() {
+        "nothing but its expiry".to_owned()
+    } else {
+        parts.join(", ")
+    };
+    let note = format!(
+        "the stored policy expired {} and no longer applied; starting from the defaults \
+         (dropped {what})",
+        ago(&stored, now_ms)
+    );
+    (TrafficPolicy::default(), Some(note))
+}
+
+/// `12.3s ago (expires_at 1700000000000)`: how long ago `policy` expired, at `now_ms`.
+fn ago(policy: &TrafficPolicy, now_ms: u64) -> String {
+    let at = policy.expires_at.unwrap_or(0);
+    let ms = now_ms.saturating_sub(at);
+    format!("{:.1}s ago (expires_at {at})", ms as f64 / 1000.0)
+}
+
+/// Writes a remark for the operator to stderr, keeping stdout for the result.
+fn note(text: &str) -> anyhow::Result<()> {
+    std::io::stderr()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing to stderr")
+}
+
+/// Now, as Unix milliseconds (the unit of `expires_at`).
+fn now_ms() -> anyhow::Result<u64> {
+    expiry_in(Duration::ZERO)
 }
 
 /// Unix time in milliseconds `d` from now: the `expires_at` of `--for`.
@@ -261,6 +347,36 @@ mod tests {
         assert!(e.starts_with("p.json: ") && e.contains("shift"), "{e}");
         let e = parse_policy("{", "-").unwrap_err().to_string();
         assert!(e.starts_with("-: "), "{e}");
+    }
+
+    #[test]
+    fn an_expired_policy_is_dropped_whole_and_said() {
+        let stored = policy(
+            r#"{"shifts": [{"from_dc": "a", "to_dc": "b", "percent": 50}],
+                "overrides": {"i1": {"weight": 5}, "i2": {"drain": true}},
+                "prefer_same_dc": false, "expires_at": 10000}"#,
+        );
+        // Until `expires_at` it applies, so an edit keeps all of it.
+        let (p, note) = in_force(stored.clone(), 9_999);
+        assert_eq!((p, note), (stored.clone(), None));
+        // From `expires_at` on, nothing of it is in force.
+        let (p, note) = in_force(stored, 12_500);
+        assert_eq!(p, TrafficPolicy::default());
+        assert_eq!(
+            note.as_deref(),
+            Some(
+                "the stored policy expired 2.5s ago (expires_at 10000) and no longer applied; \
+                 starting from the defaults (dropped 1 shift, 2 instance overrides, \
+                 prefer_same_dc=false)"
+            )
+        );
+        let (_, note) = in_force(policy(r#"{"expires_at": 1}"#), 1);
+        assert!(
+            note.is_some_and(|n| n.ends_with("(dropped nothing but its expiry)")),
+            "an expiry alone is said too"
+        );
+        let (p, note) = in_force(policy("{}"), u64::MAX);
+        assert_eq!((p, note), (TrafficPolicy::default(), None), "no expiry");
     }
 
     #[test]

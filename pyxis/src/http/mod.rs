@@ -104,6 +104,7 @@ pub fn router(node: Arc<Node>) -> Router {
                 .put(naming::policy::put_traffic)
                 .delete(naming::policy::delete_traffic),
         )
+        .route("/v1/datacenters", get(naming::policy::list_datacenters))
         .route(
             "/v1/datacenters/{dc}",
             get(naming::policy::get_datacenter)

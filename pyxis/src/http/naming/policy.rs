@@ -1,4 +1,4 @@
-//! Traffic policies (`/v1/traffic/{name}`) and datacenters (`/v1/datacenters/{dc}`).
+//! Traffic policies (`/v1/traffic/{name}`) and datacenters (`/v1/datacenters[/{dc}]`).
 //!
 //! Both are operator-written values: validated by `ns_core::schema`, stored whole (a PUT
 //! replaces the previous value) and never bound to a lease. A traffic policy may be written
@@ -6,6 +6,7 @@
 //! override naming a live instance, subnets overlapping across datacenters) are not checked
 //! here; routing tolerates them. Services and instances are in `services`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -14,16 +15,35 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::Response;
-use ns_core::{Datacenter, DcName, ServiceName, TrafficPolicy, keys};
-use pyxis_client::api::{DeleteResponse, PutResponse};
+use ns_core::{Datacenter, DcName, Instance, Key, ServiceName, TrafficPolicy, keys};
+use pyxis_client::api::{DeleteResponse, PutResponse, Revision};
+use serde::Serialize;
 
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::super::request_id::WriteId;
+use super::services::decode_logged;
 use super::{
-    WriteParams, consistent_read, delete_keys, get_one, invalid, name, path_params, put_value,
+    WriteParams, consistent_read, delete_keys, get_one, invalid, listing, name, path_params,
+    put_value,
 };
 use crate::node::Node;
+use crate::store::read::Budget;
+
+/// One row of `GET /v1/datacenters`, shaped like `GET /v1/services`' rows.
+#[derive(Debug, Serialize)]
+pub struct DatacenterRow {
+    /// The datacenter's name.
+    pub name: DcName,
+    /// Its stored [`Datacenter`], `null` if none is stored (or the stored one is unreadable).
+    pub def: Option<Datacenter>,
+    /// The mod revision of the stored value (the `prev_rev` of an edit), `null` if none.
+    pub mod_rev: Option<Revision>,
+    /// How many instances, of any service, are registered in it.
+    pub instances: u64,
+    /// How many of them routing may answer with (passing or warning).
+    pub healthy: u64,
+}
 
 /// `PUT /v1/traffic/{name}[?prev_rev=N]` with a [`TrafficPolicy`] body.
 pub async fn put_traffic(
@@ -82,6 +102,73 @@ pub async fn put_datacenter(
     let value = Datacenter::from_json(&body).map_err(invalid)?;
     super::check_dc_not_reserved(&node, &dc)?;
     put_value(&node, rid, keys::datacenter(&dc), &value, write).await
+}
+
+/// `GET /v1/datacenters`: every datacenter a stored value or a registered instance names, by
+/// name, with its instance counts.
+pub async fn list_datacenters(
+    State(node): State<Arc<Node>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    consistent_read(&node, &uri).await?;
+    // Each stored datacenter and each new row is charged, so the reply stays within the limit.
+    let mut budget = Budget::new(node.limits.max_response_bytes);
+    let (revision, rows) = node.view.with_kv(|kv| {
+        let mut rows: BTreeMap<DcName, DatacenterRow> = BTreeMap::new();
+        'scan: for prefix in [keys::DATACENTERS, keys::INSTANCES] {
+            for (key, entry) in kv.range(prefix) {
+                // Keys outside the layout (written through `/v1/kv`) are not datacenters.
+                match Key::parse(key) {
+                    Some(Key::Datacenter(dc)) => {
+                        if !budget.spend_entry(key, entry) {
+                            break 'scan;
+                        }
+                        let r = new_row(&mut rows, &dc);
+                        r.def = decode_logged(key, &entry.value, Datacenter::from_json);
+                        r.mod_rev = Some(entry.mod_rev);
+                    }
+                    Some(Key::Instance(..)) => {
+                        let Some(i) = decode_logged(key, &entry.value, Instance::from_json) else {
+                            continue;
+                        };
+                        if !rows.contains_key(&i.datacenter)
+                            && !budget.spend_row(i.datacenter.as_str().len())
+                        {
+                            break 'scan;
+                        }
+                        let r = new_row(&mut rows, &i.datacenter);
+                        r.instances += 1;
+                        if i.status.is_routable() {
+                            r.healthy += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (kv.revision(), rows.into_values().collect::<Vec<_>>())
+    });
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: the datacenters hold more than {} bytes, the limit (--max-response-bytes)",
+            budget.limit()
+        )));
+    }
+    Ok(listing(revision, rows))
+}
+
+/// The row of `dc`, made empty if it is not there yet.
+fn new_row<'a>(
+    rows: &'a mut BTreeMap<DcName, DatacenterRow>,
+    dc: &DcName,
+) -> &'a mut DatacenterRow {
+    rows.entry(dc.clone()).or_insert_with(|| DatacenterRow {
+        name: dc.clone(),
+        def: None,
+        mod_rev: None,
+        instances: 0,
+        healthy: 0,
+    })
 }
 
 /// `GET /v1/datacenters/{dc}`: the stored [`Datacenter`]; 404 if none.

@@ -1,5 +1,5 @@
-//! The operator CLI: `pyxis kv put|get|ls|del`, `pyxis snapshot save|restore` and concurrent
-//! `pyxis traffic` edits.
+//! The operator CLI: `pyxis kv put|get|ls|del`, `pyxis snapshot save|restore`, concurrent
+//! `pyxis traffic` edits, and `pyxis traffic drain|shift` over a policy that has expired.
 //!
 //! Each command runs as its own process against servers started by the harness; the
 //! server side of the same operations is covered over HTTP in the `store_*` modules.
@@ -296,4 +296,101 @@ async fn a_shift_for_a_while_sets_its_expiry() {
         "expires {ahead} ms ahead: {policy}"
     );
     assert_eq!(policy["shifts"][0]["percent"], 20, "{policy}");
+}
+
+/// Unix milliseconds now, the unit of `expires_at`.
+fn now_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(now.as_millis()).unwrap()
+}
+
+/// `pyxis traffic drain` and `shift` over a policy whose forced shift expired a moment ago:
+/// the expired policy is dropped (said on stderr), so the drain is written without the past
+/// `expires_at` that would make routing ignore it, and a new `--for` does not bring the
+/// expired shift back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_edits_over_an_expired_shift_drop_it() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let (api, url, ep) = (c.api(), c.url(1), c.endpoints());
+    let expires_at = now_ms() + 1_000;
+    for svc in ["web", "pay"] {
+        let policy = serde_json::json!({
+            "shifts": [{"from_dc": "dc1", "to_dc": "dc2", "percent": 50}],
+            "overrides": {"old-1": {"weight": 5}},
+            "expires_at": expires_at,
+        });
+        api.put_json(&url, &format!("/v1/traffic/{svc}"), &policy)
+            .await
+            .unwrap()
+            .ok()
+            .unwrap();
+    }
+    harness::eventually(Duration::from_secs(5), async || {
+        anyhow::ensure!(now_ms() > expires_at, "the shift has not expired yet");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let traffic = async |args: &[&str]| {
+        let mut args: Vec<&str> = [&["traffic"], args].concat();
+        args.extend(["--endpoints", ep.as_str()]);
+        run_cmd(c.bin(), args, CMD_TIMEOUT).await
+    };
+
+    let show = traffic(&["show", "web"]).await.unwrap().success().unwrap();
+    assert!(
+        show.stderr.contains("expired") && show.stderr.contains("no longer applies"),
+        "show does not say the policy expired: {}",
+        show.stderr
+    );
+
+    let out = traffic(&["drain", "web", "web-1"])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    assert!(
+        out.stderr.contains("expired") && out.stderr.contains("dropped 1 shift"),
+        "the drop is not said on stderr: {}",
+        out.stderr
+    );
+    let policy: serde_json::Value = api.get_json(&url, "/v1/traffic/web").await.unwrap();
+    assert_eq!(
+        policy["overrides"],
+        serde_json::json!({"web-1": {"drain": true}}),
+        "{policy}"
+    );
+    assert_eq!(policy["shifts"], serde_json::json!([]), "{policy}");
+    assert!(policy.get("expires_at").is_none(), "{policy}");
+
+    traffic(&[
+        "shift",
+        "pay",
+        "--from",
+        "dc1",
+        "--to",
+        "dc3",
+        "--percent",
+        "10",
+        "--for",
+        "30m",
+    ])
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    let policy: serde_json::Value = api.get_json(&url, "/v1/traffic/pay").await.unwrap();
+    assert_eq!(
+        policy["shifts"],
+        serde_json::json!([{"from_dc": "dc1", "to_dc": "dc3", "percent": 10}]),
+        "the expired shift came back: {policy}"
+    );
+    assert_eq!(policy["overrides"], serde_json::json!({}), "{policy}");
+    let ahead = policy["expires_at"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(now_ms());
+    assert!(ahead > 29 * 60_000, "expires {ahead} ms ahead: {policy}");
 }

@@ -3,7 +3,8 @@
 //! changes without a reload); a gray split shifted from 100/0 to 90/10 in the page reaches
 //! the API and `dig` answers within 1 s; an instance drained from the page is drained in
 //! the API, and draining the last healthy one asks first; a forced datacenter shift with an
-//! expiry reaches `dig`; a bad weight shows the server's
+//! expiry reaches `dig`; an expired policy (`expires_at: 0` too) is shown as not in force and
+//! a drain over it starts from the defaults; a bad weight shows the server's
 //! own message; another client's change between the page's read and its write is a
 //! conflict showing the current value, not an overwrite. The agents page is in
 //! `console_agents`.
@@ -408,6 +409,36 @@ async fn console_drains_and_asks_before_the_last_healthy_instance() {
     .await
     .unwrap();
     c.wait_text("#drain-p1", |t| t == "Drain").await;
+}
+
+/// `expires_at: 0` is an expiry long past, as routing reads it: the page shows the policy as
+/// expired, its drain as not in force, and a drain from the page starts from the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_treats_an_expiry_at_0_as_expired() {
+    let c = Console::start().await;
+    c.s.instance("pay", "p1", versioned("10.8.0.1", "dc1", "v1"))
+        .await;
+    c.s.instance("pay", "p2", versioned("10.8.0.2", "dc1", "v1"))
+        .await;
+    c.s.put(
+        "/v1/traffic/pay",
+        json!({"overrides": {"p2": {"drain": true}}, "expires_at": 0}),
+    )
+    .await;
+    c.open("#/service/pay").await;
+    c.wait_text("#policy-expiry", |t| t.contains("no longer applies"))
+        .await;
+    c.wait_text("#drain-p2", |t| t == "Drain").await;
+    c.browser.click("#drain-p1").await.unwrap();
+    eventually(LONG, async || {
+        let p = c.policy("pay").await;
+        anyhow::ensure!(p["overrides"] == json!({"p1": {"drain": true}}), "{p}");
+        anyhow::ensure!(p.get("expires_at").is_none(), "{p}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    c.wait_text("#drain-p1", |t| t == "Undrain").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

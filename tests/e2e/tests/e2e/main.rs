@@ -48,7 +48,8 @@
 //! - `console_acl`: the console with ACLs on: the token dialog before any data, the server's
 //!   401 for an unknown token and 403 for a `read` token's drain (nothing written), an
 //!   operator's drain in the audit page, a revoke making the open page ask again.
-//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`).
+//! - `cli`: the operator CLI (`pyxis kv`, `pyxis snapshot save|restore`, concurrent `pyxis traffic`,
+//!   `pyxis traffic drain|shift` over an expired policy).
 //! - `agent`: the host agent (`ns-agent`) with real scripts: `health` (admission after passes,
 //!   flap-damped health and alerts, hung checks), `changes` (drain before stop, bad files, in-place
 //!   changes), `faults` (kill -9, store outage, SIGTERM), `ops` (SIGHUP, maintenance, metrics),

@@ -1,7 +1,8 @@
 //! The typed naming endpoints (`/v1/services`, `/v1/traffic`, `/v1/datacenters`) on a single
 //! node: every validation rule answers 400 (404 for an unknown lease) with the field at fault
 //! at the start of the message, and leaves `/ns/` and the store revision exactly as they were;
-//! plus the happy path of registering, listing with filters, policies and deletes.
+//! plus the happy path of registering, listing with filters, policies and deletes, and the
+//! typed datacenter listing.
 //!
 //! The rules themselves are unit-tested in `ns-core`; these tests show that the HTTP layer
 //! applies each family of them before writing anything.
@@ -711,5 +712,87 @@ async fn register_list_and_delete() {
             .entries
             .len(),
         0
+    );
+}
+
+/// `GET /v1/datacenters` lists, by name, every datacenter a stored value or an instance names,
+/// with the stored value read through the schema (`null` when unreadable), its mod revision
+/// and instance counts, like `GET /v1/services`; keys outside the layout are not rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datacenters_are_listed_typed() {
+    let c = Cluster::single(&[]).await.unwrap();
+    let api = c.api();
+    let url = c.url(1);
+    let ok = async |method: Method, path: &str, body: Option<Value>| -> Reply {
+        send(api, &url, method, path, body.map(|b| b.to_string()))
+            .await
+            .ok()
+            .unwrap_or_else(|e| panic!("{path}: {e:#}"))
+    };
+    let empty: Value = ok(Method::GET, "/v1/datacenters", None)
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(empty, json!([]));
+
+    let dc1: PutResponse = ok(
+        Method::PUT,
+        "/v1/datacenters/dc1",
+        Some(json!({"subnets": ["10.1.0.0/16"], "fallback": ["dc2"]})),
+    )
+    .await
+    .json()
+    .unwrap();
+    let dc2: PutResponse = ok(Method::PUT, "/v1/datacenters/dc2", Some(json!({})))
+        .await
+        .json()
+        .unwrap();
+    for (path, dc, status) in [
+        ("/v1/services/web/instances/w1", "dc1", "passing"),
+        ("/v1/services/web/instances/w2", "dc1", "critical"),
+        ("/v1/services/pay/instances/p1", "dc1", "warning"),
+        ("/v1/services/pay/instances/p2", "dc3", "passing"),
+    ] {
+        ok(Method::PUT, path, Some(instance(dc, status, "h1"))).await;
+    }
+    // Raw writes the typed routes would refuse: an unreadable value is a row without `def`,
+    // a key outside the layout is no row at all.
+    let bad = api
+        .put_ok(&url, "/ns/datacenters/dc4", "not json")
+        .await
+        .unwrap();
+    api.put_ok(&url, "/ns/datacenters/Not_A_Dc", "{}")
+        .await
+        .unwrap();
+
+    let reply = ok(Method::GET, "/v1/datacenters", None).await;
+    assert_eq!(reply.revision(), Some(bad + 1));
+    let rows: Value = reply.json().unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            {"name": "dc1", "def": {"subnets": ["10.1.0.0/16"], "fallback": ["dc2"]},
+             "mod_rev": dc1.revision, "instances": 3, "healthy": 2},
+            {"name": "dc2", "def": {"subnets": [], "fallback": []},
+             "mod_rev": dc2.revision, "instances": 0, "healthy": 0},
+            {"name": "dc3", "def": null, "mod_rev": null, "instances": 1, "healthy": 1},
+            {"name": "dc4", "def": null, "mod_rev": bad, "instances": 0, "healthy": 0},
+        ])
+    );
+    let serializable: Value = ok(
+        Method::GET,
+        "/v1/datacenters?consistency=serializable",
+        None,
+    )
+    .await
+    .json()
+    .unwrap();
+    assert_eq!(serializable, rows);
+    let refused = send(api, &url, Method::GET, "/v1/datacenters?dc=dc1", None).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.error_body().unwrap().message.starts_with("dc"),
+        "{}",
+        refused.text()
     );
 }
