@@ -4,14 +4,12 @@
 //! stderr, so that `TOKEN=$(pyxis acl token create --role read)` captures just the
 //! secret. The server checks every rule; this module only parses and prints.
 
-use std::io::Write as _;
-
 use anyhow::Context as _;
 use clap::Subcommand;
 use pyxis_client::Client;
 use pyxis_client::api::{Role, TokenCreateRequest, TokenCreated, TokenInfo};
 
-use super::{opt, print, table};
+use super::{note, opt, print, table};
 
 /// ACL subcommands.
 #[derive(Debug, Subcommand)]
@@ -141,10 +139,7 @@ fn created_token(created: &TokenCreated) -> anyhow::Result<()> {
         opt(t.node.as_deref()),
         t.description
     );
-    std::io::stderr()
-        .lock()
-        .write_all(details.as_bytes())
-        .context("writing to stderr")?;
+    note(details)?;
     print(format!("{}\n", created.secret))
 }
 

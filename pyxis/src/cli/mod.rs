@@ -158,6 +158,15 @@ fn print(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     }
 }
 
+/// Writes a remark for the operator to stderr, keeping stdout for the result alone (so
+/// `$(pyxis ...)` captures only the result).
+fn note(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    std::io::stderr()
+        .lock()
+        .write_all(text.as_ref())
+        .context("writing to stderr")
+}
+
 /// Lays out rows under a header in left-aligned columns two spaces apart.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();

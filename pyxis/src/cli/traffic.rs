@@ -13,7 +13,6 @@
 //! past expiry kept would never apply, and one given a new `--for` would bring its expired
 //! shifts back. `show` says on stderr that the policy it prints has expired.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use pyxis_client::Client;
 use pyxis_client::api::ErrorCode;
 use serde_json::json;
 
-use super::print;
+use super::{note, print};
 
 /// `pyxis traffic ...`
 #[derive(Debug, Subcommand)]
@@ -84,7 +83,7 @@ pub(crate) async fn run(client: &Client, cmd: TrafficCmd) -> anyhow::Result<()> 
                 if let Ok(policy) = TrafficPolicy::from_json(&serde_json::to_vec(&p)?) {
                     let now = now_ms()?;
                     if !policy.is_active(now) {
-                        note(&format!(
+                        note(format!(
                             "traffic {name}: this policy expired {} and no longer applies\n",
                             ago(&policy, now)
                         ))?;
@@ -157,7 +156,7 @@ async fn edit(
                 // Said only for the attempt that was written: a retry may have read another
                 // policy than the first attempt did.
                 if let Some(dropped) = dropped {
-                    note(&format!("traffic {name}: {dropped}\n"))?;
+                    note(format!("traffic {name}: {dropped}\n"))?;
                 }
                 return print(format!("revision {}\n", r.revision));
             }
@@ -251,14 +250,6 @@ fn ago(policy: &TrafficPolicy, now_ms: u64) -> String {
     let at = policy.expires_at.unwrap_or(0);
     let ms = now_ms.saturating_sub(at);
     format!("{:.1}s ago (expires_at {at})", ms as f64 / 1000.0)
-}
-
-/// Writes a remark for the operator to stderr, keeping stdout for the result.
-fn note(text: &str) -> anyhow::Result<()> {
-    std::io::stderr()
-        .lock()
-        .write_all(text.as_bytes())
-        .context("writing to stderr")
 }
 
 /// Now, as Unix milliseconds (the unit of `expires_at`).

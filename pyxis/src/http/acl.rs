@@ -2,8 +2,7 @@
 //! `/v1/acl/status`, `/v1/acl/token/self`, and the audit history at `/v1/audit`.
 //!
 //! Secrets are made by the caller (or here when it sends none), shown in the reply and
-//! proposed only as their sha256
-//! (`store::acl`). Who may call each route is the route table's (`acl::required`, checked
+//! proposed only as their sha256 (`store::acl`). Who may call each route is the route table's (`acl::required`, checked
 //! by `http::auth` before these handlers run).
 
 use std::sync::Arc;
@@ -50,28 +49,25 @@ pub async fn bootstrap(
     };
     let secret = chosen_secret(req.secret)?;
     let hash = hash_secret(&secret);
-    let made_by_bootstrap = |t: &TokenRecord| t.role == Role::Admin;
     // Checked here for a quick answer; the state machine checks again, so two bootstraps
     // racing through different nodes still make one token.
-    if node.view.with_acl(|acl| acl.enabled()) {
-        return match stored(&node, &hash).await? {
-            Some(t) if made_by_bootstrap(&t) => Ok(created(secret, &t)),
-            _ => Err(already_bootstrapped()),
-        };
-    }
-    let token = new_record(&hash, Role::Admin, None, "bootstrap token".into());
-    match node.write(rid, Command::AclBootstrap { token }).await? {
-        // The stored record, not the one proposed: a repeat of a request id answers the
-        // first apply, whose accessor was made by the first attempt.
-        CommandResult::AclBootstrapped | CommandResult::AclAlreadyBootstrapped => {
-            match stored(&node, &hash).await? {
-                Some(t) if made_by_bootstrap(&t) => Ok(created(secret, &t)),
-                _ => Err(already_bootstrapped()),
+    if !node.view.with_acl(|acl| acl.enabled()) {
+        let token = new_record(&hash, Role::Admin, None, "bootstrap token".into());
+        match node.write(rid, Command::AclBootstrap { token }).await? {
+            CommandResult::AclBootstrapped | CommandResult::AclAlreadyBootstrapped => {}
+            other => {
+                return Err(ApiError::internal(format!(
+                    "unexpected result for acl bootstrap: {other:?}"
+                )));
             }
         }
-        other => Err(ApiError::internal(format!(
-            "unexpected result for acl bootstrap: {other:?}"
-        ))),
+    }
+    // The stored record, not the one proposed: a repeat of a request id answers the first
+    // apply, whose accessor the first attempt made; and a repeat once ACLs are on finds the
+    // token its secret made. Any other secret meets a bootstrap already done.
+    match stored(&node, &hash).await? {
+        Some(t) if t.role == Role::Admin => Ok(created(secret, &t)),
+        _ => Err(already_bootstrapped()),
     }
 }
 

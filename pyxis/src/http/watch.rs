@@ -87,6 +87,9 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
     metrics::gauge!("pyxis_watchers").increment(1.0);
     let stream = WatchStream {
         token_hash: crate::acl::caller().and_then(|c| c.token).map(|t| t.hash),
+        // Never seen: the first wake-up looks the token up, so a revoke applied between the
+        // auth check and here is not missed.
+        tokens_removed: u64::MAX,
         rx: view.subscribe(),
         view,
         filter,
@@ -129,6 +132,9 @@ struct WatchStream {
     cursor: u64,
     /// The hash of the token the stream was opened with (ACLs on): it ends once revoked.
     token_hash: Option<String>,
+    /// [`Applied::tokens_removed`] when the token was last found: looked up again only
+    /// when that moves, not on every wake-up.
+    tokens_removed: u64,
     pending: VecDeque<Bytes>,
     done: bool,
     _gauge: WatcherGauge,
@@ -145,12 +151,15 @@ impl WatchStream {
                 return None;
             }
             // Mark the current value seen before reading, so a change in between wakes us.
-            self.rx.borrow_and_update();
+            let removed = self.rx.borrow_and_update().tokens_removed;
             if let Some(h) = &self.token_hash
-                && !self.view.with_acl(|acl| acl.by_hash(h).is_some())
+                && removed != self.tokens_removed
             {
-                tracing::info!("ending a watch: its token was revoked");
-                return None;
+                if !self.view.with_acl(|acl| acl.by_hash(h).is_some()) {
+                    tracing::info!("ending a watch: its token was revoked");
+                    return None;
+                }
+                self.tokens_removed = removed;
             }
             let revision =
                 match self

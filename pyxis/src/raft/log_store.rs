@@ -487,14 +487,7 @@ const FREE_BATCH: usize = 1024;
 /// Drops `entries` [`FREE_BATCH`] at a time with a short pause in between.
 fn free_slowly(entries: BTreeMap<u64, LogEntry>) {
     let mut it = entries.into_iter();
-    loop {
-        let mut n = 0;
-        for _ in it.by_ref().take(FREE_BATCH) {
-            n += 1;
-        }
-        if n < FREE_BATCH {
-            return;
-        }
+    while it.by_ref().take(FREE_BATCH).count() == FREE_BATCH {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

@@ -64,11 +64,20 @@ impl SnapshotDir {
         fs::create_dir_all(&dir)?;
         // A replaced snapshot whose removal a crash interrupted.
         super::trash::discard_leftovers(&dir)?;
-        let old = dir.join(OLD_NAME);
-        if old.exists() {
-            super::trash::discard(&old)?;
+        let snapshots = SnapshotDir { dir };
+        snapshots.discard_old();
+        Ok(snapshots)
+    }
+
+    /// Hands a leftover second name of a replaced snapshot to `raft::trash`. A failure
+    /// only costs the stall `replace` avoids (its link then fails and it replaces as before).
+    fn discard_old(&self) {
+        let old = self.dir.join(OLD_NAME);
+        if old.exists()
+            && let Err(e) = super::trash::discard(&old)
+        {
+            tracing::warn!(path = %old.display(), error = %e, "could not remove a replaced snapshot");
         }
-        Ok(SnapshotDir { dir })
     }
 
     /// Runs `write` (which replaces the file at the path it is given) with the current
@@ -78,9 +87,7 @@ impl SnapshotDir {
     fn replace<R>(&self, write: impl FnOnce(&Path) -> io::Result<R>) -> io::Result<R> {
         let path = self.dir.join(FILE_NAME);
         let old = self.dir.join(OLD_NAME);
-        if old.exists() {
-            super::trash::discard(&old)?;
-        }
+        self.discard_old();
         let linked = match fs::hard_link(&path, &old) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
@@ -462,7 +469,7 @@ mod tests {
     use super::*;
 
     /// A paced write waits until its bytes fit the rate (a lower bound, so not timing-flaky)
-    /// and still writes everything; an unpaced one does not wait.
+    /// and still writes everything.
     #[test]
     fn a_paced_write_keeps_to_its_rate() {
         let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,9 @@ pub struct Applied {
     pub index: u64,
     /// Store revision after it.
     pub revision: u64,
+    /// Changes that may have removed tokens (revokes, installed snapshots) applied since
+    /// this process started: a long request holding a token looks again only when it moves.
+    pub tokens_removed: u64,
 }
 
 struct State {
@@ -40,6 +43,8 @@ struct State {
     applied_bytes: u64,
     /// `applied_bytes` as of the current snapshot, so the difference is the log it does not cover.
     snapshot_bytes_mark: u64,
+    /// [`Applied::tokens_removed`]; local, not replicated.
+    tokens_removed: u64,
 }
 
 struct Shared {
@@ -80,6 +85,7 @@ impl StateMachine {
                     membership: StoredMembership::default(),
                     applied_bytes: 0,
                     snapshot_bytes_mark: 0,
+                    tokens_removed: 0,
                 }),
                 applied,
                 snapshots,
@@ -151,6 +157,7 @@ impl Shared {
         let now = Applied {
             index: st.last_applied.map_or(0, |id| id.index),
             revision: st.kv.revision(),
+            tokens_removed: st.tokens_removed,
         };
         drop(st);
         self.applied.send_replace(now);
@@ -373,6 +380,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let recorded = st.kv.acl().recorded();
                         let r = st.kv.apply(cmd, &mut events);
                         st.history.extend(events.drain(..));
+                        if r == CommandResult::AclTokenRevoked {
+                            st.tokens_removed += 1;
+                        }
                         if audit_logged && st.kv.acl().recorded() != recorded {
                             audited = st.kv.acl().last_audit().cloned();
                         }
@@ -438,6 +448,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
             st.snapshot_bytes_mark = st.applied_bytes;
+            // The snapshot's tokens replace this node's: any of them may be gone.
+            st.tokens_removed += 1;
         }
         self.shared.publish_applied();
         tracing::info!(

@@ -48,6 +48,20 @@ impl Authed {
         Ok(r.json::<TokenCreated>()?.secret)
     }
 
+    /// Revokes the token `which` (secret or accessor) with `admin`; an error unless 2xx.
+    pub async fn revoke(&self, base: &str, admin: &str, which: &str) -> anyhow::Result<()> {
+        self.call(
+            Method::DELETE,
+            base,
+            &format!("/v1/acl/tokens/{which}"),
+            Some(admin),
+            None,
+        )
+        .await?
+        .ok()
+        .map(drop)
+    }
+
     /// Creates a token with `admin`: its secret and accessor.
     pub async fn create(
         &self,

@@ -25,7 +25,7 @@ use super::super::error::ApiError;
 use super::super::params::Params;
 use super::super::request_id::WriteId;
 use super::services::decode_logged;
-use super::{WriteParams, invalid, listing, name, path_params, put_value};
+use super::{WriteParams, invalid, listing, name, path_params, put_value, within};
 use crate::node::Node;
 use crate::store::read::Budget;
 
@@ -92,13 +92,7 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
             .collect();
         (kv.revision(), found)
     });
-    if budget.exceeded() {
-        return Err(ApiError::too_large(format!(
-            "response: the agents' records hold more than {} bytes, the limit \
-             (--max-response-bytes)",
-            budget.limit()
-        )));
-    }
+    within(&budget, "the agents' records")?;
     // The deadlines are read outside the state's lock; keys come sorted, so rows are by node.
     let agents = found
         .into_iter()

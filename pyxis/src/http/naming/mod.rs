@@ -30,6 +30,7 @@ use super::error::ApiError;
 use super::params::Params;
 use crate::node::Node;
 use crate::store::command::{Command, CommandResult, Op, TxnResult};
+use crate::store::read::Budget;
 use pyxis_client::RequestId;
 
 /// A 400 for a value the naming model rejected; the message reads `field: why`.
@@ -208,6 +209,17 @@ fn get_one<T: Serialize>(
 }
 
 /// A JSON listing with the revision it was read at in `X-Pyxis-Revision`.
+/// A 413 naming `what` if building a listing spent more than its `budget`.
+fn within(budget: &Budget, what: &str) -> Result<(), ApiError> {
+    if budget.exceeded() {
+        return Err(ApiError::too_large(format!(
+            "response: {what} hold more than {} bytes, the limit (--max-response-bytes)",
+            budget.limit()
+        )));
+    }
+    Ok(())
+}
+
 fn listing<T: Serialize>(revision: Revision, rows: T) -> Response {
     let mut resp = Json(rows).into_response();
     resp.headers_mut()

@@ -25,7 +25,7 @@ use super::super::request_id::WriteId;
 use super::services::decode_logged;
 use super::{
     WriteParams, consistent_read, delete_keys, get_one, invalid, listing, name, path_params,
-    put_value,
+    put_value, within,
 };
 use crate::node::Node;
 use crate::store::read::Budget;
@@ -148,12 +148,7 @@ pub async fn list_datacenters(
         }
         (kv.revision(), rows.into_values().collect::<Vec<_>>())
     });
-    if budget.exceeded() {
-        return Err(ApiError::too_large(format!(
-            "response: the datacenters hold more than {} bytes, the limit (--max-response-bytes)",
-            budget.limit()
-        )));
-    }
+    within(&budget, "the datacenters")?;
     Ok(listing(revision, rows))
 }
 

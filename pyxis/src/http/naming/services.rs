@@ -23,7 +23,7 @@ use super::super::params::Params;
 use super::super::request_id::WriteId;
 use super::{
     WriteParams, consistent_read, delete_keys, get_one, invalid, listing, name, path_params,
-    put_value, read_barrier,
+    put_value, read_barrier, within,
 };
 use crate::node::Node;
 use crate::store::read::Budget;
@@ -162,12 +162,7 @@ pub async fn list(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, A
         }
         (kv.revision(), rows.into_values().collect::<Vec<_>>())
     });
-    if budget.exceeded() {
-        return Err(ApiError::too_large(format!(
-            "response: the services hold more than {} bytes, the limit (--max-response-bytes)",
-            budget.limit()
-        )));
-    }
+    within(&budget, "the services")?;
     Ok(listing(revision, rows))
 }
 
@@ -306,13 +301,7 @@ pub async fn list_instances(
             .collect();
         (kv.revision(), rows)
     });
-    if budget.exceeded() {
-        return Err(ApiError::too_large(format!(
-            "response: the instances of {svc} hold more than {} bytes, the limit \
-             (--max-response-bytes)",
-            budget.limit()
-        )));
-    }
+    within(&budget, &format!("the instances of {svc}"))?;
     Ok(listing(revision, rows))
 }
 

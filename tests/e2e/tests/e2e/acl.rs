@@ -418,17 +418,7 @@ async fn revoked_token_stops_on_every_node_within_a_second() {
         .await
         .unwrap();
     }
-    a.call(
-        Method::DELETE,
-        &c.url(via),
-        &format!("/v1/acl/tokens/{accessor}"),
-        Some(&admin),
-        None,
-    )
-    .await
-    .unwrap()
-    .ok()
-    .unwrap();
+    a.revoke(&c.url(via), &admin, &accessor).await.unwrap();
     let revoked = Instant::now();
     for id in c.ids() {
         eventually(Duration::from_secs(1), async || {
@@ -462,17 +452,7 @@ async fn revoked_token_stops_on_every_node_within_a_second() {
         .create(&c.url(1), &admin, Role::Read, None, "by secret")
         .await
         .unwrap();
-    a.call(
-        Method::DELETE,
-        &c.url(2),
-        &format!("/v1/acl/tokens/{other}"),
-        Some(&admin),
-        None,
-    )
-    .await
-    .unwrap()
-    .ok()
-    .unwrap();
+    a.revoke(&c.url(2), &admin, &other).await.unwrap();
     eventually(SETTLE, async || {
         let r = a
             .call(Method::GET, &c.url(2), "/v1/services", Some(&other), None)
@@ -535,17 +515,7 @@ async fn an_open_watch_ends_when_its_token_is_revoked() {
         assert_eq!(got, format!("/ns/probe/{id}"));
         watches.push((id, w));
     }
-    a.call(
-        Method::DELETE,
-        &c.url(2),
-        &format!("/v1/acl/tokens/{accessor}"),
-        Some(&admin),
-        None,
-    )
-    .await
-    .unwrap()
-    .ok()
-    .unwrap();
+    a.revoke(&c.url(2), &admin, &accessor).await.unwrap();
     let revoked = Instant::now();
     for (id, mut w) in watches {
         let end = tokio::time::timeout(Duration::from_secs(1), async {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use harness::acl::Authed;
 use harness::{Cluster, Proxy};
-use pyxis_client::api::{Role, TokenCreateRequest, TokenList};
+use pyxis_client::api::{Role, TokenCreateRequest, TokenInfo, TokenList};
 use pyxis_client::secret::new_secret;
 use pyxis_client::{Client, ClientOptions};
 use reqwest::Method;
@@ -19,6 +19,18 @@ fn through(relay: &Proxy, token: Option<&str>) -> Client {
         options = options.token(t);
     }
     Client::with_options(vec![relay.addr().to_owned()], options).unwrap()
+}
+
+/// The token `secret` names, asked of the node at `addr`.
+async fn whoami(addr: &str, secret: &str) -> TokenInfo {
+    Client::with_options(
+        vec![addr.to_owned()],
+        ClientOptions::default().token(secret),
+    )
+    .unwrap()
+    .acl_token_self()
+    .await
+    .unwrap()
 }
 
 /// Every stored token, read with `admin`.
@@ -47,14 +59,7 @@ async fn a_bootstrap_whose_reply_is_lost_answers_the_stored_token() {
     assert_eq!(list.tokens[0], created.token);
     // The secret answered is the stored one, on every node.
     for n in 1..=3 {
-        let me = Client::with_options(
-            vec![c.addr(n).to_owned()],
-            ClientOptions::default().token(admin),
-        )
-        .unwrap()
-        .acl_token_self()
-        .await
-        .unwrap();
+        let me = whoami(c.addr(n), admin).await;
         assert_eq!(
             (me.role, &me.accessor),
             (Role::Admin, &created.token.accessor)
@@ -99,37 +104,30 @@ async fn a_token_create_whose_reply_is_lost_stores_one_token() {
         "bootstrap + one register token: {list:?}"
     );
     assert!(list.tokens.contains(&created.token), "{list:?}");
-    let me = Client::with_options(
-        vec![c.addr(3).to_owned()],
-        ClientOptions::default().token(&created.secret),
-    )
-    .unwrap()
-    .acl_token_self()
-    .await
-    .unwrap();
+    let me = whoami(c.addr(3), &created.secret).await;
     assert_eq!(me, created.token);
 
     // The same secret sent again by hand, same request: the same token (idempotent).
-    let a = Authed::new();
-    let body = |role: &str, secret: &str| {
+    // `POST /v1/acl/tokens` through node 2 for web-7's agent, with this role and secret.
+    let post = async |role: &str, secret: &str| {
         let mut b = serde_json::json!({
             "role": role, "node": "web-7", "description": "agent on web-7", "secret": secret,
         });
         if role != "register" {
             b.as_object_mut().map(|o| o.remove("node"));
         }
-        b.to_string()
+        Authed::new()
+            .call(
+                Method::POST,
+                &c.url(2),
+                "/v1/acl/tokens",
+                Some(&admin),
+                Some(&b.to_string()),
+            )
+            .await
+            .unwrap()
     };
-    let same = a
-        .call(
-            Method::POST,
-            &c.url(2),
-            "/v1/acl/tokens",
-            Some(&admin),
-            Some(&body("register", &created.secret)),
-        )
-        .await
-        .unwrap();
+    let same = post("register", &created.secret).await;
     assert_eq!(same.status, 200, "{}", same.text());
     assert!(
         same.text().contains(&created.token.accessor),
@@ -137,29 +135,11 @@ async fn a_token_create_whose_reply_is_lost_stores_one_token() {
         same.text()
     );
     // The same secret for another token: refused, naming the field.
-    let other = a
-        .call(
-            Method::POST,
-            &c.url(2),
-            "/v1/acl/tokens",
-            Some(&admin),
-            Some(&body("operator", &created.secret)),
-        )
-        .await
-        .unwrap();
+    let other = post("operator", &created.secret).await;
     assert_eq!(other.status, 409, "{}", other.text());
     assert!(other.text().contains("secret"), "{}", other.text());
     // A secret of the wrong shape: 400 naming the field.
-    let bad = a
-        .call(
-            Method::POST,
-            &c.url(2),
-            "/v1/acl/tokens",
-            Some(&admin),
-            Some(&body("register", &new_secret().to_uppercase())),
-        )
-        .await
-        .unwrap();
+    let bad = post("register", &new_secret().to_uppercase()).await;
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert!(bad.text().contains("secret:"), "{}", bad.text());
     assert_eq!(
