@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use pyxis_client::api::{
@@ -17,7 +17,7 @@ use pyxis_client::api::{
 };
 use pyxis_client::secret::secret_shape_error;
 
-use super::api_v1::parse_json;
+use super::api_v1::{parse_json, read_body};
 use super::error::ApiError;
 use super::params::Params;
 use super::request_id::WriteId;
@@ -26,6 +26,10 @@ use crate::node::Node;
 use crate::store::acl::{AUDIT_CAPACITY, TokenRecord};
 use crate::store::command::{Command, CommandResult};
 use crate::store::validate::{MAX_DESCRIPTION_BYTES, check_node};
+
+/// Largest bootstrap or token-create body: a role, a node name, a description of at most
+/// `MAX_DESCRIPTION_BYTES` and a secret fit many times over.
+const MAX_TOKEN_BODY_BYTES: usize = 16 * 1024;
 
 /// `GET /v1/acl/status`: `{"enabled": bool}`, open to every caller.
 pub async fn status(State(node): State<Arc<Node>>) -> Json<AclStatus> {
@@ -40,8 +44,10 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<AclStatus> {
 pub async fn bootstrap(
     State(node): State<Arc<Node>>,
     WriteId(rid): WriteId,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<TokenCreated>, ApiError> {
+    // Open to anyone, so read no more than a token body can be.
+    let body = read_body(body, MAX_TOKEN_BODY_BYTES, "bootstrap body").await?;
     let req: BootstrapRequest = if body.iter().all(u8::is_ascii_whitespace) {
         BootstrapRequest::default()
     } else {
@@ -82,8 +88,9 @@ fn already_bootstrapped() -> ApiError {
 pub async fn create(
     State(node): State<Arc<Node>>,
     WriteId(rid): WriteId,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<TokenCreated>, ApiError> {
+    let body = read_body(body, MAX_TOKEN_BODY_BYTES, "token body").await?;
     let req: TokenCreateRequest = parse_json(&body, "token body")?;
     match (&req.node, req.role) {
         (None, Role::Register) => {

@@ -406,7 +406,7 @@ fn validate_ops(branch: &str, ops: Vec<TxnOp>) -> Result<Vec<Op>, ApiError> {
 /// An oversized body is still drained (for up to [`DRAIN_TIME`]) before answering, because
 /// most HTTP clients report a reset connection, not our 413, when the server stops reading
 /// while they still send. The 413 gives the exact size when the whole body was drained.
-async fn read_body(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
     let mut body = body.into_data_stream();
     let mut buf = BytesMut::new();
     let mut seen = 0usize;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use harness::acl::Authed;
 use harness::{Cluster, Proxy};
-use pyxis_client::api::{Role, TokenCreateRequest, TokenInfo, TokenList};
+use pyxis_client::api::{ErrorCode, Role, TokenCreateRequest, TokenInfo, TokenList};
 use pyxis_client::secret::new_secret;
 use pyxis_client::{Client, ClientOptions};
 use reqwest::Method;
@@ -33,6 +33,16 @@ async fn whoami(addr: &str, secret: &str) -> TokenInfo {
     .unwrap()
 }
 
+/// Whether node 1 says ACLs are on.
+async fn acl_enabled(c: &Cluster) -> bool {
+    Client::new(vec![c.addr(1).to_owned()])
+        .unwrap()
+        .acl_status()
+        .await
+        .unwrap()
+        .enabled
+}
+
 /// Every stored token, read with `admin`.
 async fn tokens(c: &Cluster, admin: &str) -> TokenList {
     Authed::new()
@@ -49,6 +59,21 @@ async fn tokens(c: &Cluster, admin: &str) -> TokenList {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_whose_reply_is_lost_answers_the_stored_token() {
     let c = Cluster::start(3).await.unwrap();
+    // The route is open to anyone: a body far past a token's size is refused unread.
+    let huge = format!(r#"{{"secret": "{}"}}"#, "a".repeat(1 << 20));
+    let r = Authed::new()
+        .call(
+            Method::POST,
+            &c.url(1),
+            "/v1/acl/bootstrap",
+            None,
+            Some(&huge),
+        )
+        .await
+        .unwrap();
+    let e = crate::acl::refused(&r, 413, ErrorCode::ValueTooLarge, "a huge bootstrap body");
+    assert!(e.message.starts_with("bootstrap body:"), "{}", e.message);
+    assert!(!acl_enabled(&c).await, "ACLs turned on by a refused body");
     let relay = Proxy::start(c.addr(1)).await.unwrap();
     relay.lose_replies(b"POST /v1/acl/bootstrap", 2);
     let created = through(&relay, None).acl_bootstrap().await.unwrap();
