@@ -503,7 +503,12 @@ pub async fn start_node(
         removed: Default::default(),
     });
     crate::lease_timer::spawn_expiry(node.clone(), shutdown.clone());
-    crate::snapshot_policy::spawn(node.clone(), cfg.snapshot_threshold, shutdown.clone());
+    crate::snapshot_policy::spawn(
+        node.clone(),
+        cfg.snapshot_threshold,
+        cfg.id % crate::snapshot_policy::SLOTS,
+        shutdown.clone(),
+    );
     crate::member_started::spawn(node.clone(), shutdown.clone());
     crate::removal::spawn(node.clone(), shutdown.clone());
     crate::metrics::spawn_raft_gauges(raft.clone(), shutdown.clone());

@@ -73,11 +73,27 @@ pub enum Rule {
     Bytes,
 }
 
-/// Whether a snapshot is due, and by which rule, with `threshold` from `--snapshot-threshold`.
-pub fn due(p: &Progress, threshold: u64) -> Option<Rule> {
+/// Members whose builds are kept apart: a third of the interval between each.
+pub const SLOTS: u64 = 3;
+
+/// Whether a snapshot is due, and by which rule, with `threshold` from `--snapshot-threshold`
+/// and this member's `slot` (its id modulo [`SLOTS`]).
+///
+/// The entries rule builds where the applied index crosses `k * limit + slot * limit / 3`:
+/// members in different slots build a third of the interval apart, so that a build's disk
+/// and CPU load (and the frees after it) stall at most one member of three at a time and
+/// the other two still make a quorum. A build is never more than `limit` entries after the
+/// last snapshot (the old bound on the log), nor less than half of it (right after a
+/// snapshot received from the leader, which lands at the leader's index).
+pub fn due(p: &Progress, threshold: u64, slot: u64) -> Option<Rule> {
+    let limit = threshold.max(p.keys / 2).max(1);
+    let since = p.applied.saturating_sub(p.snapshot);
+    let phase = (slot % SLOTS) * (limit / SLOTS);
+    // The boundary at or before `index`, counted from the slot's phase.
+    let boundary = |index: u64| index.saturating_add(limit - phase) / limit;
     if p.log_bytes >= MIN_LOG_BYTES.max(p.state_bytes) {
         Some(Rule::Bytes)
-    } else if p.applied.saturating_sub(p.snapshot) >= threshold.max(p.keys / 2) {
+    } else if since >= limit || (since >= limit / 2 && boundary(p.applied) > boundary(p.snapshot)) {
         Some(Rule::Entries)
     } else {
         None
@@ -85,7 +101,7 @@ pub fn due(p: &Progress, threshold: u64) -> Option<Rule> {
 }
 
 /// Watches the applied index and triggers a snapshot whenever [`due`] says so.
-pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
+pub fn spawn(node: Arc<Node>, threshold: u64, slot: u64, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut applied = node.view.subscribe();
         // The snapshot index at the last trigger, and when it was sent.
@@ -124,7 +140,7 @@ pub fn spawn(node: Arc<Node>, threshold: u64, shutdown: CancellationToken) {
                 state_bytes,
                 log_bytes,
             };
-            let Some(rule) = due(&progress, threshold) else {
+            let Some(rule) = due(&progress, threshold, slot) else {
                 continue;
             };
             tracing::debug!(?progress, ?rule, "snapshot due");
@@ -158,20 +174,65 @@ mod tests {
         }
     }
 
+    fn due0(p: &Progress, threshold: u64) -> Option<Rule> {
+        due(p, threshold, 0)
+    }
+
+    /// The indices a member in `slot` builds at while applying `0..=until` one entry at a time.
+    fn builds(slot: u64, threshold: u64, until: u64) -> Vec<u64> {
+        let mut snapshot = 0;
+        let mut out = Vec::new();
+        for applied in 1..=until {
+            if due(&at(applied, snapshot, 0), threshold, slot).is_some() {
+                out.push(applied);
+                snapshot = applied;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn members_in_different_slots_build_a_third_of_the_interval_apart() {
+        let all: Vec<Vec<u64>> = (0..SLOTS).map(|s| builds(s, 300, 3_000)).collect();
+        assert_eq!(all[0], (1..=10).map(|k| k * 300).collect::<Vec<_>>());
+        assert_eq!(all[1][..3], [150, 400, 700]);
+        assert_eq!(all[2][..3], [200, 500, 800]);
+        for slot in &all {
+            // The log never holds more than the threshold, nor is rebuilt after less than half.
+            let mut last = 0;
+            for &b in slot {
+                assert!((150..=300).contains(&(b - last)), "{slot:?}");
+                last = b;
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_received_at_the_leaders_index_keeps_the_slot() {
+        // A member of slot 1 installs the leader's snapshot at 300. The slot's next boundary,
+        // 400, comes too soon after it: the build waits for half the interval, to 450, and
+        // the one after is back on the slot's boundary, 700.
+        assert_eq!(None, due(&at(400, 300, 0), 300, 1));
+        assert_eq!(None, due(&at(449, 300, 0), 300, 1));
+        assert_eq!(Some(Rule::Entries), due(&at(450, 300, 0), 300, 1));
+        assert_eq!(None, due(&at(699, 450, 0), 300, 1));
+        assert_eq!(Some(Rule::Entries), due(&at(700, 450, 0), 300, 1));
+    }
+
     #[test]
     fn the_threshold_holds_for_a_small_state_and_half_the_keys_for_a_large_one() {
-        assert_eq!(None, due(&at(99, 0, 10), 100));
-        assert_eq!(Some(Rule::Entries), due(&at(100, 0, 10), 100));
-        assert_eq!(Some(Rule::Entries), due(&at(1_100, 1_000, 10), 100));
-        assert_eq!(None, due(&at(1_099, 1_000, 10), 100));
+        assert_eq!(None, due0(&at(99, 0, 10), 100));
+        assert_eq!(Some(Rule::Entries), due0(&at(100, 0, 10), 100));
+        assert_eq!(Some(Rule::Entries), due0(&at(1_100, 1_000, 10), 100));
+        assert_eq!(None, due0(&at(1_099, 1_000, 10), 100));
         // A million keys: every 500,000 entries, not every 100,000.
-        assert_eq!(None, due(&at(400_000, 0, 1_000_000), 100_000));
+        assert_eq!(None, due0(&at(400_000, 0, 1_000_000), 100_000));
         assert_eq!(
             Some(Rule::Entries),
-            due(&at(500_000, 0, 1_000_000), 100_000)
+            due0(&at(500_000, 0, 1_000_000), 100_000)
         );
         // A snapshot newer than the applied index (just installed) is never due.
-        assert_eq!(None, due(&at(5, 10, 0), 1));
+        assert_eq!(None, due0(&at(5, 10, 0), 1));
     }
 
     #[test]
@@ -183,12 +244,12 @@ mod tests {
             ..at(1_000, 0, 100)
         };
         // Large values: 1,000 entries are far below the threshold, but the bytes are not.
-        assert_eq!(None, due(&big(63 * MIB, 10 * MIB), 100_000));
-        assert_eq!(Some(Rule::Bytes), due(&big(64 * MIB, 10 * MIB), 100_000));
-        assert_eq!(None, due(&big(900 * MIB, 1_000 * MIB), 100_000));
+        assert_eq!(None, due0(&big(63 * MIB, 10 * MIB), 100_000));
+        assert_eq!(Some(Rule::Bytes), due0(&big(64 * MIB, 10 * MIB), 100_000));
+        assert_eq!(None, due0(&big(900 * MIB, 1_000 * MIB), 100_000));
         assert_eq!(
             Some(Rule::Bytes),
-            due(&big(1_000 * MIB, 1_000 * MIB), 100_000)
+            due0(&big(1_000 * MIB, 1_000 * MIB), 100_000)
         );
     }
 }

@@ -72,6 +72,9 @@ impl SnapshotData {
         let mut file = self.into_file()?;
         let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
         file.read_to_end(&mut bytes)?;
+        // A received snapshot is an unlinked temp file: closing it would free all its
+        // blocks in one journal commit, stalling the log's syncs behind the discard.
+        super::trash::discard_unlinked(file);
         Ok(bytes)
     }
 }

@@ -11,9 +11,13 @@
 //! more than 1 MiB of discards. A file someone still reads (a snapshot being sent to a
 //! follower, which holds a shared `flock` on it, see [`hold`]) is left until the reader
 //! is done. Names ending in [`SUFFIX`] left by a crash are finished by [`discard_leftovers`].
+//! A file with no name left (a snapshot received from the leader, written to an unlinked
+//! temp file) is handed over open, through [`discard_unlinked`], and cut the same way
+//! before its last descriptor closes.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -65,8 +69,29 @@ pub fn hold(file: &File) -> io::Result<bool> {
     }
 }
 
-fn queue(path: PathBuf) {
-    static REMOVER: OnceLock<Option<Sender<PathBuf>>> = OnceLock::new();
+/// Cuts down and closes `file` in the background if no name is left for it (an unlinked
+/// temp file), so that its blocks are not freed all at once when it closes; a file that
+/// still has a name is just closed.
+pub fn discard_unlinked(file: File) {
+    if file
+        .metadata()
+        .is_ok_and(|m| m.nlink() == 0 && m.len() > STEP)
+    {
+        queue(Doomed::Open(file));
+    }
+}
+
+/// A file waiting to be removed.
+enum Doomed {
+    /// By name (renamed aside already).
+    Named(PathBuf),
+    /// Unlinked, still open: cut down, then closed.
+    Open(File),
+}
+
+fn queue(doomed: impl Into<Doomed>) {
+    let doomed = doomed.into();
+    static REMOVER: OnceLock<Option<Sender<Doomed>>> = OnceLock::new();
     let sender = REMOVER.get_or_init(|| {
         let (tx, rx) = channel();
         std::thread::Builder::new()
@@ -76,10 +101,10 @@ fn queue(path: PathBuf) {
             .map(|_| tx)
     });
     let undelivered = match sender {
-        Some(tx) => tx.send(path).err().map(|e| e.0),
-        None => Some(path),
+        Some(tx) => tx.send(doomed).err().map(|e| e.0),
+        None => Some(doomed),
     };
-    if let Some(path) = undelivered {
+    if let Some(Doomed::Named(path)) = undelivered {
         // No thread: remove it here, at the cost the remover exists to avoid.
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove a discarded file");
@@ -87,7 +112,13 @@ fn queue(path: PathBuf) {
     }
 }
 
-fn remove_all(rx: Receiver<PathBuf>) {
+impl From<PathBuf> for Doomed {
+    fn from(path: PathBuf) -> Self {
+        Doomed::Named(path)
+    }
+}
+
+fn remove_all(rx: Receiver<Doomed>) {
     let mut busy: Vec<PathBuf> = Vec::new();
     loop {
         let next = if busy.is_empty() {
@@ -108,7 +139,14 @@ fn remove_all(rx: Receiver<PathBuf>) {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
-        settle(next, &mut busy);
+        match next {
+            Doomed::Named(path) => settle(path, &mut busy),
+            Doomed::Open(file) => {
+                if let Err(e) = shrink(&file) {
+                    tracing::warn!(error = %e, "could not cut down a discarded unlinked file");
+                }
+            }
+        }
     }
 }
 
@@ -133,14 +171,20 @@ pub fn shrink_and_remove(path: &Path) -> io::Result<bool> {
         Err(TryLockError::WouldBlock) => return Ok(false),
         Err(TryLockError::Error(e)) => return Err(e),
     }
+    shrink(&file)?;
+    fs::remove_file(path)?;
+    Ok(true)
+}
+
+/// Cuts `file` to nothing from the end, [`STEP`] bytes at a time.
+fn shrink(file: &File) -> io::Result<()> {
     let mut len = file.metadata()?.len();
     while len > 0 {
         len = len.saturating_sub(STEP);
         file.set_len(len)?;
         std::thread::sleep(PAUSE);
     }
-    fs::remove_file(path)?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -177,6 +221,30 @@ mod tests {
         drop(reader);
         assert!(shrink_and_remove(&p).unwrap());
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn an_unlinked_file_is_cut_down_and_a_named_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file_of(dir.path(), "incoming.tmp", 3 * STEP as usize);
+        let file = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        let watcher = File::open(&p).unwrap();
+        fs::remove_file(&p).unwrap();
+        discard_unlinked(file);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while watcher.metadata().unwrap().len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "not cut down");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        let named = file_of(dir.path(), "snapshot.bin", 3 * STEP as usize);
+        discard_unlinked(File::open(&named).unwrap());
+        std::thread::sleep(PAUSE * 3);
+        assert_eq!(
+            fs::metadata(&named).unwrap().len(),
+            3 * STEP,
+            "a named file was cut"
+        );
     }
 
     #[test]
