@@ -24,7 +24,6 @@
 //! out (parsing, encoding, truncation, the answer cache) in [`packet`]; sockets and framing
 //! are the servers' job.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,8 +74,9 @@ pub struct Zone {
     soa: Record,
     ns: Record,
     /// Every proper suffix of a dotted service name (`hotel` for `search.hotel`): names that
-    /// exist because something lies below them.
-    parents: HashSet<Box<str>>,
+    /// exist because something lies below them. Looked up for every unknown name (NXDOMAIN),
+    /// hence foldhash rather than SipHash.
+    parents: foldhash::HashSet<Box<str>>,
     /// Unique per zone built in this process, so answer caches notice a new zone.
     id: u64,
     /// Every traffic policy's `expires_at`, sorted: the instants at which answers change
@@ -145,7 +145,7 @@ impl Zone {
         let serial = snapshot.revision as u32;
         let soa = records::soa(&config, serial);
         let ns = records::ns(&config);
-        let mut parents = HashSet::new();
+        let mut parents = foldhash::HashSet::default();
         for name in snapshot.catalog.services.keys() {
             let s = name.as_str();
             for (i, _) in s.match_indices('.') {
@@ -299,8 +299,27 @@ impl Zone {
     /// and outside names without caching them (a flood of random names must cost no more
     /// than a hit, nor evict the hits).
     pub fn classify_wire(&self, wire: &[u8]) -> NameKind {
-        let mut labels: [&[u8]; 128] = [&[]; 128];
-        let mut starts = [0usize; 128];
+        // Most names have a few labels: a small array then, as zeroing room for the most a
+        // name can have (127) costs more than the rest of an NXDOMAIN answer.
+        let mut labels = 0;
+        let mut pos = 0;
+        while let Some(&len) = wire.get(pos)
+            && len != 0
+        {
+            labels += 1;
+            pos += 1 + usize::from(len);
+        }
+        if labels <= 8 {
+            self.classify_labels::<8>(wire)
+        } else {
+            self.classify_labels::<128>(wire)
+        }
+    }
+
+    /// [`Zone::classify_wire`] for a name of at most `N` labels.
+    fn classify_labels<const N: usize>(&self, wire: &[u8]) -> NameKind {
+        let mut labels: [&[u8]; N] = [&[]; N];
+        let mut starts = [0usize; N];
         let (mut n, mut pos) = (0usize, 0usize);
         while let Some(&len) = wire.get(pos) {
             let len = usize::from(len);

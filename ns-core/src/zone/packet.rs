@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType};
 
+use crate::catalog::ServiceEntry;
 use crate::name::{DcName, ServiceName};
 use crate::routing;
 use crate::zone::{NameKind, QueryParams, Zone};
@@ -99,6 +100,11 @@ impl Default for Limits {
     }
 }
 
+/// The cache's map. foldhash rather than SipHash: a lookup per query, on a key of a few dozen
+/// bytes; its per-process random seed still keeps clients from choosing colliding names, and
+/// the map is bounded ([`Limits::entries`]) anyway.
+type Names = HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
 /// Answers packets from a [`Zone`], with a cache of encoded replies. One per worker thread:
 /// it is not shared, so the hot path takes no lock.
 #[derive(Debug, Default)]
@@ -106,7 +112,7 @@ pub struct Responder {
     limits: Limits,
     zone_id: u64,
     valid_until: u64,
-    names: HashMap<Box<[u8]>, Entry>,
+    names: Names,
     bytes: usize,
     key: KeyBuf,
     scratch: Vec<u8>,
@@ -130,9 +136,19 @@ struct Entry {
     /// The name, lowercase, to build replies with.
     name: Name,
     /// The service it names, if any: then the reply depends on the client's decision.
-    service: Option<(ServiceName, Option<DcName>)>,
+    service: Option<Service>,
     /// One slot per client decision seen.
     slots: Vec<Slot>,
+}
+
+/// A cached name's service, with what routing decides from: a copy of its catalog entry
+/// (cheap: the instances are a persistent map), so a hit needs no catalog lookup. The cache is
+/// dropped with the zone, so the copy is never older than the zone answered from.
+#[derive(Debug)]
+struct Service {
+    name: ServiceName,
+    dc: Option<DcName>,
+    entry: ServiceEntry,
 }
 
 /// The replies for one client decision.
@@ -205,7 +221,7 @@ impl Responder {
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
         let ecs = q.edns.as_ref().and_then(|o| o.ecs.as_ref());
-        let placed = encode::placement(zone, req.src, ecs.map(|e| (e.addr, e.source)), req.dc);
+        let place = || encode::placement(zone, req.src, ecs.map(|e| (e.addr, e.source)), req.dc);
         let key = &self.key.0[..key_len];
         if !self.names.contains_key(key) {
             // Unknown and outside names are answered from the SOA and the question alone, so
@@ -226,19 +242,28 @@ impl Responder {
             if rcode != ResponseCode::NoError {
                 let origin = zone.origin_wire().len();
                 negative(q, rcode, &self.soa, key_len - 2, origin, out);
-                append_opt(q, placed.scope, out);
+                // Only an ECS echo reads the placement (its scope): placing costs a walk of
+                // every datacenter subnet, which a plain negative answer need not pay.
+                let scope = if ecs.is_some() { place().scope } else { 0 };
+                append_opt(q, scope, out);
                 return fits(req, q, out).then_some(outcome);
             }
             let entry = new_entry(zone, key)?;
             self.admit(key_len + ENTRY_OVERHEAD);
             self.names.insert(self.key.0[..key_len].into(), entry);
         }
+        let placed = place();
         let key = &self.key.0[..key_len];
         let entry = self.names.get_mut(key)?;
         let (target_dc, group) = match &entry.service {
-            Some((name, dc)) => {
-                let svc = zone.snapshot().catalog.service(name)?;
-                let d = routing::decide(svc, name, &placed.client, req.params.now_ms, dc.as_ref());
+            Some(s) => {
+                let d = routing::decide(
+                    &s.entry,
+                    &s.name,
+                    &placed.client,
+                    req.params.now_ms,
+                    s.dc.as_ref(),
+                );
                 (d.target_dc, d.group)
             }
             None => (None, None),
@@ -309,7 +334,8 @@ impl Responder {
 }
 
 /// A fresh entry for `key` (type, lowercase wire name); `None` if the name does not decode
-/// (it always does: the parser checked it).
+/// (it always does: the parser checked it) or names a service the catalog lacks (it cannot:
+/// the zone resolved it from that catalog), which the slow path then answers.
 fn new_entry(zone: &Zone, key: &[u8]) -> Option<Entry> {
     let mut labels = Vec::new();
     let mut rest = &key[2..];
@@ -322,7 +348,13 @@ fn new_entry(zone: &Zone, key: &[u8]) -> Option<Entry> {
         rest = &tail[len..];
     }
     let name = Name::from_labels(labels).ok()?;
-    let service = zone.service_of(&name);
+    let service = match zone.service_of(&name) {
+        Some((name, dc)) => {
+            let entry = zone.snapshot().catalog.service(&name)?.clone();
+            Some(Service { name, dc, entry })
+        }
+        None => None,
+    };
     Some(Entry {
         name,
         service,
