@@ -19,10 +19,25 @@ pub fn new_secret() -> String {
     rand::rng().fill_bytes(&mut bytes);
     let mut s = String::with_capacity(SECRET_PREFIX.len() + SECRET_HEX_DIGITS);
     s.push_str(SECRET_PREFIX);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
+    push_hex(&mut s, &bytes);
     s
+}
+
+/// `bytes` as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends `bytes` to `out` as lowercase hex, without the formatting machinery: the ACL
+/// check hashes a bearer token on every request.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// Why `secret` is not the shape of a secret, in words naming the rule; `None` if it is.

@@ -9,10 +9,12 @@
 //! token table and audit history live in `store::acl`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::Method;
 use pyxis_client::api::{AuditActor, Role};
+use pyxis_client::secret::hex;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
@@ -150,10 +152,6 @@ pub fn hash_secret(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The caller of the request being served.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -231,18 +229,20 @@ tokio::task_local! {
     /// The caller of the request this task serves, set by `http::auth` around the handler.
     /// A task-local rather than a handler argument so that `Node::write` can stamp the
     /// audit actor on every change without each handler passing it along.
-    static CALLER: Caller;
+    static CALLER: Arc<Caller>;
 }
 
 /// Runs `f` with `caller` as the request's caller.
 pub async fn scope<F: Future>(caller: Caller, f: F) -> F::Output {
-    CALLER.scope(caller, f).await
+    // Shared, not moved: the task-local swaps its value in and out on every poll, and a
+    // handler asks for its caller several times.
+    CALLER.scope(Arc::new(caller), f).await
 }
 
 /// The caller of the request this task serves; `None` outside a request (lease expiry,
 /// member announcements, peer RPC).
-pub fn caller() -> Option<Caller> {
-    CALLER.try_with(Caller::clone).ok()
+pub fn caller() -> Option<Arc<Caller>> {
+    CALLER.try_with(Arc::clone).ok()
 }
 
 /// Unix milliseconds now, for token creation and audit times (taken by the proposing

@@ -237,7 +237,7 @@ pub async fn revoke(
 
 /// `GET /v1/acl/token/self`: the caller's own token (role, node, accessor, description).
 pub async fn token_self() -> Result<Json<TokenInfo>, ApiError> {
-    match crate::acl::caller().and_then(|c| c.token) {
+    match crate::acl::caller().and_then(|c| c.token.clone()) {
         Some(t) => Ok(Json(info(&t))),
         None => Err(ApiError::new(
             ErrorCode::NotFound,

@@ -261,7 +261,7 @@ async fn forward(
         .request(method, node.peers.url(addr, path))
         .header("content-type", "application/json");
     // The leader checks the caller's token again against its own state.
-    if let Some(bearer) = crate::acl::caller().and_then(|c| c.bearer) {
+    if let Some(bearer) = crate::acl::caller().and_then(|c| c.bearer.clone()) {
         req = req.header(axum::http::header::AUTHORIZATION, bearer);
     }
     let resp = req

@@ -86,7 +86,7 @@ pub async fn watch(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, 
     }
     metrics::gauge!("pyxis_watchers").increment(1.0);
     let stream = WatchStream {
-        token_hash: crate::acl::caller().and_then(|c| c.token).map(|t| t.hash),
+        token_hash: crate::acl::caller().and_then(|c| c.token.as_ref().map(|t| t.hash.clone())),
         // Never seen: the first wake-up looks the token up, so a revoke applied between the
         // auth check and here is not missed.
         tokens_removed: u64::MAX,

@@ -129,10 +129,7 @@ pub async fn receive<E: std::fmt::Display>(
 
 /// `vote` as the value of [`VOTE_HEADER`].
 pub fn encode_vote(vote: &Vote) -> Result<String, codec::CodecError> {
-    Ok(codec::encode(vote)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(pyxis_client::secret::hex(&codec::encode(vote)?))
 }
 
 /// The vote in a [`VOTE_HEADER`] value.
