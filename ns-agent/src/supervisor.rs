@@ -27,6 +27,7 @@ use crate::service_file::Script;
 
 mod spawn;
 
+pub use spawn::block_child_signals;
 use spawn::{Pid, Program};
 
 /// How much output of one run is kept (its tail).

@@ -411,6 +411,23 @@ impl Pid {
     }
 }
 
+/// Blocks SIGCHLD in the calling thread and so in every thread it creates afterwards; call
+/// before the agent starts its threads. Children are reaped through their pidfds, so the
+/// signal is never needed, and delivering it is not free: a SIGCHLD that finds the spawning
+/// thread with every signal blocked (around a `clone`) is handed to another thread, the file
+/// watcher's or an idle blocking-pool thread, which wakes for nothing (measured: about 130
+/// such wake-ups a second at 200 checks a second). Blocked everywhere, it stays pending and
+/// wakes nobody; scripts start with an empty mask all the same.
+pub fn block_child_signals() {
+    // SAFETY: a sigset_t initialised by sigemptyset/sigaddset and a null old-mask pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+    }
+}
+
 /// An anonymous in-memory file (close-on-exec) for runs' output, opened `O_APPEND`: the
 /// file description (and its offset) is shared with the children, so after a truncation the
 /// next run's writes must start at the new end, not at an old offset.
