@@ -62,6 +62,8 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Before any thread of the agent exists, so that all of them inherit the mask.
+    crate::supervisor::block_child_signals();
     let _ = metrics::handle();
     let client = Client::with_options(config.store.clone(), config.store_options())
         .context("store endpoints")?;

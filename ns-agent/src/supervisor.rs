@@ -27,7 +27,8 @@ use crate::service_file::Script;
 
 mod spawn;
 
-use spawn::{FileActions, Pid, Program};
+pub use spawn::block_child_signals;
+use spawn::{Pid, Program};
 
 /// How much output of one run is kept (its tail).
 pub const OUTPUT_LIMIT: usize = 4096;
@@ -66,24 +67,17 @@ pub struct RunOptions {
     pub reap_group: bool,
 }
 
-/// A script with its directory and environment turned into what `posix_spawn` takes, built
+/// A script with its directory and environment turned into what a spawn takes, built
 /// once per definition (a health check runs it every interval). The agent's own environment
 /// is captured when this is built.
 #[derive(Debug)]
 pub struct Prepared {
     what: String,
     program: Result<Program, String>,
-    /// The output file of the last run, truncated, with its file actions: a check reuses
-    /// them instead of creating a memfd and its actions every run (taken out while a run uses
-    /// them, so runs of the same `Prepared` at the same time each get their own).
-    reused: Mutex<Option<Reused>>,
-}
-
-/// An output memfd kept between runs, and the spawn file actions that name its fd.
-#[derive(Debug)]
-struct Reused {
-    file: File,
-    actions: FileActions,
+    /// The output memfd of the last run, truncated: a check reuses it instead of creating one
+    /// every run (taken out while a run uses it, so runs of the same `Prepared` at the same
+    /// time each get their own).
+    reused: Mutex<Option<File>>,
 }
 
 /// Prepares `script`, to run in `dir` with `env` added to the agent's environment.
@@ -146,14 +140,14 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
     } else {
         None
     };
-    let (sink, kept_actions) = match kept {
-        Some(r) => (Sink::File(r.file), Some(r.actions)),
+    let sink = match kept {
+        Some(f) => Sink::File(f),
         None if options.reap_group => match spawn::memfd() {
-            Ok(f) => (Sink::File(f), None),
+            Ok(f) => Sink::File(f),
             Err(e) => return cannot_start(format!("output: {e}")),
         },
         None => match io::pipe() {
-            Ok((r, w)) => (Sink::Pipe(r, w), None),
+            Ok((r, w)) => Sink::Pipe(r, w),
             Err(e) => return cannot_start(format!("output: {e}")),
         },
     };
@@ -161,23 +155,16 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
         Ok(p) => p,
         Err(e) => return cannot_start(format!("stdin pipe: {e}")),
     };
-    let actions = match kept_actions {
-        Some(a) => a,
-        None => {
-            let out_fd = match &sink {
-                Sink::File(f) => f.as_fd(),
-                Sink::Pipe(_, w) => w.as_fd(),
-            };
-            match program.actions(stdin_pipe.as_ref().map(|(r, _)| r.as_fd()), out_fd) {
-                Ok(a) => a,
-                Err(e) => return cannot_start(format!("file actions: {e}")),
-            }
-        }
+    let out_fd = match &sink {
+        Sink::File(f) => f.as_fd(),
+        Sink::Pipe(_, w) => w.as_fd(),
     };
-    let pid = match program.spawn(&actions) {
-        Ok(pid) => pid,
+    let spawned = match program.spawn(stdin_pipe.as_ref().map(|(r, _)| r.as_fd()), out_fd) {
+        Ok(s) => s,
         Err(e) => return cannot_start(e.to_string()),
     };
+    let pid = spawned.pid;
+    let pidfd = pid.pidfd(spawned.pidfd);
     let child = Child {
         pid,
         reaped: false,
@@ -201,7 +188,8 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
             });
         }
     }
-    let (exit, timed_out, tail) = supervise(child, timeout, options.reap_group, &mut reader).await;
+    let (exit, timed_out, tail) =
+        supervise(child, pidfd, timeout, options.reap_group, &mut reader).await;
     let duration = started.elapsed();
     let mut tail = tail;
     if let Some(f) = file {
@@ -211,7 +199,7 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
             && f.set_len(0).is_ok()
             && let Ok(mut r) = prepared.reused.lock()
         {
-            *r = Some(Reused { file: f, actions });
+            *r = Some(f);
         }
     }
     // What is still in the pipe belongs to this run; a background child that keeps the pipe
@@ -249,6 +237,7 @@ pub async fn run_prepared(prepared: &Prepared, timeout: Duration, options: RunOp
 /// group at `timeout`; returns the exit code, whether it timed out, and the output read.
 async fn supervise(
     mut child: Child,
+    pidfd: Option<OwnedFd>,
     timeout: Duration,
     reap_group: bool,
     reader: &mut Option<pipe::Receiver>,
@@ -256,7 +245,7 @@ async fn supervise(
     let mut tail = Tail::default();
     let mut buf = [0u8; 1024];
     let pid = child.pid;
-    let wait = wait_exit(pid, reap_group);
+    let wait = wait_exit(pid, pidfd, reap_group);
     tokio::pin!(wait);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -318,7 +307,7 @@ impl Drop for Child {
 /// Waits for `pid`'s exit and reaps it: through a pidfd in the runtime's epoll, or, on a kernel
 /// without pidfds, a blocking wait on the blocking pool. With `kill_group`, what is left of its
 /// group is killed between the exit and the reaping, while the group id cannot be reused.
-async fn wait_exit(pid: Pid, kill_group: bool) -> io::Result<Option<i32>> {
+async fn wait_exit(pid: Pid, pidfd: Option<OwnedFd>, kill_group: bool) -> io::Result<Option<i32>> {
     let finish = move || {
         if kill_group {
             pid.kill_group();
@@ -326,7 +315,7 @@ async fn wait_exit(pid: Pid, kill_group: bool) -> io::Result<Option<i32>> {
         pid.reap(false)?
             .ok_or_else(|| io::Error::other("an exited child could not be reaped"))
     };
-    if let Some(afd) = pid.pidfd() {
+    if let Some(afd) = pidfd.and_then(spawn::watch) {
         loop {
             let mut guard = afd.readable().await?;
             if pid.exited(false)? {
@@ -345,9 +334,19 @@ async fn wait_exit(pid: Pid, kill_group: bool) -> io::Result<Option<i32>> {
 
 /// The last [`OUTPUT_LIMIT`] bytes of a run's output file; a read error leaves what was read.
 fn read_tail(f: &File) -> Vec<u8> {
+    // Most runs write less than the limit: one `pread` from the start then reads it all (a
+    // regular file's read is short only at its end), and no `stat` is needed for its length.
+    let mut buf = vec![0u8; OUTPUT_LIMIT];
+    let first = f.read_at(&mut buf, 0).unwrap_or(0);
+    if first < OUTPUT_LIMIT {
+        buf.truncate(first);
+        return buf;
+    }
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let from = len.saturating_sub(OUTPUT_LIMIT as u64);
-    let mut buf = vec![0u8; usize::try_from(len - from).unwrap_or(OUTPUT_LIMIT)];
+    if from == 0 {
+        return buf;
+    }
     let mut got = 0;
     while got < buf.len() {
         match f.read_at(&mut buf[got..], from + got as u64) {

@@ -258,3 +258,100 @@ async fn a_nul_byte_in_a_command_is_reported_not_run() {
     assert_eq!(o.exit, None);
     assert!(o.output.contains("NUL"), "{}", o.output);
 }
+
+#[tokio::test]
+async fn a_script_that_cannot_be_executed_is_an_error_not_an_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("not-executable.sh");
+    std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = quick(&Script::Path(p), dir.path(), 5000).await;
+    assert_eq!(o.exit, None, "{o:?}");
+    assert!(o.output.contains("cannot start"), "{}", o.output);
+    assert!(o.output.contains("ermission denied"), "{}", o.output);
+    let o = quick(&Script::Path(dir.path().join("gone.sh")), dir.path(), 5000).await;
+    assert!(o.output.contains("No such file"), "{}", o.output);
+    // A directory that is gone is the child's chdir failing, reported the same way.
+    let gone = dir.path().join("gone-dir");
+    let o = quick(&sh("true"), &gone, 5000).await;
+    assert_eq!(o.exit, None, "{o:?}");
+    assert!(o.output.contains("cannot start"), "{}", o.output);
+    // A script's own exit 127 is an exit code, not a failure to start.
+    let o = quick(&sh("echo ran; exit 127"), dir.path(), 5000).await;
+    assert_eq!((o.exit, o.output.as_str()), (Some(127), "ran"), "{o:?}");
+}
+
+#[tokio::test]
+async fn stdin_is_dev_null_and_no_pidfd_or_null_fd_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = quick(
+        &sh("readlink /proc/self/fd/0; ls -l /proc/self/fd/ | grep -c -e pidfd -e anon_inode; cat"),
+        dir.path(),
+        5000,
+    )
+    .await;
+    assert!(o.success() || o.exit == Some(1), "{o:?}");
+    let lines: Vec<&str> = o.output.lines().collect();
+    assert_eq!(lines, ["/dev/null", "0"], "{}", o.output);
+}
+
+#[test]
+fn spawns_from_many_threads_at_once_each_get_their_own_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    rt.block_on(async move {
+        let mut runs = Vec::new();
+        for i in 0..64 {
+            let path = path.clone();
+            runs.push(tokio::spawn(async move {
+                let env = [("NS_PORT", i.to_string())];
+                let o = run(
+                    &sh("echo $NS_PORT; exit $((NS_PORT % 3))"),
+                    &path,
+                    &env,
+                    Duration::from_secs(10),
+                    RunOptions {
+                        reap_group: true,
+                        ..RunOptions::default()
+                    },
+                )
+                .await;
+                (i, o)
+            }));
+        }
+        for r in runs {
+            let (i, o) = r.await.unwrap();
+            assert_eq!(o.exit, Some(i % 3), "{o:?}");
+            assert_eq!(o.output, i.to_string());
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_check_whose_child_escapes_to_the_background_is_killed_with_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("bg.pid");
+    // The leader exits at once, leaving a hung child in its group: the group is killed then.
+    let o = quick(
+        &sh(&format!("sleep 300 & echo $! > {}", pidfile.display())),
+        dir.path(),
+        5000,
+    )
+    .await;
+    assert!(o.success(), "{o:?}");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && !is_zombie(pid) && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid) || is_zombie(pid), "child {pid} still runs");
+}
