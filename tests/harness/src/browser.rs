@@ -30,6 +30,9 @@ const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
 /// How long the driver and the first session may take on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Launches of Chromium tried before a session's start counts as failed.
+const SESSION_ATTEMPTS: u32 = 2;
+
 /// The W3C key under which an element reference travels.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -70,6 +73,7 @@ impl Browser {
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
+            .arg("--enable-chrome-logs")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -96,7 +100,38 @@ impl Browser {
         })
         .await
         .with_context(|| b.driver_log())?;
-        let profile_arg = format!("--user-data-dir={}", b._profile.path().display());
+        // Under a full parallel test run, a Chromium now and then exits while starting
+        // ("session not created: Chrome instance exited"), before any page of ours loads.
+        // One more launch with a fresh profile; the first failure and the driver's log (which
+        // carries Chromium's own output, `--enable-chrome-logs`) stay on stderr to read.
+        let mut attempt = 0;
+        let v = loop {
+            attempt += 1;
+            match b.new_session(chromium).await {
+                Ok(v) => break v,
+                Err(e)
+                    if attempt < SESSION_ATTEMPTS
+                        && format!("{e:#}").contains("session not created") =>
+                {
+                    eprintln!(
+                        "browser: launch {attempt} failed, trying again: {e:#}\n{}",
+                        b.driver_log()
+                    );
+                    b._profile = tempfile::Builder::new().prefix("pyxis-chrome-").tempdir()?;
+                }
+                Err(e) => return Err(e).with_context(|| b.driver_log()),
+            }
+        };
+        b.session = v["sessionId"]
+            .as_str()
+            .context("no sessionId in the new session's answer")?
+            .to_owned();
+        Ok(b)
+    }
+
+    /// Asks the driver for a session: a Chromium with this browser's profile and flags.
+    async fn new_session(&self, chromium: &str) -> anyhow::Result<Value> {
+        let profile_arg = format!("--user-data-dir={}", self._profile.path().display());
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:loggingPrefs": {"browser": "ALL"},
@@ -110,15 +145,8 @@ impl Browser {
                 ],
             },
         }}});
-        let v = b
-            .send(reqwest::Method::POST, "/session", Some(caps))
+        self.send(reqwest::Method::POST, "/session", Some(caps))
             .await
-            .with_context(|| b.driver_log())?;
-        b.session = v["sessionId"]
-            .as_str()
-            .context("no sessionId in the new session's answer")?
-            .to_owned();
-        Ok(b)
     }
 
     fn url(&self, path: &str) -> String {
