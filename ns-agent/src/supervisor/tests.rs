@@ -94,17 +94,7 @@ async fn a_hung_script_and_its_hung_child_are_killed_at_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(o.output.contains("started"), "{}", o.output);
     assert!(o.output.contains("timeout"), "{}", o.output);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // The child is killed with the group; give the kernel a moment to deliver it.
-    let end = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && !is_zombie(pid) && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!alive(pid) || is_zombie(pid), "child {pid} still runs");
+    assert_gone_soon(&pidfile).await;
 }
 
 #[tokio::test]
@@ -150,6 +140,21 @@ async fn stdin_is_passed() {
 }
 
 /// A killed child reparented to a non-reaping init may linger as a zombie; it no longer runs.
+/// Asserts that the process whose pid `pidfile` holds is gone (or only a zombie) within 5 s:
+/// a child killed with its group needs a moment for the kernel to deliver the signal.
+async fn assert_gone_soon(pidfile: &Path) {
+    let pid: i32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && !is_zombie(pid) && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid) || is_zombie(pid), "child {pid} still runs");
+}
+
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
@@ -344,14 +349,5 @@ async fn a_check_whose_child_escapes_to_the_background_is_killed_with_its_group(
     )
     .await;
     assert!(o.success(), "{o:?}");
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && !is_zombie(pid) && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!alive(pid) || is_zombie(pid), "child {pid} still runs");
+    assert_gone_soon(&pidfile).await;
 }
