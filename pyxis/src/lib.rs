@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod cluster_id;
 pub mod config;
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod lease_timer;
 pub mod member_started;

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
+use crate::raft::WatchReceiver as _;
 
 /// How long a trigger that has not produced a snapshot yet is left alone: openraft ignores
 /// triggers while a build runs, and a large build takes a while.
@@ -110,6 +111,8 @@ pub fn spawn(node: Arc<Node>, threshold: u64, slot: u64, shutdown: CancellationT
         let mut wait = RETRIGGER_AFTER;
         // Set when the byte rule triggered: the snapshot index to get past before purging.
         let mut purge_after: Option<u64> = None;
+        // The purge last asked for, and when: asked again until openraft has done it.
+        let mut purge_asked: Option<(u64, Instant)> = None;
         // A build ends without anything being applied: look again now and then, so the purge
         // after it does not wait for the next write.
         let mut tick = tokio::time::interval(RECHECK_EVERY);
@@ -122,11 +125,20 @@ pub fn spawn(node: Arc<Node>, threshold: u64, slot: u64, shutdown: CancellationT
             }
             let index = applied.borrow_and_update().index;
             let snapshot = node.view.snapshot_index().unwrap_or(0);
-            if purge_after.is_some_and(|before| snapshot > before) {
-                purge_after = None;
-                if let Err(e) = node.raft.trigger().purge_log(snapshot).await {
-                    tracing::warn!(error = %e, "could not purge the log; raft has stopped");
-                    return;
+            if let Some(before) = purge_after {
+                match purge_step(&node, before, purge_asked) {
+                    PurgeStep::Wait => {}
+                    PurgeStep::Done => {
+                        purge_after = None;
+                        purge_asked = None;
+                    }
+                    PurgeStep::Ask(upto) => {
+                        if let Err(e) = node.raft.trigger().purge_log(upto).await {
+                            tracing::warn!(error = %e, "could not purge the log; raft has stopped");
+                            return;
+                        }
+                        purge_asked = Some((upto, Instant::now()));
+                    }
                 }
             }
             if triggered.is_some_and(|(at, when)| at == snapshot && when.elapsed() < wait) {
@@ -144,7 +156,7 @@ pub fn spawn(node: Arc<Node>, threshold: u64, slot: u64, shutdown: CancellationT
                 continue;
             };
             tracing::debug!(?progress, ?rule, "snapshot due");
-            if rule == Rule::Bytes {
+            if rule == Rule::Bytes && purge_after.is_none() {
                 purge_after = Some(snapshot);
             }
             wait = match triggered {
@@ -159,6 +171,55 @@ pub fn spawn(node: Arc<Node>, threshold: u64, slot: u64, shutdown: CancellationT
             triggered = Some((snapshot, Instant::now()));
         }
     });
+}
+
+/// What the purge after a byte-rule snapshot needs next.
+#[derive(Debug, PartialEq, Eq)]
+enum PurgeStep {
+    /// openraft has no snapshot past the one before the trigger yet, or was just asked.
+    Wait,
+    /// Ask openraft to purge up to this index.
+    Ask(u64),
+    /// The log is purged up to openraft's snapshot.
+    Done,
+}
+
+/// The next purge step, from openraft's own snapshot and purged indices. Ours
+/// (`snapshot_index`) is set when the build writes its file, before openraft's engine
+/// learns of it, and openraft cuts a purge down to the snapshot it knows: asked from ours,
+/// a purge could stop at the previous snapshot and leave a whole interval of large values in
+/// memory. So the purge is asked from openraft's index and again, once a second, until its
+/// purged index gets there (a purge openraft postpones for a replication stream also lands).
+fn purge_step(node: &Node, before: u64, asked: Option<(u64, Instant)>) -> PurgeStep {
+    let (engine_snapshot, purged) = {
+        let m = node.raft.metrics();
+        let m = m.borrow_watched();
+        (
+            m.snapshot.map_or(0, |l| l.index),
+            m.purged.map_or(0, |l| l.index),
+        )
+    };
+    next_purge(before, engine_snapshot, purged, asked)
+}
+
+/// [`purge_step`] on plain indices.
+fn next_purge(
+    before: u64,
+    engine_snapshot: u64,
+    purged: u64,
+    asked: Option<(u64, Instant)>,
+) -> PurgeStep {
+    if engine_snapshot <= before {
+        PurgeStep::Wait
+    } else if purged >= engine_snapshot {
+        PurgeStep::Done
+    } else if asked
+        .is_some_and(|(at, when)| at == engine_snapshot && when.elapsed() < RECHECK_EVERY)
+    {
+        PurgeStep::Wait
+    } else {
+        PurgeStep::Ask(engine_snapshot)
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +312,27 @@ mod tests {
             Some(Rule::Bytes),
             due0(&big(1_000 * MIB, 1_000 * MIB), 100_000)
         );
+    }
+
+    #[test]
+    fn the_purge_follows_openrafts_snapshot_until_it_is_done() {
+        // Our snapshot index moved past 194, openraft's has not: nothing to ask yet.
+        assert_eq!(PurgeStep::Wait, next_purge(194, 194, 130, None));
+        // openraft knows the snapshot at 258 and purged to 194 only: ask up to 258.
+        assert_eq!(PurgeStep::Ask(258), next_purge(194, 258, 194, None));
+        // Just asked: leave it a moment, then ask again if it still has not landed.
+        let now = Instant::now();
+        assert_eq!(PurgeStep::Wait, next_purge(194, 258, 194, Some((258, now))));
+        let old = now.checked_sub(RECHECK_EVERY).unwrap_or(now);
+        assert_eq!(
+            PurgeStep::Ask(258),
+            next_purge(194, 258, 194, Some((258, old)))
+        );
+        // A newer snapshot is asked for at once.
+        assert_eq!(
+            PurgeStep::Ask(300),
+            next_purge(194, 300, 194, Some((258, now)))
+        );
+        assert_eq!(PurgeStep::Done, next_purge(194, 258, 258, Some((258, now))));
     }
 }

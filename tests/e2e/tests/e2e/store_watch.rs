@@ -267,11 +267,13 @@ async fn the_watch_history_is_bounded_by_bytes() {
             first = rev;
         }
     }
-    // Room for the in-memory log until the next snapshot (64 MiB) and the 16 MiB history;
-    // the snapshot that lets the log go is built within a few seconds.
+    // Room for the in-memory log until the next snapshot (under 64 MiB) and the 16 MiB
+    // history, which share the values they hold; the snapshot that lets the log go is built
+    // within a few seconds. Freed values must go back to the system: with glibc's adaptive
+    // mmap threshold the node stayed 108-246 MiB up, with it fixed (`pyxis::heap`) 46.
     eventually(Duration::from_secs(30), async || {
         let after = proc_mib(pid, "VmRSS");
-        if after < before + 160 {
+        if after < before + 100 {
             return Ok(());
         }
         // Where the memory is held, for a failure seen once under the full parallel run:
