@@ -68,7 +68,7 @@ claim_system_ports() {
   local s i pyxis_claimed=0
   for s in $SYSTEMS; do
     case "$s" in
-    pyxis | pyxis-secure)
+    pyxis | pyxis-secure | pyxis-tls | pyxis-acl)
       # both run on the same ports, one after the other
       [[ "$pyxis_claimed" == 1 ]] || for i in 1 2 3; do claim_port $((PYXIS_BASE_PORT + i)); done
       pyxis_claimed=1 ;;

@@ -51,7 +51,7 @@ ETCD_BASE_CLIENT="${ETCD_BASE_CLIENT:-23790}"
 ETCD_BASE_PEER="${ETCD_BASE_PEER:-23800}"
 
 for s in $SYSTEMS; do
-  [[ "$s" == pyxis || "$s" == pyxis-secure || "$s" == etcd ]] || die "SYSTEMS: unknown system '$s' (pyxis, pyxis-secure, etcd)"
+  [[ "$s" =~ ^(pyxis|pyxis-secure|pyxis-tls|pyxis-acl|etcd)$ ]] || die "SYSTEMS: unknown system '$s' (pyxis, pyxis-secure, pyxis-tls, pyxis-acl, etcd)"
 done
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || die "$tool not found: apt-get install -y wrk curl python3"
@@ -167,11 +167,15 @@ prepare_pyxis() {
 
 # pyxis with ACLs bootstrapped and TLS on: the same run as `pyxis`, under its own label.
 run_pyxis-secure() { TLS=1 SECURE=1 run_pyxis; }
+# Each half of pyxis-secure alone, to tell their costs apart.
+run_pyxis-tls() { TLS=1 SECURE=0 LABEL=pyxis-tls-3node run_pyxis; }
+run_pyxis-acl() { TLS=0 SECURE=1 LABEL=pyxis-acl-3node run_pyxis; }
 
 run_pyxis() {
   local secure="${SECURE:-0}" label=pyxis-3node tls="$TLS"
   local bin="$PYXIS_BIN" i l peers="" dir="$W/pyxis" leader="" pids=() info ok=0 tls_args=""
   if [[ "$secure" == 1 ]]; then label=pyxis-secure-3node; dir="$W/pyxis-secure"; fi
+  if [[ -n "${LABEL:-}" ]]; then label="$LABEL"; dir="$W/${LABEL%-3node}"; fi
   PYXIS_CA=""; PYXIS_BEARER=""
   mkdir -p "$dir"
   if [[ "$tls" == 1 ]]; then
@@ -230,7 +234,7 @@ run_pyxis() {
     chmod +x "$dir/bin/wrk"
     export PATH="$dir/bin:$PATH"
     # Without the token, data is refused: the load below is measured with ACLs enforced.
-    [[ "$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$PYXIS_CA" -X PUT --data-binary x "$url/v1/kv/bench/anon")" == 401 ]] \
+    [[ "$(curl -sS -o /dev/null -w '%{http_code}' ${PYXIS_CA:+--cacert "$PYXIS_CA"} -X PUT --data-binary x "$url/v1/kv/bench/anon")" == 401 ]] \
       || die "pyxis-secure: an anonymous put was not refused with 401"
   fi
   f=$((leader % 3 + 1)); o=$((f % 3 + 1))
@@ -293,7 +297,7 @@ run_etcd() {
 # ---------------------------------------------------------------- main
 write_run_meta
 log "bench/kv.sh: systems '$SYSTEMS', RUNS=$RUNS DURATION=${DURATION}s, scratch $W"
-[[ " $SYSTEMS " != *" pyxis "* && " $SYSTEMS " != *" pyxis-secure "* ]] || prepare_pyxis
+[[ ! " $SYSTEMS " =~ \ pyxis ]] || prepare_pyxis
 claim_system_ports
 for s in $SYSTEMS; do
   log "=== $s"
