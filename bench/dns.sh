@@ -4,7 +4,8 @@
 # matrix (saturated QPS, server CPU per query, p50/p99 at LAT_QPS, hit and 10 % NXDOMAIN); the
 # gateway's zone has a gray policy on every tenth name. The agent's local DNS runs the same matrix
 # on the same store. Then propagation (registration, health change, shift -> changed answer,
-# p50/p99 over PROP_N changes) at a gateway and at an agent.
+# p50/p99 over PROP_N changes) at a gateway and at an agent. Last in the server matrix, a
+# zero-work responder (the peers' phys/null-dns.c; NULL_DNS=0 skips it) gives the machine's floor.
 #   bench/dns.sh [OUT]     (RUNS, DURATION, LAT_QPS, PROP_N as in the peers' README)
 # Run it on a quiet machine: figures taken while others compile are noise.
 set -euo pipefail
@@ -53,6 +54,24 @@ TOML
         bash "$peers/dns-cmd.sh" ns-agent-dns
     bash "$peers/dns-knot.sh"
     bash "$peers/dns-unbound.sh"
+    # The floor of this machine in the same run: a responder that does no lookup (it flips
+    # the header and sends the query back), under the same load. No server can beat its
+    # p99, so it says whether an absolute latency target is the server's to meet.
+    if [[ "${NULL_DNS:-1}" == 1 ]] && command -v gcc >/dev/null; then
+        gcc -O2 -o "$work/null-dns" "$peers/phys/null-dns.c"
+        # Not through dns-cmd.sh: its readiness check wants A records, which this never has.
+        null_pin=()
+        [[ "${PIN:-1}" == 1 ]] && null_pin=(taskset -c "${SERVER_CPU:-0}")
+        "${null_pin[@]}" "$work/null-dns" 127.0.0.1 15309 1 >"$work/null-dns.log" 2>&1 &
+        null_pid=$!
+        pids+=("$null_pid")
+        for _ in $(seq 50); do
+            dig +time=1 +tries=1 @127.0.0.1 -p 15309 svc00001.ns.corp A 2>/dev/null | grep -q 'status: NOERROR' && break
+            sleep 0.1
+        done
+        SERVER_PID="$null_pid" bash "$peers/load/dns-matrix.sh" 127.0.0.1 15309 null-dns
+        kill "$null_pid" 2>/dev/null || true
+    fi
 } | tee -a "$out"
 
 # Propagation, against a gateway of its own.
